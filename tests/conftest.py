@@ -6,7 +6,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # without it Qt aborts the whole run
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(autouse=True)

@@ -44,9 +44,11 @@ def fuse_upsample_into_conv(weight: torch.Tensor) -> torch.Tensor:
 
 def _lrelu_pixel_norm_(x: torch.Tensor, slope: float) -> torch.Tensor:
     F.leaky_relu_(x, slope)
-    scale = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    # the reduction runs in float32 even for half-precision maps: a sum of squares over 512
+    # channels overflows float16's range (65504) for moderate activations
+    scale = torch.linalg.vector_norm(x, dim=1, keepdim=True, dtype=torch.float32)
     scale.square_().div_(x.shape[1]).add_(PIXEL_NORM_EPS).rsqrt_()
-    return x.mul_(scale)
+    return x.mul_(scale.to(x.dtype))
 
 
 class InferenceGenerator(nn.Module):

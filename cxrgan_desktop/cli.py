@@ -1,0 +1,259 @@
+"""``cxrgan``: the command-line twin of every GUI action, for headless GPU servers.
+
+Each subcommand parses, calls the library, and reports. Heavy imports (torch) happen inside the
+commands, after :func:`runtime.configure_before_torch`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cxrgan_desktop import __version__, runtime
+
+EXIT_ERROR, EXIT_CANCELLED = 2, 130
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "generate", help="render synthetic radiographs with a model",
+        description="Render images from a generator into a folder of 16-bit PNGs plus "
+                    "manifest.json and latents.npy. Example: cxrgan generate --model "
+                    "segal2020-pggan-cxr14 --n 8 --seed 1 --out synth/",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", help="model file (.safetensors, or the paper's .pth) or the name "
+                   "of an installed model; default: the first installed model")
+    p.add_argument("--n", type=int, default=8, help="number of images (ignored with --latents)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent vectors: image i "
+                   "depends only on (seed, i)")
+    p.add_argument("--latents", type=Path, help="render these vectors instead: a .npy array "
+                   "of shape N x latent_size, used exactly as given")
+    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="auto = CUDA if present, else MPS, else CPU")
+    p.add_argument("--precision", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="arithmetic precision; float16 is for CUDA GPUs (the error bound is "
+                   "measured by tests/benchmarks/bench_generate.py)")
+    p.add_argument("--format", default="png16", choices=["png16"], dest="image_format",
+                   help="png16: 16-bit grayscale PNG, value round(65535 * pixel)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    p.set_defaults(func=_cmd_generate)
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list known and installed models",
+                       description="List the models this version knows (with where to get "
+                       "them) and the ones installed in your models folder.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser(
+        "import-model", help="check a weights file and install it as a native model",
+        description="Load a generator file (the paper's released .pth in any of its "
+                    "containers, or a native .safetensors), verify it, and install it in your "
+                    "models folder as a native .safetensors. Nothing in the file is executed. "
+                    "Example: cxrgan import-model Final_Full_Model.pth --name "
+                    "segal2020-pggan-cxr14")
+    p.add_argument("file", type=Path, help="the weights file")
+    p.add_argument("--name", help="installed model name (default: the file's stem)")
+    p.add_argument("--force", action="store_true", help="replace an installed model of that name")
+    p.set_defaults(func=_cmd_import_model)
+
+    p = sub.add_parser("info", help="describe a model file: architecture, provenance, SHA-256")
+    p.add_argument("model", help="model file or installed model name")
+    p.set_defaults(func=_cmd_info)
+
+
+def _add_phantom(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "phantom", help="write procedural chest radiographs with exact labels",
+        description="Write synthetic PA chest radiographs (16-bit PNG) with exact "
+                    "ChestX-ray14 labels in a Data_Entry CSV, for tests, demos and training "
+                    "experiments. Not clinical data. Example: cxrgan phantom --n 100 "
+                    "--size 256 --seed 0 --out phantoms/",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--n", type=int, default=16, help="number of images")
+    p.add_argument("--size", type=int, default=1024, help="width and height in pixels")
+    p.add_argument("--seed", type=int, default=0, help="image k depends only on (seed, k)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=_cmd_phantom)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cxrgan", description="Synthetic chest radiographs with Progressive Growing GANs "
+        "(after Segal et al., 2020): the command-line twin of cxrgan-desktop.")
+    parser.add_argument("--version", action="version", version=f"cxrgan-desktop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_generate(sub)
+    _add_models(sub)
+    _add_phantom(sub)
+    return parser
+
+
+def _load_model(name_or_path: str | None):
+    from cxrgan_desktop import zoo
+    from cxrgan_desktop.engine.checkpoints import CheckpointError, load_generator
+
+    if name_or_path is None:
+        path = zoo.default_model()
+        if path is None:
+            raise UserError("no --model given and no model is installed. Import the paper's "
+                            "weights with 'cxrgan import-model Final_Full_Model.pth', or pass "
+                            "--model FILE (see 'cxrgan models').")
+    else:
+        try:
+            path = zoo.resolve_model(name_or_path)
+        except zoo.ModelNotFoundError as error:
+            raise UserError(str(error)) from error
+    try:
+        return load_generator(path)
+    except CheckpointError as error:
+        raise UserError(str(error)) from error
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from cxrgan_desktop.cli_progress import TqdmProgress, cancel_on_interrupt
+    from cxrgan_desktop.engine.devices import DeviceError, resolve_device
+    from cxrgan_desktop.engine.generate import generate_to_folder, load_latents_file
+    from cxrgan_desktop.jobs import Cancelled
+
+    model = _load_model(args.model)
+    try:
+        device = resolve_device(args.device)
+    except DeviceError as error:
+        raise UserError(str(error)) from error
+    latents = None
+    if args.latents is not None:
+        try:
+            latents = load_latents_file(args.latents, model.config.latent_size)
+        except ValueError as error:
+            raise UserError(str(error)) from error
+    elif args.n < 1:
+        raise UserError("--n must be at least 1")
+    count = len(latents) if latents is not None else args.n
+    print(f"model {model.name} ({model.resolution}x{model.resolution}, sha256 "
+          f"{model.sha256[:16]}...) on {device}", file=sys.stderr)
+    bar = TqdmProgress(count, "img", "generate")
+    try:
+        with cancel_on_interrupt() as cancel:
+            result = generate_to_folder(
+                model, args.out, n=args.n, seed=None if latents is not None else args.seed,
+                latents=latents, latents_source=args.latents, batch_size=args.batch_size,
+                device=str(device), precision=args.precision, image_format=args.image_format,
+                progress=bar, cancel=cancel)
+    except Cancelled:
+        bar.close()
+        print(f"cancelled; the finished images and manifest.json are in {args.out}",
+              file=sys.stderr)
+        return EXIT_CANCELLED
+    bar.close()
+    print(f"wrote {len(result.files)} images and {result.manifest}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from cxrgan_desktop import paths, zoo
+
+    cards, installed = zoo.known_cards(), zoo.installed_models()
+    if args.json:
+        print(json.dumps({
+            "known": [card.__dict__ for card in cards],
+            "installed": [{"name": m.name, "path": str(m.path), "bytes": m.size_bytes}
+                          for m in installed],
+            "models_dir": str(paths.models_dir())}, indent=2))
+        return 0
+    installed_names = {m.name for m in installed}
+    print("Known models:")
+    for card in cards:
+        state = "installed" if card.id in installed_names else "not installed"
+        print(f"  {card.id}  [{state}]\n    {card.name}\n    licence {card.licence}; "
+              f"source: {card.source.get('record', '')} {card.source.get('archive', '')}")
+    print(f"\nInstalled models ({paths.models_dir()}):")
+    for model in installed:
+        print(f"  {model.name}  {model.size_bytes / 1e6:.1f} MB  {model.path}")
+    if not installed:
+        print("  none yet: 'cxrgan import-model FILE' installs one")
+    return 0
+
+
+def _cmd_import_model(args: argparse.Namespace) -> int:
+    from cxrgan_desktop import paths
+    from cxrgan_desktop.engine.checkpoints import save_generator
+
+    model = _load_model(str(args.file))
+    name = args.name or args.file.stem
+    target = paths.models_dir() / f"{name}.safetensors"
+    if target.exists() and not args.force:
+        raise UserError(f"a model named {name!r} is already installed at {target}; "
+                        "use --force to replace it or --name to choose another name")
+    provenance = dict(model.provenance)
+    provenance.setdefault("imported_from", args.file.name)
+    provenance.setdefault("imported_sha256", model.sha256)
+    save_generator(target, model.generator, model.adapter, name, provenance,
+                   discriminator=None)
+    print(f"{args.file}: {model.source_format}, {model.resolution}x{model.resolution}, "
+          f"channels {list(model.config.channels)}, latent {model.config.latent_size}")
+    print(f"SHA-256 of the source file: {model.sha256}")
+    print(f"installed as {name!r}: {target}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    config = model.config
+    print(json.dumps({
+        "name": model.name, "file": str(model.path), "sha256": model.sha256,
+        "format": model.source_format, "resolution": model.resolution,
+        "latent_size": config.latent_size, "channels": list(config.channels),
+        "image_channels": config.image_channels, "output_adapter": model.adapter.__dict__,
+        "fading": model.generator.fading,
+        "has_discriminator": model.discriminator_state is not None,
+        "provenance": model.provenance}, indent=2))
+    return 0
+
+
+def _cmd_phantom(args: argparse.Namespace) -> int:
+    from cxrgan_desktop.cli_progress import TqdmProgress, cancel_on_interrupt
+    from cxrgan_desktop.imaging.phantom import write_phantoms
+    from cxrgan_desktop.jobs import Cancelled
+
+    if args.n < 1 or not 16 <= args.size <= 1024:
+        raise UserError("--n must be at least 1 and --size between 16 and 1024")
+    bar = TqdmProgress(args.n, "img", "phantom")
+    try:
+        with cancel_on_interrupt() as cancel:
+            csv_path = write_phantoms(args.out, args.n, args.size, args.seed,
+                                      progress=bar, cancel=cancel)
+    except Cancelled:
+        bar.close()
+        print(f"cancelled; finished images are listed in {args.out}", file=sys.stderr)
+        return EXIT_CANCELLED
+    bar.close()
+    print(f"wrote {args.n} phantoms and {csv_path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    runtime.configure_before_torch()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_ERROR
+    try:
+        return int(args.func(args))
+    except UserError as error:
+        print(f"cxrgan: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

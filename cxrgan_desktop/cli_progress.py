@@ -1,0 +1,50 @@
+"""The CLI's face for library jobs: a tqdm bar and Ctrl-C mapped to the cancel event."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+from tqdm import tqdm
+
+
+class TqdmProgress:
+    """Adapts ``progress(fraction, message)`` to a tqdm bar counted in ``unit`` items."""
+
+    def __init__(self, total: int, unit: str, description: str) -> None:
+        self.total = total
+        self.bar = tqdm(total=total, unit=unit, desc=description, file=sys.stderr,
+                        dynamic_ncols=True)
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        if message:
+            self.bar.set_postfix_str(message, refresh=False)
+        self.bar.update(round(fraction * self.total) - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@contextlib.contextmanager
+def cancel_on_interrupt() -> Iterator[threading.Event]:
+    """First Ctrl-C sets the event (the job stops cleanly); a second one aborts at once."""
+    event = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if event.is_set():
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        event.set()
+        print("\nstopping after the current batch (Ctrl-C again to abort)", file=sys.stderr)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+    try:
+        yield event
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, previous)

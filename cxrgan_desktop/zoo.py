@@ -1,0 +1,99 @@
+"""Known models (cards shipped with the package) and the user's installed models.
+
+A model name given to the CLI or the GUI resolves, in order: an existing file path; an
+installed model's name (file stem in the user's models folder); a card whose weights are
+installed under the card's id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cxrgan_desktop import paths
+
+log = logging.getLogger(__name__)
+
+MODEL_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
+
+
+class ModelNotFoundError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    id: str
+    name: str
+    description: str = ""
+    licence: str = ""
+    citation: str = ""
+    training_data: str = ""
+    architecture: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: Path) -> ModelCard:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    name: str
+    path: Path
+    size_bytes: int
+    card: ModelCard | None
+
+
+def known_cards() -> list[ModelCard]:
+    cards = []
+    for path in sorted(paths.bundled_models_dir().glob("*.json")):
+        try:
+            cards.append(ModelCard.from_file(path))
+        except (ValueError, TypeError) as error:
+            log.warning("ignoring unreadable model card %s: %s", path, error)
+    return cards
+
+
+def installed_models() -> list[InstalledModel]:
+    """Weights files in the user's models folder and next to the bundled cards."""
+    cards = {card.id: card for card in known_cards()}
+    found: dict[str, InstalledModel] = {}
+    for folder in (paths.bundled_models_dir(), paths.models_dir()):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.suffix in MODEL_SUFFIXES and path.is_file():
+                found[path.stem] = InstalledModel(path.stem, path, path.stat().st_size,
+                                                  cards.get(path.stem))
+    return list(found.values())
+
+
+def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
+    """A path to a weights file, from a path or an installed model's name."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.is_file():
+        return candidate
+    installed = {m.name: m for m in installed_models()}
+    if str(name_or_path) in installed:
+        return installed[str(name_or_path)].path
+    names = ", ".join(sorted(installed)) or "none installed yet"
+    card_ids = {card.id for card in known_cards()}
+    hint = ""
+    if str(name_or_path) in card_ids:
+        hint = (f" The model {name_or_path!r} is known but its weights are not installed: "
+                f"import them with 'cxrgan import-model FILE --name {name_or_path}'.")
+    raise ModelNotFoundError(f"no model file or installed model named {str(name_or_path)!r} "
+                             f"(installed: {names}).{hint}")
+
+
+def default_model() -> Path | None:
+    """The model the app and `cxrgan generate` use when none is named: the first installed."""
+    models = installed_models()
+    return models[0].path if models else None
