@@ -10,7 +10,8 @@ that, on CPU, removes most of the non-convolution time:
   arithmetic, skips materialising the up-sampled map and does 16/36 of that conv's work;
 - LeakyReLU and pixel norm run in place, with one reduction pass, so the large maps at
   512-1024 pixels are not reallocated (fresh pages cost page faults);
-- activations are kept channels-last, the layout oneDNN's CPU convolutions prefer.
+- activations and weights are kept channels-last, the layout oneDNN's CPU convolutions
+  prefer, so neither is reordered on each call.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ class InferenceGenerator(nn.Module):
         self.register_buffer("out_bias", b)
 
     def _add(self, kind: str, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        # weights in the activations' layout: otherwise oneDNN reorders every weight on every
+        # call (measured: about 75 ms per batch of four at 1024)
+        weight = weight.contiguous(memory_format=torch.channels_last)
         index = len(self.convs)
         self.register_buffer(f"w{index}", weight)
         self.register_buffer(f"b{index}", bias)

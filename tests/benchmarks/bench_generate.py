@@ -1,0 +1,172 @@
+"""Generation speed at 1024x1024 with the paper's architecture (random weights).
+
+Prints one JSON object:
+- images/s for batch 1 and 4 on the fast path, run the way `cxrgan generate` runs it;
+- achieved GFLOP/s = the network's nominal FLOP count (a plain 3x3 conv after every
+  up-sampling, as the paper's network is written) over the time, and the same for the FLOPs
+  the fused path actually executes;
+- the machine's dense float32 matmul GFLOP/s, measured in the same run (the practical limit);
+- the speed-up over a straightforward eager implementation (tests/reference/segal_layout.py,
+  as the authors' code computes it) run as a separate process with default settings;
+- an ablation without the allocator setting, and the float16 error against float32.
+
+Each configuration runs in its own fresh process so that allocator settings, which must be
+made before torch is imported, apply as they would for a user.
+
+    python tests/benchmarks/bench_generate.py [--repeats 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PAPER_CHANNELS = (512, 512, 512, 512, 256, 128, 64, 32, 16)
+
+
+def network_flops(channels=PAPER_CHANNELS, latent=512, image_channels=3, fused=False) -> float:
+    """Multiply-adds x 2 of one forward pass at full depth."""
+    flops = 2 * latent * 16 * channels[0] + 2 * 9 * channels[0] ** 2 * 16
+    size = 4
+    for cin, cout in itertools.pairwise(channels):
+        low, size = size, size * 2
+        # nominal: 3x3 on the up-sampled map; fused: 4x4 transposed conv on the low-res map
+        flops += 2 * (16 * low * low if fused else 9 * size * size) * cin * cout
+        flops += 2 * 9 * size * size * cout * cout
+    return flops + 2 * size * size * channels[-1] * image_channels
+
+
+def _median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def worker(kind: str, model_path: str, batch: int, repeats: int) -> dict:
+    """Runs inside a fresh process; kind = fast | naive | matmul | half."""
+    import torch
+
+    if kind == "matmul":
+        a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+        torch.mm(a, b)
+        best = min(_timed(lambda: torch.mm(a, b)) for _ in range(5))
+        return {"gflops": 2 * 4096**3 / best / 1e9}
+    z = torch.randn(batch, 512, generator=torch.Generator().manual_seed(0))
+    if kind == "naive":
+        sys.path.insert(0, str(ROOT))
+        from tests.reference.segal_layout import ReferenceGenerator
+
+        state = torch.load(model_path, weights_only=True)
+        net = ReferenceGenerator(state)
+
+        def run():
+            with torch.no_grad():
+                return net(z).clamp(0, 1).mean(dim=1, keepdim=True)
+    else:
+        from cxrgan_desktop.engine.checkpoints import load_generator
+        from cxrgan_desktop.engine.render import Renderer
+
+        model = load_generator(model_path)
+        if kind == "half":
+            full = Renderer(model).render(z)
+            start = time.perf_counter()
+            half = Renderer(model, precision="float16").render(z)
+            seconds = time.perf_counter() - start
+            diff = (full - half).abs()
+            return {"max_abs_error": diff.max().item(), "mean_abs_error": diff.mean().item(),
+                    "seconds": seconds}
+        renderer = Renderer(model)
+
+        def run():
+            return renderer.render(z)
+
+    run()  # warm-up: first-touch page faults, oneDNN primitive creation
+    times = [_timed(run) for _ in range(repeats)]
+    return {"seconds_per_batch": _median(times), "all": times}
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _spawn(kind, model_path, batch, repeats, env_changes) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("THP_MEM_ALLOC_ENABLE",)}
+    env.update(env_changes)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, __file__, "--worker", kind, model_path, str(batch),
+                          str(repeats)], env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} worker failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per configuration")
+    parser.add_argument("--quick", action="store_true", help="skip the ablation and fp16 runs")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, path, batch, repeats = args.worker
+        print(json.dumps(worker(kind, path, int(batch), int(repeats))))
+        return
+
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from tests.reference.segal_layout import random_segal_generator_state
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = str(Path(tmp) / "paper_layout_random.pth")
+        torch.save(random_segal_generator_state(seed=0), model_path)
+        as_cli = {"THP_MEM_ALLOC_ENABLE": "1"}  # what cxrgan_desktop.runtime sets
+        matmul = _spawn("matmul", model_path, 1, 1, as_cli)["gflops"]
+        nominal, executed = network_flops(), network_flops(fused=True)
+        report = {"benchmark": "generate 1024x1024, paper architecture, random weights",
+                  "machine": platform.processor() or platform.machine(),
+                  "threads": torch.get_num_threads(), "torch": torch.__version__,
+                  "matmul_fp32_gflops": round(matmul, 1),
+                  "network_gflop_per_image_nominal": round(nominal / 1e9, 2),
+                  "network_gflop_per_image_executed_fused": round(executed / 1e9, 2)}
+        for batch in (1, 4):
+            fast = _spawn("fast", model_path, batch, args.repeats, as_cli)
+            naive = _spawn("naive", model_path, batch, args.repeats, {})
+            per_image = fast["seconds_per_batch"] / batch
+            naive_per_image = naive["seconds_per_batch"] / batch
+            entry = {
+                "fast_images_per_s": round(1 / per_image, 3),
+                "fast_s_per_image": round(per_image, 3),
+                "naive_s_per_image": round(naive_per_image, 3),
+                "speedup_vs_naive_process": round(naive_per_image / per_image, 2),
+                "achieved_gflops_nominal": round(nominal / per_image / 1e9, 1),
+                "achieved_gflops_executed": round(executed / per_image / 1e9, 1),
+                "fraction_of_matmul_limit_nominal": round(nominal / per_image / 1e9 / matmul, 3),
+                "fraction_of_matmul_limit_executed": round(
+                    executed / per_image / 1e9 / matmul, 3),
+            }
+            if not args.quick:
+                glibc = _spawn("fast", model_path, batch, args.repeats, {})
+                entry["fast_without_thp_s_per_image"] = round(
+                    glibc["seconds_per_batch"] / batch, 3)
+            report[f"batch_{batch}"] = entry
+        if not args.quick:
+            half = _spawn("half", model_path, 1, 1, as_cli)
+            report["float16_vs_float32_one_image"] = {
+                "max_abs_error": round(half["max_abs_error"], 5),
+                "mean_abs_error": round(half["mean_abs_error"], 6),
+                "note": "units of the [0, 1] image; CPU float16 arithmetic (CUDA: same format)"}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
