@@ -230,14 +230,14 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     bar = TqdmProgress(args.n, "img", "phantom")
     try:
         with cancel_on_interrupt() as cancel:
-            csv_path = write_phantoms(args.out, args.n, args.size, args.seed,
-                                      progress=bar, cancel=cancel)
+            out_dir = write_phantoms(args.out, args.n, args.size, args.seed,
+                                     progress=bar, cancel=cancel)
     except Cancelled:
         bar.close()
         print(f"cancelled; finished images are listed in {args.out}", file=sys.stderr)
         return EXIT_CANCELLED
     bar.close()
-    print(f"wrote {args.n} phantoms and {csv_path}")
+    print(f"wrote {args.n} phantoms to {out_dir} (labels: Data_Entry_phantom.csv)")
     return 0
 
 

@@ -1,0 +1,36 @@
+"""The chest phantom: procedural PA chest radiographs with exact ChestX-ray14 labels.
+
+Why: the project's tests, demos and benchmarks need chest images with known labels, and real
+radiographs cannot ship with it. The phantom draws a plausible adult chest (body, lungs with
+vessel markings, heart and mediastinum, domes, ribs, clavicles, spine, shoulders, breast
+shadows, texture and noise) with patient-to-patient variation, and renders each of the 14
+findings in a recognisable, label-faithful way (see ``findings.py`` for each one).
+
+Modules: ``labels`` (label distribution), ``anatomy`` (patient geometry), ``skeleton``,
+``vessels``, ``findings`` (plan) and ``lesions`` (drawing), ``render`` (composition),
+``raster`` (drawing primitives), ``job`` (writing a labelled folder).
+"""
+
+from cxrgan_desktop.imaging.phantom.anatomy import FIELD_OF_VIEW_MM, Anatomy
+from cxrgan_desktop.imaging.phantom.findings import Lesion
+from cxrgan_desktop.imaging.phantom.job import write_phantoms
+from cxrgan_desktop.imaging.phantom.labels import LabelDistribution, compute_label_stats
+from cxrgan_desktop.imaging.phantom.render import (
+    RenderedPhantom,
+    patient_anatomy,
+    render_phantom,
+    render_phantom_detailed,
+)
+
+__all__ = [
+    "FIELD_OF_VIEW_MM",
+    "Anatomy",
+    "LabelDistribution",
+    "Lesion",
+    "RenderedPhantom",
+    "compute_label_stats",
+    "patient_anatomy",
+    "render_phantom",
+    "render_phantom_detailed",
+    "write_phantoms",
+]
