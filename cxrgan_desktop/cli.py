@@ -24,9 +24,9 @@ class UserError(Exception):
 def _add_generate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate", help="render synthetic radiographs with a model",
-        description="Render images from a generator into a folder of 16-bit PNGs plus "
-                    "manifest.json and latents.npy. Example: cxrgan generate --model "
-                    "segal2020-pggan-cxr14 --n 8 --seed 1 --out synth/",
+        description="Render images from a generator into a folder of 16-bit PNGs (or DICOM "
+                    "files marked synthetic) plus manifest.json and latents.npy. Example: "
+                    "cxrgan generate --model segal2020-pggan-cxr14 --n 8 --seed 1 --out synth/",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", help="model file (.safetensors, or the paper's .pth) or the name "
                    "of an installed model; default: the first installed model")
@@ -41,8 +41,14 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="arithmetic precision; float16 is for CUDA GPUs (the error bound is "
                    "measured by tests/benchmarks/bench_generate.py)")
-    p.add_argument("--format", default="png16", choices=["png16"], dest="image_format",
-                   help="png16: 16-bit grayscale PNG, value round(65535 * pixel)")
+    p.add_argument("--format", default="png16", choices=["png16", "dicom"], dest="image_format",
+                   help="png16: 16-bit grayscale PNG, value round(65535 * pixel); dicom: "
+                   "Secondary Capture .dcm files with the same 16-bit values, one study and "
+                   "series per run, marked SYNTHETIC (Conversion Type SYN, patient "
+                   "SYNTHETIC^CXRGAN) with the model, its SHA-256 and the latent seed/index")
+    p.add_argument("--window", metavar="CENTER,WIDTH", help="DICOM only: Window Center and "
+                   "Width stored in the files, in stored units 0..65535 (default: the full "
+                   "range, 32768,65536)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     p.set_defaults(func=_cmd_generate)
 
@@ -86,6 +92,20 @@ def _add_phantom(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_phantom)
 
 
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert", help="convert DICOM/PNG/JPEG/TIFF radiographs to normalised 16-bit PNG",
+        description="Read images and folders of them (recursively; DICOM files are found by "
+                    "content, with or without a .dcm suffix), normalise each to [0, 1] "
+                    "(DICOM: Modality LUT, the file's VOI window or LUT, else robust "
+                    "percentiles; MONOCHROME1 inverted) and write 16-bit PNGs plus "
+                    "conversion_report.csv: what was read and how, and what was skipped and "
+                    "why. Example: cxrgan convert pacs_export/ extra.dcm --out converted/")
+    p.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=_cmd_convert)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxrgan", description="Synthetic chest radiographs with Progressive Growing GANs "
@@ -95,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub)
     _add_models(sub)
     _add_phantom(sub)
+    _add_convert(sub)
     return parser
 
 
@@ -123,8 +144,19 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from cxrgan_desktop.cli_progress import TqdmProgress, cancel_on_interrupt
     from cxrgan_desktop.engine.devices import DeviceError, resolve_device
     from cxrgan_desktop.engine.generate import generate_to_folder, load_latents_file
+    from cxrgan_desktop.imaging.windowing import Window
     from cxrgan_desktop.jobs import Cancelled
 
+    window = None
+    if args.window is not None:
+        if args.image_format != "dicom":
+            raise UserError("--window is stored in DICOM files only; add --format dicom")
+        try:
+            center, width = (float(part) for part in args.window.split(","))
+            window = Window(center, width)
+        except ValueError as error:
+            raise UserError(f"--window expects CENTER,WIDTH in stored units with width >= 1, "
+                            f"got {args.window!r}") from error
     model = _load_model(args.model)
     try:
         device = resolve_device(args.device)
@@ -148,7 +180,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                 model, args.out, n=args.n, seed=None if latents is not None else args.seed,
                 latents=latents, latents_source=args.latents, batch_size=args.batch_size,
                 device=str(device), precision=args.precision, image_format=args.image_format,
-                progress=bar, cancel=cancel)
+                window=window, progress=bar, cancel=cancel)
     except Cancelled:
         bar.close()
         print(f"cancelled; the finished images and manifest.json are in {args.out}",
@@ -238,6 +270,34 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
         return EXIT_CANCELLED
     bar.close()
     print(f"wrote {args.n} phantoms to {out_dir} (labels: Data_Entry_phantom.csv)")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from cxrgan_desktop.cli_progress import TqdmProgress, cancel_on_interrupt
+    from cxrgan_desktop.imaging.convert import convert_images
+    from cxrgan_desktop.jobs import Cancelled
+
+    missing = [str(p) for p in args.inputs if not p.exists()]
+    if missing:
+        raise UserError(f"no such file or folder: {', '.join(missing)}")
+    bar = TqdmProgress(None, "", "convert")
+    try:
+        with cancel_on_interrupt() as cancel:
+            report = convert_images(args.inputs, args.out, progress=bar, cancel=cancel)
+    except Cancelled:
+        bar.close()
+        print(f"cancelled; what was converted is listed in {args.out / 'conversion_report.csv'}",
+              file=sys.stderr)
+        return EXIT_CANCELLED
+    bar.close()
+    for skipped in report.skipped:
+        print(f"skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
+    for image, _ in report.converted:
+        for warning in image.warnings:
+            print(f"warning {image.source}: {warning}", file=sys.stderr)
+    print(f"converted {len(report.converted)} image(s), skipped {len(report.skipped)}; "
+          f"report: {report.report_path}")
     return 0
 
 

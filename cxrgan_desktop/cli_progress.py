@@ -14,10 +14,12 @@ from tqdm import tqdm
 class TqdmProgress:
     """Adapts ``progress(fraction, message)`` to a tqdm bar counted in ``unit`` items."""
 
-    def __init__(self, total: int, unit: str, description: str) -> None:
-        self.total = total
-        self.bar = tqdm(total=total, unit=unit, desc=description, file=sys.stderr,
-                        dynamic_ncols=True)
+    def __init__(self, total: int | None, unit: str, description: str) -> None:
+        """``total`` None: a percentage bar, for jobs whose item count only they know."""
+        self.total = total or 100
+        extra = {} if total else {"bar_format": "{desc}: {percentage:3.0f}%|{bar}| {postfix}"}
+        self.bar = tqdm(total=self.total, unit=unit, desc=description, file=sys.stderr,
+                        dynamic_ncols=True, **extra)
 
     def __call__(self, fraction: float, message: str = "") -> None:
         if message:

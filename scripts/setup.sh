@@ -38,8 +38,8 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-extras=""
-[ "$with_tests" = 1 ] && extras="[test]"
+extras="[dicom-codecs]"
+[ "$with_tests" = 1 ] && extras="[dicom-codecs,test]"
 # torch is pinned on the same command line so that the range in pyproject.toml is already met
 .venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" -e ".${extras}"
 echo "set up: .venv (cxrgan $(.venv/bin/python -c 'import cxrgan_desktop as c; print(c.__version__)'))" >&2

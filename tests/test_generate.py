@@ -179,3 +179,52 @@ def test_ctrl_c_in_the_cli_stops_cleanly(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     for image in written:
         assert _png(image).shape == (256, 256)
+
+
+def test_dicom_format_holds_the_png16_values_in_one_series(tmp_path, model_file):
+    import pydicom
+
+    from cxrgan_desktop.engine.generate import IMAGE_FORMATS
+    from cxrgan_desktop.imaging.windowing import Window
+
+    assert "dicom" in IMAGE_FORMATS
+    model = load_generator(model_file)
+    result = generate_to_folder(model, tmp_path / "out", n=3, seed=4, batch_size=2,
+                                image_format="dicom", window=Window(30000, 4001))
+    names = [p.name for p in result.files]
+    assert names == sorted(names) == [image_name(i, 3, "dicom") for i in range(3)]
+    assert names[0] == "img_00000.dcm" and not list((tmp_path / "out").glob("*.png"))
+    z = latents_for_seed(4, 3, 16)  # the reference in the same batches (2 + 1) as the job
+    expected = np.concatenate([Renderer(model).render(z[:2]).numpy()[:, 0],
+                               Renderer(model).render(z[2:]).numpy()[:, 0]])
+    datasets = [pydicom.dcmread(p) for p in result.files]
+    for i, ds in enumerate(datasets):
+        exact = np.round(expected[i].astype(np.float64) * 65535).astype(np.uint16)
+        np.testing.assert_array_equal(ds.pixel_array, exact)
+        assert ds.ConversionType == "SYN" and ds.InstanceNumber == i + 1
+        assert model.sha256 in ds.ImageComments and f"seed 4, index {i}" in ds.ImageComments
+        assert (float(ds.WindowCenter), float(ds.WindowWidth)) == (30000.0, 4001.0)
+    assert {ds.SeriesInstanceUID for ds in datasets} == {result.series.series_uid}
+    assert {ds.StudyInstanceUID for ds in datasets} == {result.series.study_uid}
+    assert len({ds.SOPInstanceUID for ds in datasets}) == 3
+    manifest = json.loads(result.manifest.read_text())
+    assert manifest["complete"] is True and manifest["format"].startswith("dicom")
+    assert manifest["dicom"]["study_instance_uid"] == result.series.study_uid
+    assert manifest["dicom"]["window"] == {"center": 30000, "width": 4001}
+    again = generate_to_folder(model, tmp_path / "again", n=1, seed=4, image_format="dicom")
+    assert again.series.series_uid != result.series.series_uid
+    assert again.series.study_uid != result.series.study_uid
+
+
+def test_dicom_from_a_latents_file_names_it(tmp_path, model_file):
+    import pydicom
+
+    np.save(tmp_path / "z.npy", np.zeros((2, 16), np.float32))
+    model = load_generator(model_file)
+    result = generate_to_folder(model, tmp_path / "out", latents=np.zeros((2, 16), np.float32),
+                                latents_source=tmp_path / "z.npy", image_format="dicom")
+    assert "latent vector 1 of z.npy" in pydicom.dcmread(result.files[1]).ImageComments
+    with pytest.raises(ValueError, match="DICOM"):
+        from cxrgan_desktop.imaging.windowing import unit_window
+
+        generate_to_folder(model, tmp_path / "png", n=1, seed=0, window=unit_window())

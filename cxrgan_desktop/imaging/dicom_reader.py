@@ -1,0 +1,159 @@
+"""DICOM radiographs: decode, Modality LUT, VOI (window or LUT) to [0, 1], MONOCHROME1 invert.
+
+Order of operations follows the DICOM grayscale pipeline (PS3.3 C.11): stored values ->
+Modality LUT (Rescale Slope/Intercept, or a Modality LUT Sequence) -> VOI (Window
+Center/Width, the first of several, through the project's linear VOI function; or a VOI LUT
+Sequence; else robust percentiles) -> MONOCHROME1 is inverted so that 0 is always black.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing, get_decoder
+
+from cxrgan_desktop.imaging.readers import ImageReadError, LoadedImage
+from cxrgan_desktop.imaging.windowing import Window, apply_window, percentile_window
+
+log = logging.getLogger(__name__)
+
+RADIOGRAPH_MODALITIES = {"CR", "DX", "DR", "RG", "SC", "OT", "MG", "PX", "IO"}
+WARNED_MODALITIES = {"MR", "CT"}
+CODEC_EXTRA = "pip install 'cxrgan-desktop[dicom-codecs]'"
+# what that extra's permissively licensed plugins decode (pylibjpeg-openjpeg, pylibjpeg-rle,
+# pyjpegls; baseline JPEG also through Pillow)
+EXTRA_DECODES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                 "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203", "1.2.840.10008.1.2.5",
+                 "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.50",
+                 "1.2.840.10008.1.2.4.51"}
+
+
+def read_dicom(path: Path) -> LoadedImage:
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError as error:
+        raise ImageReadError(path, f"not a DICOM file ({error})") from error
+    except Exception as error:  # truncated headers fail deep inside the parser
+        raise ImageReadError(path, f"damaged DICOM file ({error})") from error
+    warnings: list[str] = []
+    _check_is_image(path, ds, warnings)
+    stored = _decode_first_frame(path, ds, warnings)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        stored = _grey_from_colour(path, stored, photometric)
+    values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+    pixels, normalisation = _voi_to_unit(ds, values)
+    if photometric == "MONOCHROME1":
+        pixels = 1.0 - pixels
+        normalisation += "; MONOCHROME1 inverted"
+    sop = ds.get("SOPInstanceUID")
+    return LoadedImage(pixels=np.ascontiguousarray(pixels, dtype=np.float32), source=path,
+                       file_format="DICOM", photometric=photometric,
+                       normalisation=normalisation, sop_instance_uid=str(sop) if sop else None,
+                       modality=str(ds.get("Modality", "")) or None, warnings=tuple(warnings))
+
+
+def _check_is_image(path: Path, ds: pydicom.Dataset, warnings: list[str]) -> None:
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        kind = ds.get("SOPClassUID")
+        name = getattr(kind, "name", None) or "unknown kind"
+        raise ImageReadError(path, f"a DICOM object without pixel data ({name}), not an image")
+    modality = str(ds.get("Modality", "")).upper()
+    if modality in WARNED_MODALITIES:
+        warnings.append(f"modality {modality}: not a radiograph; read as a single grayscale "
+                        "slice")
+    elif modality and modality not in RADIOGRAPH_MODALITIES:
+        warnings.append(f"modality {modality}: not a radiograph modality")
+    intent = str(ds.get("PresentationIntentType", "")).upper()
+    if intent == "FOR PROCESSING":
+        warnings.append("DX 'FOR PROCESSING' image: raw detector data, not meant for display")
+
+
+def _decode_first_frame(path: Path, ds: pydicom.Dataset, warnings: list[str]) -> np.ndarray:
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is not None and syntax.is_compressed:
+        try:
+            decoder = get_decoder(syntax)
+        except NotImplementedError as error:
+            raise ImageReadError(path, f"no decoder exists for transfer syntax {syntax.name} "
+                                 f"({syntax})") from error
+        if not decoder.is_available:
+            needs = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
+            fix = (f"install the optional decoders: {CODEC_EXTRA}" if syntax in EXTRA_DECODES
+                   else "install GDCM's decoder (BSD licence): pip install python-gdcm")
+            raise ImageReadError(path, f"compressed with {syntax.name}, and no installed "
+                                 f"decoder reads it; {fix} (pydicom lists: {needs})")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        if frames > 1:
+            warnings.append(f"multi-frame file ({frames} frames): only the first was read")
+            array = pydicom.pixels.pixel_array(ds, index=0)
+        else:
+            array = ds.pixel_array
+    except Exception as error:  # truncated pixel data, corrupt codestreams, ...
+        raise ImageReadError(path, f"the pixel data cannot be decoded ({error})") from error
+    if array.ndim == 3 and int(ds.get("SamplesPerPixel", 1)) == 1:
+        array = array[0]
+    if array.ndim not in (2, 3) or min(array.shape[:2]) < 2:
+        raise ImageReadError(path, f"unexpected pixel array shape {array.shape}")
+    return array
+
+
+def _grey_from_colour(path: Path, stored: np.ndarray, photometric: str) -> np.ndarray:
+    if stored.ndim == 3 and photometric == "RGB":
+        spread = float((stored.max(axis=-1).astype(np.float64) - stored.min(axis=-1)).max())
+        if spread <= 2:
+            return stored.mean(axis=-1)
+    raise ImageReadError(path, f"photometric interpretation {photometric}: a colour image; "
+                         "only grayscale radiographs are supported")
+
+
+def _voi_to_unit(ds: pydicom.Dataset, values: np.ndarray) -> tuple[np.ndarray, str]:
+    """Normalise modality values to [0, 1] with the file's own VOI when it has one."""
+    if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
+        item = ds.VOILUTSequence[0]
+        bits = int(item.LUTDescriptor[2])
+        indices = values.astype(np.int64) if np.array_equal(values, np.round(values)) else values
+        out = apply_voi(indices, ds, index=0).astype(np.float64) / (2**bits - 1)
+        return np.clip(out, 0.0, 1.0), f"VOI LUT Sequence (first of {len(ds.VOILUTSequence)})"
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        center, width, count = _first_window(ds)
+        function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
+        label = f"window c={center:g} w={width:g}" + (f" (first of {count})" if count > 1 else "")
+        if function == "LINEAR" and width >= 1:
+            return apply_window(values, Window(center, width)), label
+        if function in ("LINEAR_EXACT", "SIGMOID") and width > 0:
+            y_min, y_max = voi_output_range(ds)
+            out = (apply_windowing(values, ds, index=0) - y_min) / (y_max - y_min)
+            return np.clip(out, 0.0, 1.0), f"{label}, VOI LUT function {function}"
+        log.warning("ignoring invalid window (c=%s, w=%s, %s)", center, width, function)
+    window = percentile_window(values)
+    return apply_window(values, window), (f"percentiles 0.5-99.5 (window c={window.center:g} "
+                                          f"w={window.width:g})")
+
+
+def _first_window(ds: pydicom.Dataset) -> tuple[float, float, int]:
+    centers, widths = ds["WindowCenter"], ds["WindowWidth"]
+    center = float(centers.value[0] if centers.VM > 1 else centers.value)
+    width = float(widths.value[0] if widths.VM > 1 else widths.value)
+    return center, width, max(int(centers.VM), 1)
+
+
+def voi_output_range(ds: pydicom.Dataset) -> tuple[float, float]:
+    """The output range pydicom's windowing maps onto (for comparing and normalising)."""
+    bits = int(ds.BitsStored)
+    if ds.get("ModalityLUTSequence"):
+        y_min, y_max = 0.0, float(2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    elif int(ds.PixelRepresentation) == 0:
+        y_min, y_max = 0.0, float(2**bits - 1)
+    else:
+        y_min, y_max = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        y_min = y_min * float(slope) + float(intercept)
+        y_max = y_max * float(slope) + float(intercept)
+    return y_min, y_max
