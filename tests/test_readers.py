@@ -244,4 +244,5 @@ def test_exported_synthetic_dicom_reads_back_to_the_same_pixels(tmp_path):
                         SyntheticImageInfo(0, seed=1))
     back = read_image(path)
     assert back.photometric == "MONOCHROME2" and "window c=32768 w=65536" in back.normalisation
-    np.testing.assert_allclose(back.pixels, np.round(image * 65535) / 65535, atol=1e-6)
+    exact = np.round(image.astype(np.float64) * 65535) / 65535
+    np.testing.assert_allclose(back.pixels, exact, atol=1e-6)
