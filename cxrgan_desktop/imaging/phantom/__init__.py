@@ -7,8 +7,9 @@ shadows, texture and noise) with patient-to-patient variation, and renders each 
 findings in a recognisable, label-faithful way (see ``findings.py`` for each one).
 
 Modules: ``labels`` (label distribution), ``anatomy`` (patient geometry), ``skeleton``,
-``vessels``, ``findings`` (plan) and ``lesions`` (drawing), ``render`` (composition),
-``raster`` (drawing primitives), ``job`` (writing a labelled folder).
+``vessels``, ``softtissue`` (airway, hila, aorta, arms, breasts, abdomen), ``findings``
+(plan) and ``lesions`` (drawing), ``render`` (composition), ``raster`` (drawing
+primitives), ``job`` (writing a labelled folder, and the documentation contact sheet).
 """
 
 from cxrgan_desktop.imaging.phantom.anatomy import FIELD_OF_VIEW_MM, Anatomy

@@ -111,7 +111,7 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         trachea_shift=0.006 * (u[16] - 0.3),
         hilum_y=0.40 + 0.03 * u[17] + 0.5 * (dome_r - 0.66),
         body_margin=0.035 + 0.035 * u[18],
-        rib_spacing=(dome_r + 0.07 - apex) / 9.6,
+        rib_spacing=(0.63 - apex) / 9.5,
         t1_y=apex + 0.015,
         clavicle_y=apex + 0.07 + 0.03 * u[19],
         shoulder_y=0.05 + 0.05 * u[20],
@@ -176,67 +176,112 @@ def lung_outline(a: Anatomy, side: int) -> np.ndarray:
     wall = lateral_wall(a, side)  # apex -> costophrenic angle
     lat = np.linspace(w, 0.015, 40)
     dome = np.column_stack([lat, dome_curve(a, side, lat)])  # angle -> medial
-    medial_top = np.array([[0.015, a.apex_y + 0.08], [0.2 * w, a.apex_y + 0.01]])
+    m = a.mediastinum_half_width
+    medial_top = np.array([[0.015, a.apex_y + 0.15], [0.8 * m, a.apex_y + 0.075],
+                           [0.14 * w + 0.4 * m, a.apex_y + 0.025], [0.3 * w, a.apex_y + 0.004]])
     pts = np.vstack([wall, dome[1:], medial_top])
     return np.column_stack([a.midline + side * pts[:, 0], pts[:, 1]])
 
 
 def heart_outline(a: Anatomy) -> np.ndarray:
-    """The cardiac silhouette: a tilted ellipse resting on the left hemidiaphragm.
+    """The cardiac silhouette of a PA film, about a third right and two thirds left of midline.
 
-    Its long axis runs down and to the patient's left (image right), so the right atrial
-    border is a gentle convexity beside the spine and the left ventricle forms the apex low on
-    the image right. The lowest part lies below the domes and merges with the abdomen.
+    Right border: the right atrium, a convexity bulging into the right lung from the end of the
+    superior vena cava down to the right cardiophrenic angle. Left border (below the aortic
+    knob and pulmonary artery, which belong to :func:`mediastinum_outline`): the left atrial
+    appendage (flat), then the left ventricle sweeping down and out to the apex on the left
+    hemidiaphragm. The lower part lies below the domes and merges with the abdomen. The spline
+    is rescaled so that its greatest extents are exactly ``heart_right_fraction`` and the rest
+    of ``cardiac_width`` (the cardiothoracic ratio is measured from them, at any level).
     """
-    width = a.cardiac_width
-    right = a.midline - width * a.heart_right_fraction
-    tilt = np.deg2rad(24.0)
-    ratio = 0.85 * a.heart_height / 0.25
-    semi_major = 0.5 * width / np.sqrt(np.cos(tilt) ** 2 + (ratio * np.sin(tilt)) ** 2)
-    semi_minor = ratio * semi_major
-    cx = right + width / 2
-    cy = a.dome_left_y - 0.01
-    t = np.linspace(0, 2 * np.pi, 72, endpoint=False)
-    ex, ey = semi_major * np.cos(t), semi_minor * np.sin(t)
-    x = cx + ex * np.cos(tilt) - ey * np.sin(tilt)
-    y = cy + ex * np.sin(tilt) + ey * np.cos(tilt)
-    return np.column_stack([x, y])
+    c, m = a.midline, a.mediastinum_half_width
+    right = a.cardiac_width * a.heart_right_fraction
+    left = a.cardiac_width - right
+    top = a.hilum_y + 0.02
+    # the heart rests on the domes; a dome raised by volume loss hides more of it rather
+    # than lifting it
+    base = top + a.heart_height
+    dl = max(a.dome_left_y, base - 0.01)
+    dr = max(a.dome_right_y, base - 0.035)
+    cp_right = float(dome_curve(a, RIGHT, 0.85 * right)) + dr - a.dome_right_y
+
+    def dome_l(lateral: float) -> float:
+        return float(dome_curve(a, LEFT, lateral)) + dl - a.dome_left_y
+
+    # the widest points stay visible above the domes (the CTR is measured from them)
+    lv_y = min(dl - 0.065, a.dome_left_y - 0.04)
+    ra_y = min(dr - 0.06, a.dome_right_y - 0.04)
+    ctrl = np.array([
+        [c - m - 0.004, top + 0.02],  # SVC / right atrial junction
+        [c - 0.55 * m, top - 0.01],
+        [c + 0.8 * m, top - 0.015],
+        [c + m + 0.022, top + 0.02],  # left atrial appendage
+        [c + 0.62 * left + 0.25 * m, top + 0.3 * (dl - top)],
+        [c + 0.93 * left, lv_y - 0.055],
+        [c + left, lv_y],  # left ventricle, widest
+        [c + 0.95 * left, max(dome_l(0.95 * left) - 0.028, lv_y + 0.02)],
+        [c + 0.8 * left, dome_l(0.8 * left) + 0.006],  # apex, on the left dome
+        [c + 0.4 * left, dome_l(0.4 * left) + 0.035],
+        [c - 0.3 * right, dr + 0.05],
+        [c - 0.82 * right, cp_right + 0.006],  # right cardiophrenic angle
+        [c - right, ra_y],  # right atrium, widest
+        [c - 0.86 * right - 0.1 * m, top + 0.38 * (dr - top)],
+    ])
+    pts = smooth_closed_curve(ctrl, 12)
+    x = pts[:, 0] - c
+    pts[:, 0] = c + np.where(x < 0, x * right / -x.min(), x * left / x.max())
+    return pts
 
 
 def mediastinum_outline(a: Anatomy) -> np.ndarray:
-    """Superior mediastinum from the neck down to the heart, with the aortic knob."""
+    """Superior mediastinum from the neck down into the heart.
+
+    Right border: brachiocephalic vessels, then the straight superior vena cava. Left border:
+    left subclavian artery, the aortic knob, the aortopulmonary window, the main pulmonary
+    artery. The lower part lies hidden inside the cardiac silhouette.
+    """
     c = a.midline
     m = a.mediastinum_half_width
     knob_y = a.hilum_y - 0.09
     ctrl = np.array([
         [c - 0.75 * m, -0.05],
         [c + 0.75 * m, -0.05],
-        [c + 0.8 * m, knob_y - 0.07],
-        [c + m + a.aortic_knob, knob_y],  # aortic knob
-        [c + m + 0.004, knob_y + 0.05],
-        [c + m + 0.012, a.hilum_y + 0.03],  # pulmonary trunk
-        [c + 0.5 * m, a.dome_left_y - 0.03],  # hidden inside the heart
-        [c - 0.7 * m, a.dome_right_y - 0.03],
-        [c - m - 0.008, a.hilum_y],  # superior vena cava
-        [c - 0.9 * m, knob_y - 0.08],
+        [c + 0.75 * m, knob_y - 0.08],
+        [c + m + 0.6 * a.aortic_knob, knob_y - 0.025],
+        [c + m + a.aortic_knob, knob_y + 0.005],  # aortic knob
+        [c + m + 0.003, knob_y + 0.045],  # aortopulmonary window
+        [c + m + 0.014, a.hilum_y - 0.01],  # main pulmonary artery
+        [c + m + 0.005, a.hilum_y + 0.05],
+        [c + 0.5 * m, a.dome_left_y - 0.07],  # hidden inside the heart
+        [c - 0.6 * m, a.dome_right_y - 0.07],
+        [c - m - 0.004, a.hilum_y + 0.06],
+        [c - m - 0.004, a.hilum_y - 0.02],  # superior vena cava
+        [c - 0.95 * m, knob_y - 0.05],
     ])
     return smooth_closed_curve(ctrl, 12)
 
 
 def body_outline(a: Anatomy) -> np.ndarray:
-    """Skin outline: neck, shoulders (running off the top corners), chest wall, upper abdomen."""
+    """Skin outline: neck, shoulders and upper arms (along the image edges, leaving the field
+    laterally below a curved axilla, so air shows between arm and chest wall), chest wall,
+    upper abdomen."""
     c = a.midline
     pts = []
     for side in (RIGHT, LEFT):
         w = a.half_width(side) + a.body_margin
+        arm = w - a.body_margin + 0.14  # humeral shaft axis at the axilla's level
         half = [
             [0.085, -0.05],
             [0.095, 0.0],
             [0.13, a.shoulder_y - 0.01],
             [0.30, a.shoulder_y + 0.035],
             [0.62, a.shoulder_y + 0.09],  # off the image: the shoulder and arm
-            [0.62, 0.36],
-            [w + 0.01, 0.42],
+            [0.70, 0.45],
+            [0.72, 0.80],
+            [arm + 0.05, 0.66],  # the arm's inner skin, leaving the field laterally
+            [arm - 0.035, 0.5],
+            [w + 0.02, 0.43],  # axilla
+            [w + 0.006, 0.49],
             [w + 0.005, 0.62],
             [w - 0.01, 0.85],
             [w - 0.03, 1.08],

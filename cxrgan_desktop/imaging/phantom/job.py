@@ -6,6 +6,11 @@ real ones cannot ship. Image ``k`` depends only on ``(seed, k)``, so a run of 10
 folder. Files are written whole (atomically); the label file and manifest always describe
 exactly the images present.
 
+:func:`contact_sheet` draws the labelled examples of ``docs/phantom_examples.png``::
+
+    python -c "from cxrgan_desktop.imaging.phantom.job import contact_sheet as c; \\
+               c('docs/phantom_examples.png')"
+
 Folder layout::
 
     phantom_00000.png ...     16-bit grayscale PNG, MONOCHROME2
@@ -20,17 +25,23 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 import cxrgan_desktop
 from cxrgan_desktop.fileio import atomic_write_json
 from cxrgan_desktop.imaging.chestxray14 import DataEntry, write_data_entry_csv
 from cxrgan_desktop.imaging.phantom.anatomy import FIELD_OF_VIEW_MM
 from cxrgan_desktop.imaging.phantom.labels import LabelDistribution
-from cxrgan_desktop.imaging.phantom.render import patient_anatomy, render_phantom_detailed
+from cxrgan_desktop.imaging.phantom.render import (
+    patient_anatomy,
+    render_phantom,
+    render_phantom_detailed,
+)
 from cxrgan_desktop.imaging.png16 import write_png16
 from cxrgan_desktop.jobs import Cancelled, ProgressFn, check_cancel, no_progress
 
@@ -162,3 +173,44 @@ def write_phantoms(
     save()
     log.info("wrote %d phantoms (%d px, seed %d) to %s", len(entries), size, seed, folder)
     return folder
+
+
+# -- documentation image ------------------------------------------------------------------
+
+DEFAULT_PANELS: tuple[tuple[str, frozenset[str], int], ...] = (
+    ("Normal", frozenset(), 11),
+    ("Cardiomegaly", frozenset({"Cardiomegaly"}), 11),
+    ("Effusion", frozenset({"Effusion"}), 13),
+    ("Pneumothorax", frozenset({"Pneumothorax"}), 12),
+    ("Nodule + Mass", frozenset({"Nodule", "Mass"}), 14),
+    ("Consolidation", frozenset({"Consolidation"}), 15),
+    ("Edema", frozenset({"Edema"}), 16),
+    ("Emphysema", frozenset({"Emphysema"}), 17),
+    ("Atelectasis + Hernia", frozenset({"Atelectasis", "Hernia"}), 18),
+)
+
+
+def contact_sheet(path: str | Path,
+                  panels: Sequence[tuple[str, frozenset[str], int]] = DEFAULT_PANELS,
+                  columns: int = 3, tile: int = 400, render_size: int = 512) -> Path:
+    """Render each ``(title, findings, seed)`` panel and save an 8-bit grayscale grid.
+
+    Each phantom is rendered at ``render_size`` (seed -> the same patient at any size) and
+    resized to ``tile`` pixels; the title is written in the bottom-left corner.
+    """
+    rows = -(-len(panels) // columns)
+    sheet = Image.new("L", (columns * tile, rows * tile), 0)
+    font = ImageFont.load_default(size=max(10, tile // 18))
+    for i, (title, findings, seed) in enumerate(panels):
+        image = render_phantom(render_size, frozenset(findings), np.random.default_rng(seed))
+        im = Image.fromarray(np.round(image * 255).astype(np.uint8)).resize(
+            (tile, tile), Image.LANCZOS)
+        draw = ImageDraw.Draw(im)
+        label = f"{title} (seed {seed})"
+        x, y = tile // 60, tile - tile // 14 - tile // 60
+        draw.text((x + 1, y + 1), label, fill=0, font=font)
+        draw.text((x, y), label, fill=255, font=font)
+        sheet.paste(im, ((i % columns) * tile, (i // columns) * tile))
+    path = Path(path)
+    sheet.save(path, optimize=True)
+    return path

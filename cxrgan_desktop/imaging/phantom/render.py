@@ -16,13 +16,13 @@ import numpy as np
 
 from cxrgan_desktop.imaging.phantom import anatomy as anat
 from cxrgan_desktop.imaging.phantom import findings as fnd
+from cxrgan_desktop.imaging.phantom import softtissue as soft
 from cxrgan_desktop.imaging.phantom.anatomy import LEFT, RIGHT, Anatomy, mm
 from cxrgan_desktop.imaging.phantom.raster import (
     Grid,
     blur,
     polygon_mask,
     smooth_noise,
-    splat_polylines,
     upsample,
 )
 from cxrgan_desktop.imaging.phantom.skeleton import (
@@ -31,7 +31,7 @@ from cxrgan_desktop.imaging.phantom.skeleton import (
     draw_shoulders,
     draw_spine,
 )
-from cxrgan_desktop.imaging.phantom.vessels import VesselTree, draw_vessels, grow_trees, hilum
+from cxrgan_desktop.imaging.phantom.vessels import VesselTree, draw_vessels, grow_trees
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ _COARSE = 128  # resolution of the masks used to grow vessels and place lesions
 _BODY = mm(230)  # full soft-tissue thickness at the centre of the chest
 _AIR = mm(215)  # deepest lung
 _BONE = mm(26)  # bone field value 1 ~ 26 mm of water
-_TRACHEA = mm(32)
+_TRACHEA = mm(70)
 
 
 @dataclass(frozen=True)
@@ -72,75 +72,6 @@ def lung_masks(size: int, a: Anatomy, soften: float = 0.0) -> dict[str, np.ndarr
         out[f"{name}_raw"] = raw
         out[name] = raw * cut
     return out
-
-
-def _trachea(size: int, a: Anatomy) -> np.ndarray:
-    """Air in the trachea and main bronchi (normalised air thickness)."""
-    c = a.midline + a.trachea_shift
-    carina = a.hilum_y - 0.045
-    knob = a.hilum_y - 0.09
-    pts = [(c, -0.02), (c, knob - 0.05), (c - 0.006, knob), (c - 0.002, carina)]
-    segs = [(*pts[i], *pts[i + 1]) for i in range(len(pts) - 1)]
-    rx, ry = hilum(a, RIGHT)
-    lx, ly = hilum(a, LEFT)
-    bronchi = [(c - 0.002, carina, rx + 0.012, ry - 0.005),
-               (c - 0.002, carina, lx - 0.01, ly + 0.01)]
-    air = splat_polylines(size, np.array(segs), np.full(len(segs), 1.0), mm(7.5))
-    air += splat_polylines(size, np.array(bronchi), np.full(2, 0.7), mm(5))
-    return air
-
-
-def _hila(grid: Grid, a: Anatomy) -> np.ndarray:
-    """The hilar shadows: main pulmonary arteries and nodes, a soft density at each hilum."""
-    out = np.zeros((grid.size, grid.size), dtype=np.float32)
-    for side in (RIGHT, LEFT):
-        hx, hy = hilum(a, side)
-        rows, cols, X, Y = grid.box(hx - 0.06, hx + 0.06, hy - 0.07, hy + 0.08)
-        d2 = ((X - hx - side * 0.005) / 0.022) ** 2 + ((Y - hy - 0.01) / 0.04) ** 2
-        out[rows, cols] += np.exp(-d2)
-    return out * mm(14)
-
-
-def _arms(grid: Grid, a: Anatomy) -> np.ndarray:
-    """Where the upper arms and shoulders lie (thinner than the trunk)."""
-    X, Y = grid.coords()[None, :], grid.coords()[:, None]
-    lateral = np.abs(X - a.midline) - (a.thorax_half_width_left + a.body_margin)
-    return np.clip(lateral / 0.1, 0, 1) * np.clip((0.42 - Y) / 0.08, 0, 1)
-
-
-def _abdomen(grid: Grid, a: Anatomy) -> np.ndarray:
-    """Below the domes: bone contrast is lower there (thicker tissue, more scatter)."""
-    Y = grid.coords()[:, None]
-    return np.clip((Y - (a.dome_right_y + a.dome_left_y) / 2 - 0.03) / 0.06, 0, 1) + 0 * Y.T
-
-
-def _breasts(grid: Grid, a: Anatomy) -> np.ndarray:
-    """Soft-tissue density of the breasts over the lower zones (female patients)."""
-    out = np.zeros((grid.size, grid.size), dtype=np.float32)
-    if not a.female:
-        return out
-    for side in (RIGHT, LEFT):
-        cx = a.midline + side * a.half_width(side) * 0.62
-        cy = a.dome_y(side) - 0.02
-        rows, cols, X, Y = grid.box(cx - 0.25, cx + 0.25, cy - 0.2, cy + 0.16)
-        d = ((X - cx) / 0.2) ** 2 + ((Y - cy) / 0.13) ** 2
-        dome = np.sqrt(np.clip(1 - d, 0, None)) * (0.4 + 0.6 * np.clip((Y - cy + 0.13) / 0.2, 0, 1))
-        out[rows, cols] += dome
-    return blur(out, mm(4)) * mm(45)
-
-
-def _gastric_bubble(grid: Grid, a: Anatomy, rng: np.random.Generator) -> np.ndarray:
-    """Air in the gastric fundus under the left hemidiaphragm, with a flat fluid level."""
-    out = np.zeros((grid.size, grid.size), dtype=np.float32)
-    r = 0.025 + 0.02 * rng.uniform()
-    cx = a.midline + 0.12 + 0.04 * rng.uniform()
-    cy = a.dome_left_y + 0.035 + r * 0.6
-    rows, cols, X, Y = grid.box(cx - r, cx + r, cy - r, cy + r)
-    d = ((X - cx) / r) ** 2 + ((Y - cy) / (0.8 * r)) ** 2
-    level = cy + 0.2 * r
-    below = np.clip((level - Y) / max(mm(1.5), grid.px), 0, 1)
-    out[rows, cols] = np.sqrt(np.clip(1 - d, 0, None)) * below
-    return out * mm(60)
 
 
 def _streams(rng: np.random.Generator) -> list[np.random.Generator]:
@@ -178,18 +109,25 @@ def render_phantom_detailed(
     lungs_raw = masks["right_raw"] + masks["left_raw"]
     lungs = masks["right"] + masks["left"]
     body = polygon_mask(size, anat.body_outline(a), soften=mm(2.5))
-    body_thick = np.sqrt(np.clip(blur(body, 0.05), 0, 1)) * body * (1 - 0.4 * _arms(grid, a))
-    depth = np.sqrt(np.clip(blur(lungs_raw, 0.035) * 1.6, 0, 1))
+    arm = soft.arm_zone(grid, a)
+    body_thick = np.sqrt(np.clip(blur(body, 0.05), 0, 1)) * body * (1 - 0.45 * arm)
+    depth = np.sqrt(np.clip(blur(lungs_raw, 0.03) * 1.6, 0, 1))
     solid = np.maximum(masks["heart"], masks["mediastinum"])
-    air = blur(depth * (lungs_raw * (1 - solid) + 0.2 * solid), mm(1.0))
-    abdomen = _abdomen(grid, a)
+    # lung behind the heart: thinner towards the heart's centre (the heart is thickest there)
+    core = np.clip(blur(masks["heart"], 0.05) * 1.6 - 0.6, 0, 1)
+    behind = blur(lungs_raw * masks["heart"], mm(4)) * (0.7 - 0.55 * core)
+    air = blur(depth * (lungs_raw * (1 - solid) + behind), mm(1.0))
+    abdomen = soft.abdomen(grid, a)
+    # ribs are lost against the dense mediastinum and heart (scatter, display compression)
+    hide = 1 - 0.75 * blur(solid, mm(3)) * (1 - abdomen)
 
     canvas = fnd.Canvas(grid=grid, anatomy=a, masks=masks, tree=tree, coarse_lung=coarse_lung)
     for lesion in plan:
         fnd.draw_lesion(canvas, lesion)
 
-    bone = np.zeros((size, size), dtype=np.float32)
-    draw_ribs(bone, grid, a, bone_rng)
+    ribs = np.zeros((size, size), dtype=np.float32)
+    draw_ribs(ribs, grid, a, bone_rng)
+    bone = ribs * hide
     draw_clavicles(bone, grid, a)
     draw_spine(bone, grid, a)
     draw_shoulders(bone, grid, a)
@@ -205,13 +143,16 @@ def render_phantom_detailed(
         _BODY * body_thick
         - _AIR * air_eff
         - _AIR * canvas.air_plus
-        - _TRACHEA * _trachea(size, a) * body
-        - _gastric_bubble(grid, a, t_rng)
+        - _TRACHEA * soft.trachea(size, a) * body
+        - soft.gastric_bubble(grid, a, t_rng)
+        - soft.bowel_gas(grid, a, t_rng) * body
         + _BONE * bone * (1 - 0.55 * abdomen)
         + 2.2 * vessels * (1 - fill)
         + canvas.density
-        + _hila(grid, a)
-        + _breasts(grid, a)
+        + soft.hila(size, a)
+        + soft.descending_aorta(grid, a)
+        + soft.breasts(grid, a)
+        + soft.lung_gradient(grid, a, lungs)
         + texture * lungs * (1 - fill) * (0.4 + a.lung_density) * 0.5
     )
     image = _display(atten, a, n_rng)

@@ -1,10 +1,11 @@
 """The bony thorax: ribs, clavicles, spine, scapulae and humeral heads.
 
-Why analytic shapes: each rib is drawn as the projection of a tilted hoop (half an ellipse per
-side: the posterior rib from the spine to the lateral wall on top, the anterior rib back
-towards the sternum below it), which gives the familiar PA picture of near-horizontal
-posterior ribs and anterior ribs sloping down medially, at the cost of a few array operations
-per rib on its bounding box only. Bone is drawn with a brighter cortex than medulla.
+Why analytic shapes: each rib is an explicit centre line per side (the posterior arc from
+the spine, rising at the neck, arching out and turning down along the lateral wall; the
+fainter anterior arc sloping down and medially to the costal cartilage), drawn by its
+distance to the line on the rib's bounding box only, so 24 ribs cost a few array operations
+each. Bone is drawn with a brighter cortex than medulla; ``render`` hides the ribs over the
+dense mediastinum and heart and dims them below the domes.
 """
 
 from __future__ import annotations
@@ -22,48 +23,84 @@ def _cortical(distance: np.ndarray, half_width: float, px: float) -> np.ndarray:
     return solid - 0.55 * inner
 
 
+# posterior rib centre lines: (fraction of the way from the spine to the lateral wall, drop in
+# rib spaces) for the upper ribs (strongly arched) and the lower ones (flatter, more oblique)
+_POST_U = np.array([0.0, 0.12, 0.3, 0.5, 0.7, 0.86, 0.96, 1.0])
+_POST_UPPER = np.array([0.0, -0.35, -0.45, -0.1, 0.55, 1.3, 1.95, 2.3])
+_POST_LOWER = np.array([0.0, -0.05, 0.25, 0.65, 1.1, 1.6, 2.1, 2.4])
+
+
+def _rib_profile(d: np.ndarray, hw: float, px: float, sharp_low: bool) -> np.ndarray:
+    """Cross-section of a rib at signed distance ``d`` (positive = caudal): brighter cortex,
+    and for posterior ribs a sharper, brighter lower border."""
+    val = _cortical(d, hw, px)
+    if sharp_low and hw > 2 * px:
+        val = val * (0.8 + 0.35 * np.clip(d / hw, -1, 1))
+    return val
+
+
+def _centre_distance(Y: np.ndarray, yc: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """Signed distance (normalised) from a pixel to an explicit curve y = yc(x)."""
+    return (Y - yc) / np.sqrt(1 + slope * slope)
+
+
 def draw_ribs(out: np.ndarray, grid: Grid, a: Anatomy, rng: np.random.Generator) -> None:
-    """Add 12 pairs of ribs (posterior and anterior arcs) to ``out`` (bone density)."""
+    """Add 12 pairs of ribs to ``out`` (bone density).
+
+    Posterior ribs leave the spine at their vertebra, rise a little (neck and tubercle), arch
+    laterally and turn down along the lateral wall; upper ribs are more arched, lower ones
+    flatter and more oblique. The anterior ribs (fainter: they are thinner and farther from
+    the detector) continue from the lateral wall downwards and medially and stop a few
+    centimetres from the midline, where the costal cartilage (invisible) takes over. About
+    ten posterior ribs lie above the right dome at mid-inspiration.
+    """
     px = grid.px
+    s = a.rib_spacing
     jitter = rng.normal(0.0, 1.0, size=(2, 12, 3))
     for si, side in enumerate((RIGHT, LEFT)):
         for k in range(12):
-            top = a.t1_y + k * a.rib_spacing * (1 + 0.02 * k) + 0.003 * jitter[si, k, 0]
-            # the anterior end lies about 3-4.5 posterior rib spaces below the posterior one
-            drop = a.rib_spacing * (2.6 + 0.3 * min(k, 7)) * (1 + 0.05 * jitter[si, k, 1])
-            yc = top + drop / 2
-            b = drop / 2
-            radius = float(wall_half_width(a, side, yc)) + mm(3)
+            top = a.t1_y + k * s * 1.02 + 0.003 * jitter[si, k, 0]
+            f = min(k / 9.0, 1.0)
+            shape = (1 - f) * _POST_UPPER + f * _POST_LOWER
+            wall_y = top + shape[-1] * s
+            radius = float(wall_half_width(a, side, wall_y)) + mm(3)
             if k == 0:
-                radius *= 0.92
-            # the arc peaks a little lateral to the spine: the rib neck rises from the spine
-            uc = 0.16 * radius
-            semi = radius - uc
-            hw_post = mm(5.0 + 0.3 * k)
-            hw_ant = mm(6.5 + 0.3 * k)
+                radius *= 0.9
+            lat0 = mm(14)
+            hw_post = mm(4.6 + 0.25 * k)
+            hw_ant = mm(6.0 + 0.3 * k)
+            # anterior end: about 3-4 rib spaces below the posterior one
+            end_y = top + s * (3.3 + 0.25 * min(k, 6)) * (1 + 0.05 * jitter[si, k, 1])
+            cart = radius * min(0.3 + 0.045 * k, 0.8)
             x_lo = a.midline + min(side * radius, 0) - hw_ant
             x_hi = a.midline + max(side * radius, 0) + hw_ant
-            rows, cols, X, Y = grid.box(x_lo, x_hi, top - hw_ant - 0.02, top + drop + hw_ant)
+            rows, cols, X, Y = grid.box(x_lo, x_hi, top - 0.6 * s - hw_ant,
+                                        end_y + hw_ant + mm(4))
             if X.size == 0 or Y.size == 0:
                 continue
             lat = np.maximum(side * (X - a.midline), 0.0)
-            du = lat - uc
-            dy = Y - yc
-            # a superellipse (exponent 1.5 across) slopes more evenly than an ellipse
-            au = np.abs(du) / semi
-            f = au**1.5 + (dy / b) ** 2
-            grad = np.sqrt((1.5 * np.sqrt(au) / semi) ** 2 + (2 * dy / b**2) ** 2)
-            dist = (f - 1.0) / np.maximum(grad, 1e-6)
-            # posterior arcs start at the transverse processes; floating ribs end early
-            start = np.clip((lat - mm(18)) / mm(10), 0, 1)
-            if k >= 10:
-                start = start * np.clip((radius * 0.75 - lat) / mm(20), 0, 1)
-            # anterior arcs end at the (unseen) costal cartilage, farther out for lower ribs
-            cart = radius * min(0.32 + 0.04 * k, 0.85)
-            ant_on = np.clip((lat - cart) / mm(8), 0, 1) * (k < 8)
-            post_val = _cortical(dist, hw_post, px) * start
-            ant_val = 0.45 * _cortical(dist, hw_ant, px) * ant_on
-            out[rows, cols] += np.where(dy <= 0, post_val, ant_val)
+            u = (lat - lat0) / (radius - lat0)
+            uc = np.clip(u, 0, 1)
+            yc = top + s * np.interp(uc, _POST_U, shape)
+            slope = s * np.interp(uc, _POST_U[1:] - 0.0, np.diff(shape) / np.diff(_POST_U)) / (
+                radius - lat0)
+            start = np.clip((lat - lat0) / mm(6), 0, 1) * np.clip((radius + hw_post - lat) / px,
+                                                                  0, 1)
+            if k >= 10:  # floating ribs end in the flank
+                start = start * np.clip((radius * (0.55 + 0.15 * (11 - k)) - lat) / mm(20), 0, 1)
+            post = _rib_profile(_centre_distance(Y, yc, slope), hw_post, px, True) * start
+            val = post
+            if k < 9:
+                # anterior arc: from the lateral wall (top of the turn) down to the cartilage
+                v = np.clip((radius - lat) / (radius - cart), 0, 1)
+                ya = wall_y - 0.5 * s + (end_y - wall_y + 0.5 * s) * (0.55 * v + 0.45 * (
+                    1 - (1 - v) ** 2))
+                sa = -(end_y - wall_y + 0.5 * s) * (0.55 + 0.9 * (1 - v)) / (radius - cart)
+                on = np.clip((lat - cart) / mm(8), 0, 1) * np.clip((radius - lat) / mm(6) + 0.5,
+                                                                   0, 1)
+                ant = 0.42 * _cortical(_centre_distance(Y, ya, sa), hw_ant, px) * on
+                val = np.maximum(post, ant) + 0.5 * np.minimum(post, ant)
+            out[rows, cols] += val
 
 
 def draw_clavicles(out: np.ndarray, grid: Grid, a: Anatomy) -> None:
@@ -126,6 +163,6 @@ def draw_shoulders(out: np.ndarray, grid: Grid, a: Anatomy) -> None:
         rows, cols, X, Y = grid.box(cx - r - 0.01, cx + r + 0.01, cy - r - 0.01, 1.0)
         d = np.sqrt((X - cx) ** 2 + (Y - cy) ** 2)
         head = _cortical(d / r, 1.0, px / r)
-        shaft_d = np.abs(side * (X - cx) - 0.02 - 0.25 * (Y - cy))
+        shaft_d = np.abs(side * (X - cx) - 0.005 - 0.1 * (Y - cy))
         shaft = band(shaft_d / mm(14), 1.0, px / mm(14)) * (cy < Y)
         out[rows, cols] += 1.1 * np.maximum(head, shaft)
