@@ -1,0 +1,165 @@
+"""The viewer's window/level controls and histogram strip: widgets that show state and report
+edits; they hold no state of their own beyond what is displayed (the viewer owns it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QToolButton,
+    QWidget,
+)
+
+from cxrgan_desktop.imaging.display import MAX_CENTER, MAX_WIDTH, MIN_CENTER, MIN_WIDTH, STORED_MAX
+from cxrgan_desktop.imaging.windowing import Window
+
+PRESET_PROMPT = "Window preset..."
+
+
+def _spin_box(minimum: float, maximum: float, tip: str) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(minimum, maximum)
+    box.setDecimals(1)
+    box.setSingleStep(100.0)
+    box.setKeyboardTracking(False)  # report on Enter / focus out / arrows, not per digit
+    box.setAlignment(Qt.AlignmentFlag.AlignRight)
+    box.setToolTip(tip)
+    box.setMinimumWidth(84)
+    return box
+
+
+def _button(text: str) -> QToolButton:
+    button = QToolButton()
+    button.setText(text)
+    button.setMinimumWidth(40)
+    return button
+
+
+class WindowControls(QWidget):
+    """Preset menu, Level and Width fields, Invert, Fit, 1:1, Reset."""
+
+    windowEdited = Signal(float, float)  # center, width typed by the user
+    presetChosen = Signal(str)
+    invertToggled = Signal(bool)
+    fitClicked = Signal()
+    oneToOneClicked = Signal()
+    resetClicked = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.presets = QComboBox()
+        self.presets.setToolTip("Window presets; Lung / Soft tissue / Bone pick parts of the "
+                                "grey range and are display conveniences, not calibrated HU")
+        self.presets.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.center = _spin_box(MIN_CENTER, MAX_CENTER,
+                                "Window Center (level), 16-bit stored units 0-65535")
+        self.width = _spin_box(MIN_WIDTH, MAX_WIDTH, "Window Width, 16-bit stored units")
+        self.invert = QCheckBox("Invert")
+        self.invert.setToolTip("Show white as black (display only)")
+        self.fit_button = _button("Fit")
+        self.fit_button.setToolTip("Fit the whole image in the view")
+        self.one_button = _button("1:1")
+        self.one_button.setToolTip("One image pixel per screen pixel")
+        self.reset_button = _button("Reset")
+        self.reset_button.setToolTip("Default window, no inversion, fit")
+
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
+        layout.addWidget(self.presets)
+        layout.addSpacing(6)
+        for text, box in (("Level", self.center), ("Width", self.width)):
+            label = QLabel(text)
+            label.setBuddy(box)
+            layout.addWidget(label)
+            layout.addWidget(box)
+        layout.addWidget(self.invert)
+        layout.addStretch(1)
+        for button in (self.fit_button, self.one_button, self.reset_button):
+            layout.addWidget(button)
+
+        self._shown = Window(32768.0, 65536.0)
+        self.center.valueChanged.connect(self._on_center_changed)
+        self.width.valueChanged.connect(self._on_width_changed)
+        self.presets.activated.connect(self._on_preset_activated)
+        self.invert.toggled.connect(self.invertToggled)
+        self.fit_button.clicked.connect(self.fitClicked)
+        self.one_button.clicked.connect(self.oneToOneClicked)
+        self.reset_button.clicked.connect(self.resetClicked)
+
+    def show_window(self, window: Window) -> None:
+        """Display ``window`` without reporting it back as an edit."""
+        self._shown = window
+        with QSignalBlocker(self.center), QSignalBlocker(self.width):
+            self.center.setValue(window.center)
+            self.width.setValue(window.width)
+
+    def show_inverted(self, inverted: bool) -> None:
+        with QSignalBlocker(self.invert):
+            self.invert.setChecked(inverted)
+
+    def set_preset_names(self, names: list[str]) -> None:
+        with QSignalBlocker(self.presets):
+            self.presets.clear()
+            self.presets.addItem(PRESET_PROMPT)
+            self.presets.addItems(names)
+
+    # an edit changes only its own number; the other keeps its exact (unrounded) value
+    def _on_center_changed(self, center: float) -> None:
+        self.windowEdited.emit(center, self._shown.width)
+
+    def _on_width_changed(self, width: float) -> None:
+        self.windowEdited.emit(self._shown.center, max(width, MIN_WIDTH))
+
+    def _on_preset_activated(self, index: int) -> None:
+        name = self.presets.itemText(index)
+        with QSignalBlocker(self.presets):
+            self.presets.setCurrentIndex(0)  # a menu of actions, not a state
+        if index > 0:
+            self.presetChosen.emit(name)
+
+
+class HistogramStrip(pg.PlotWidget):
+    """Histogram of the stored values (log counts) with the window as a draggable region."""
+
+    windowDragged = Signal(float, float)  # center, width from the region's bounds
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent, background="#101010")
+        self.setMouseEnabled(x=False, y=False)
+        self.setMenuEnabled(False)
+        self.hideButtons()
+        self.hideAxis("left")
+        self.getAxis("bottom").setTextPen("#b0b0b0")
+        self.getAxis("bottom").setPen("#606060")
+        self.setXRange(0, STORED_MAX, padding=0.01)
+        self.setFixedHeight(86)
+        self.setToolTip("Histogram of stored values (log counts); drag the band or its edges "
+                        "to set the window")
+        self.curve = self.plot([0.0, 1.0], [0.0], stepMode="center", fillLevel=0,
+                               pen=pg.mkPen("#9a9a9a"), brush=pg.mkBrush(150, 150, 150, 90))
+        self.region = pg.LinearRegionItem(
+            values=(0, STORED_MAX), brush=pg.mkBrush(230, 180, 60, 45),
+            pen=pg.mkPen("#e6b43c", width=2), hoverBrush=pg.mkBrush(230, 180, 60, 70))
+        self.region.setZValue(10)
+        self.addItem(self.region)
+        self.region.sigRegionChanged.connect(self._on_region_changed)
+
+    def set_histogram(self, edges: np.ndarray, counts: np.ndarray) -> None:
+        heights = np.log1p(counts.astype(np.float64))
+        self.curve.setData(edges, heights)
+        self.setYRange(0, max(float(heights.max()), 1.0), padding=0.05)
+
+    def show_window(self, window: Window) -> None:
+        with QSignalBlocker(self.region):
+            self.region.setRegion((window.low, window.high))
+
+    def _on_region_changed(self) -> None:
+        low, high = self.region.getRegion()
+        window = Window.from_bounds(float(low), float(high))
+        self.windowDragged.emit(window.center, window.width)
