@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,11 +85,14 @@ def generate_to_folder(model: LoadedGenerator, out_dir: str | Path, *,
                        batch_size: int = 4, device: str = "cpu", precision: str = "float32",
                        image_format: str = "png16", window: Window | None = None,
                        progress: ProgressFn = no_progress,
-                       cancel: threading.Event | None = None) -> GenerateResult:
+                       cancel: threading.Event | None = None,
+                       on_image: Callable[[int, np.ndarray, Path], None] | None = None
+                       ) -> GenerateResult:
     """Render ``latents`` (or ``n`` seeded ones) into ``out_dir`` with a manifest.
 
     ``image_format`` is ``"png16"`` or ``"dicom"``; ``window`` (stored units 0..65535, default
-    the full range) is the Window Center/Width written into DICOM files.
+    the full range) is the Window Center/Width written into DICOM files. ``on_image(index,
+    image01, path)`` is called after each file is written (the GUI fills its gallery from it).
     Raises :class:`Cancelled` after writing the manifest of what was finished.
     """
     if image_format not in IMAGE_FORMATS:
@@ -127,6 +131,8 @@ def generate_to_folder(model: LoadedGenerator, out_dir: str | Path, *,
                 else:
                     write_png16(path, image[0])
                 result.files.append(path)
+                if on_image is not None:  # the GUI's gallery, as each file lands
+                    on_image(index, image[0], path)
             done = len(result.files)
             progress(done / count, f"{done}/{count} images")
     except Cancelled:

@@ -1,119 +1,358 @@
-"""The main window. For now: the model library and what to do next; the viewer, generation
-panel and gallery arrive with the viewer issue, in the central area this window reserves."""
+"""The main window: the viewer in the centre, task panels in a dock, the session gallery
+below, and a status bar with the model, the device and the pixel under the cursor.
+
+The window owns no image logic: generation and reading run as library jobs in a
+:class:`JobRunner`; windowing lives in the viewer and ``imaging``.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QKeySequence
+import datetime as _dt
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
-    QSplitter,
-    QTreeWidget,
-    QTreeWidgetItem,
-    QVBoxLayout,
-    QWidget,
+    QStackedWidget,
+    QTabWidget,
 )
 
-from cxrgan_desktop import __version__, paths, zoo
+from cxrgan_desktop import __version__, paths
+from cxrgan_desktop.gui.gallery import Gallery, GalleryEntry
+from cxrgan_desktop.gui.generate_panel import GeneratePanel, GenerateRequest
+from cxrgan_desktop.gui.help_texts import ABOUT_HTML, SHORTCUTS_HTML
+from cxrgan_desktop.gui.menus import build_menus
+from cxrgan_desktop.gui.model_library import ModelLibrary
+from cxrgan_desktop.gui.viewer import CompareView, ImageViewer
+from cxrgan_desktop.gui.worker import JobRunner
+from cxrgan_desktop.settings import Settings, load_settings, save_settings
 
-CITATION = ("Segal B, Rubin DM, Rubin G, Pantanowitz A. Evaluating the Clinical Realism of "
-            "Synthetic Chest X-Rays Generated Using Progressively Growing GANs. "
-            "SN Computer Science 2, 321 (2021).")
-
-
-class ModelLibrary(QTreeWidget):
-    """Known models (cards) and the user's installed models."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setHeaderLabels(["Model", "Status", "Details"])
-        self.setRootIsDecorated(False)
-        self.refresh()
-
-    def refresh(self) -> None:
-        self.clear()
-        installed = {m.name: m for m in zoo.installed_models()}
-        for card in zoo.known_cards():
-            status = "installed" if card.id in installed else "not installed"
-            item = QTreeWidgetItem([card.name, status, card.source.get("record", "")])
-            item.setToolTip(0, card.description)
-            self.addTopLevelItem(item)
-        for model in installed.values():
-            if model.card is None:
-                self.addTopLevelItem(QTreeWidgetItem(
-                    [model.name, "installed", f"{model.size_bytes / 1e6:.1f} MB  {model.path}"]))
-        for column in range(3):
-            self.resizeColumnToContents(column)
+IMAGE_FILTER = "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)"
+MODEL_FILTER = "Model files (*.safetensors *.pth *.pt *.ckpt);;All files (*)"
 
 
 class MainWindow(QMainWindow):
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
         super().__init__()
+        self.settings = settings if settings is not None else load_settings()
         self.setWindowTitle(f"cxrgan-desktop {__version__}")
-        self.resize(1200, 760)
+        self.resize(1400, 900)
+        self.runner: JobRunner | None = None
+        self._model_cache: tuple[str, float, object] | None = None  # path, mtime, model
+
+        self.viewer = ImageViewer()
+        self.compare = CompareView()
+        self.centre = QStackedWidget()
+        self.centre.addWidget(self.viewer)
+        self.centre.addWidget(self.compare)
+        self.setCentralWidget(self.centre)
+        self.setAcceptDrops(True)
+        self.generate_panel = GeneratePanel()
         self.library = ModelLibrary()
-        self.welcome = QLabel(self._welcome_text())
-        self.welcome.setObjectName("welcome")
-        self.welcome.setWordWrap(True)
-        self.welcome.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.welcome.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.welcome.setMargin(16)
+        self.tasks = QTabWidget()
+        self.tasks.addTab(self.generate_panel, "Generate")
+        self.tasks.addTab(self.library, "Models")
+        self.tasks_dock = self._dock("Tasks", self.tasks, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.gallery = Gallery()
+        self.gallery_dock = self._dock("Session images", self.gallery,
+                                       Qt.DockWidgetArea.BottomDockWidgetArea)
 
-        side = QWidget()
-        layout = QVBoxLayout(side)
-        layout.addWidget(QLabel("<b>Models</b>"))
-        layout.addWidget(self.library)
-        splitter = QSplitter()
-        splitter.addWidget(side)
-        splitter.addWidget(self.welcome)
-        splitter.setSizes([520, 680])
-        self.setCentralWidget(splitter)
-        self._build_menus()
-        self.statusBar().showMessage(self._status_text())
+        self.model_label, self.device_label = QLabel("no model"), QLabel("device: …")
+        self.pixel_label = QLabel("")
+        self.pixel_label.setMinimumWidth(260)
+        for label in (self.pixel_label, self.model_label, self.device_label):
+            self.statusBar().addPermanentWidget(label)
 
-    def _welcome_text(self) -> str:
-        has_model = bool(zoo.installed_models())
-        first = ("A model is installed: render images with <code>cxrgan generate --n 8 "
-                 "--out synth/</code>." if has_model else
-                 "No model is installed yet. Import the paper's released generator "
-                 "(medigan / Zenodo record 7047295, file <code>Final_Full_Model.pth</code>) "
-                 "with <code>cxrgan import-model Final_Full_Model.pth --name "
-                 "segal2020-pggan-cxr14</code>.")
-        return (
-            "<h2>cxrgan-desktop</h2>"
-            "<p>Synthetic chest radiographs with Progressive Growing GANs, after Segal et al. "
-            "(2020).</p>"
-            f"<p>{first}</p>"
-            "<p>The image viewer with window/level, the Generate panel and the gallery arrive "
-            "in a coming version. Everything the application does is available now from the "
-            "command line: <code>cxrgan --help</code>.</p>"
-            "<p>Procedural test radiographs with exact labels: <code>cxrgan phantom --n 16 "
-            "--size 512 --out phantoms/</code>.</p>"
-            f"<p><small>Models folder: {paths.models_dir()}</small></p>")
+        build_menus(self)
+        self._connect()
+        self.generate_panel.load_settings(self.settings)
+        self._restore_geometry()
+        self._update_model_label()
+        self.statusBar().showMessage("Ready. Open an image (Ctrl+O) or generate (Ctrl+G).")
+        self._device_probe = self._probe_devices()  # imports torch off the GUI thread
 
-    def _status_text(self) -> str:
-        count = len(zoo.installed_models())
-        return f"{count} model(s) installed  |  models folder: {paths.models_dir()}"
+    # -- layout -----------------------------------------------------------------------------
+    def _dock(self, title: str, widget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title.replace(" ", "_"))
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
 
-    def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        refresh = QAction("&Refresh model list", self)
-        refresh.setShortcut(QKeySequence.StandardKey.Refresh)
-        refresh.triggered.connect(self.library.refresh)
-        file_menu.addAction(refresh)
-        quit_action = QAction("&Quit", self)
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
-        file_menu.addAction(quit_action)
-        help_menu = self.menuBar().addMenu("&Help")
-        about = QAction("&About cxrgan-desktop", self)
-        about.triggered.connect(self.show_about)
-        help_menu.addAction(about)
+    def _connect(self) -> None:
+        self.generate_panel.generateRequested.connect(self.start_generate)
+        self.generate_panel.cancelRequested.connect(self.cancel_job)
+        self.generate_panel.openModelRequested.connect(self.open_model)
+        self.gallery.entryActivated.connect(self.show_entry)
+        self.viewer.pixelHovered.connect(self._show_pixel)
+        self.viewer.hoverLeft.connect(lambda: self.pixel_label.setText(""))
+        self.generate_panel.model_box.currentIndexChanged.connect(self._update_model_label)
+
+    # -- jobs -------------------------------------------------------------------------------
+    def _start_job(self, runner: JobRunner, running_text: str) -> bool:
+        if self.runner is not None and self.runner.is_running():
+            QMessageBox.information(self, "Busy", "Another job is running; cancel it first.")
+            return False
+        self.runner = runner
+        runner.progress.connect(self.generate_panel.show_progress)
+        runner.failed.connect(self._job_failed)
+        runner.cancelled.connect(lambda: self.statusBar().showMessage("Cancelled.", 5000))
+        runner.done.connect(lambda: self.generate_panel.set_running(False))
+        self.generate_panel.set_running(True)
+        self.statusBar().showMessage(running_text)
+        runner.start()
+        return True
+
+    def cancel_job(self) -> None:
+        if self.runner is not None and self.runner.is_running():
+            self.runner.cancel()
+            self.statusBar().showMessage("Cancelling after the current batch…")
+
+    def _job_failed(self, message: str) -> None:
+        self.statusBar().showMessage("Failed.", 5000)
+        QMessageBox.critical(self, "cxrgan-desktop", message)
+
+    def _load_model(self, path: str):
+        """Load (or reuse) a model; runs inside the worker thread."""
+        from cxrgan_desktop.engine.checkpoints import load_generator
+
+        mtime = Path(path).stat().st_mtime
+        if self._model_cache and self._model_cache[:2] == (path, mtime):
+            return self._model_cache[2]
+        model = load_generator(path)
+        self._model_cache = (path, mtime, model)
+        return model
+
+    def start_generate(self, request: GenerateRequest) -> None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out_dir = paths.data_dir() / "sessions" / f"{stamp}-seed{request.seed}"
+
+        def job(progress, cancel):
+            from cxrgan_desktop.engine.devices import resolve_device
+            from cxrgan_desktop.engine.generate import generate_to_folder
+
+            model = self._load_model(request.model)
+            device = resolve_device(request.device)
+            return generate_to_folder(
+                model, out_dir, n=request.count, seed=request.seed,
+                batch_size=request.batch_size, device=str(device), progress=progress,
+                cancel=cancel, on_image=lambda i, image, path: runner.emit_item(
+                    (i, image, path, request.seed, model.name, model.sha256)))
+
+        runner = JobRunner(job, "generate")
+        runner.item.connect(self._add_generated)
+        runner.succeeded.connect(lambda result: self.statusBar().showMessage(
+            f"Generated {len(result.files)} images in {result.out_dir}"))
+        self.generate_panel.store_settings(self.settings)
+        self._start_job(runner, f"Generating {request.count} images (seed {request.seed})…")
+
+    def _add_generated(self, item) -> None:
+        index, image, path, seed, model_name, model_sha256 = item
+        entry = GalleryEntry(Path(path), f"seed {seed} #{index}",
+                             {"seed": seed, "index": index, "model_name": model_name,
+                              "model_sha256": model_sha256})
+        self.gallery.add_entry(entry, image, select=index == 0)
+        self._update_model_label()
+
+    def open_images(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Open images",
+                                                self.settings.last_open_folder, IMAGE_FILTER)
+        if files:
+            self.settings.last_open_folder = str(Path(files[0]).parent)
+            self.load_image_files([Path(f) for f in files])
+
+    def load_image_files(self, files: list[Path]) -> None:
+        def job(progress, cancel):
+            from cxrgan_desktop.imaging.readers import Skipped, scan_images
+
+            problems = []
+            for result in scan_images(files, progress, cancel):
+                if isinstance(result, Skipped):
+                    problems.append(f"{result.source.name}: {result.reason}")
+                else:
+                    runner.emit_item(result)
+            return problems
+
+        runner = JobRunner(job, "open images")
+        runner.item.connect(self._add_loaded)
+        runner.succeeded.connect(self._report_skipped)
+        self._start_job(runner, f"Reading {len(files)} file(s)…")
+
+    def _add_loaded(self, image) -> None:
+        self.gallery.add_entry(GalleryEntry(image.source, image.source.name,
+                                            {"normalisation": image.normalisation}),
+                               image.pixels, select=True)
+
+    def _report_skipped(self, problems: list[str]) -> None:
+        if problems:
+            QMessageBox.warning(self, "Some files were not opened", "\n".join(problems))
+        else:
+            self.statusBar().showMessage("Opened.", 3000)
+
+    def show_entry(self, entry: GalleryEntry) -> None:
+        from cxrgan_desktop.imaging.readers import ImageReadError, read_image
+
+        try:
+            image = read_image(entry.path)
+        except ImageReadError as error:
+            QMessageBox.warning(self, "Cannot show image", str(error))
+            return
+        self.viewer.set_image(image.pixels, reset_view=False)
+        self.statusBar().showMessage(f"{entry.title}  ({image.width}x{image.height}, "
+                                     f"{image.normalisation})")
+
+    def open_model(self) -> None:
+        file, _ = QFileDialog.getOpenFileName(self, "Open a generator",
+                                              self.settings.last_open_folder, MODEL_FILTER)
+        if file:
+            self.open_model_file(file)
+
+    def open_model_file(self, file: str) -> None:
+        runner = JobRunner(lambda progress, cancel: self._load_model(file), "open model")
+        runner.succeeded.connect(lambda model: self._model_opened(file, model))
+        self._start_job(runner, f"Checking {Path(file).name}…")
+
+    def _model_opened(self, file: str, model) -> None:
+        self.generate_panel.refresh_models(select=file)
+        self.settings.last_model = file
+        self._update_model_label()
+        self.statusBar().showMessage(f"Opened {model.name}: {model.source_format}, "
+                                     f"{model.resolution}x{model.resolution}", 8000)
+
+    def export_selected(self) -> None:
+        from cxrgan_desktop.imaging.session_export import EXPORT_FORMATS, ExportItem, export_items
+
+        entries = self.gallery.selected_entries()
+        if not entries:
+            QMessageBox.information(self, "Export", "Select images in the gallery first.")
+            return
+        any_real = any("seed" not in e.details for e in entries)
+        formats = [f for f in EXPORT_FORMATS if not (f == "dicom" and any_real)]
+        labels = [EXPORT_FORMATS[f] for f in formats]
+        label, ok = QInputDialog.getItem(self, f"Export {len(entries)} image(s)", "Format:",
+                                         labels, 0, False)
+        if not ok:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Export to folder",
+                                                  self.settings.last_export_folder)
+        if not folder:
+            return
+        self.settings.last_export_folder = folder
+        items = [ExportItem(e.path, f"seed{e.details['seed']}_{e.details['index']:05d}",
+                            e.details["model_name"], e.details["model_sha256"],
+                            e.details["seed"], e.details["index"]) if "seed" in e.details
+                 else ExportItem(e.path, e.path.stem) for e in entries]
+        image_format = formats[labels.index(label)]
+        window, inverted = self.viewer.window(), self.viewer.is_inverted()
+        runner = JobRunner(lambda progress, cancel: export_items(
+            items, folder, image_format, window, inverted, progress, cancel), "export")
+        runner.succeeded.connect(lambda files: self.statusBar().showMessage(
+            f"Exported {len(files)} file(s) to {folder}", 8000))
+        self._start_job(runner, f"Exporting {len(items)} image(s)…")
+
+    def toggle_compare(self) -> None:
+        from cxrgan_desktop.imaging.readers import ImageReadError, read_image
+
+        if self.centre.currentWidget() is self.compare:
+            self.centre.setCurrentWidget(self.viewer)
+            return
+        entries = self.gallery.selected_entries()
+        if len(entries) != 2:
+            QMessageBox.information(self, "Compare", "Select exactly two images in the gallery "
+                                    "(Ctrl+click), then compare.")
+            return
+        try:
+            left, right = (read_image(e.path).pixels for e in entries)
+        except ImageReadError as error:
+            QMessageBox.warning(self, "Cannot compare", str(error))
+            return
+        self.compare.set_images(left, right)
+        self.compare.left.set_window(self.viewer.window())
+        self.centre.setCurrentWidget(self.compare)
+        self.statusBar().showMessage(f"Comparing {entries[0].title} | {entries[1].title} "
+                                     "(linked zoom, pan and window; C returns)")
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        from cxrgan_desktop.zoo import MODEL_SUFFIXES
+
+        files = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+        models = [f for f in files if f.suffix.lower() in MODEL_SUFFIXES]
+        images = [f for f in files if f not in models]
+        if images:
+            self.load_image_files(images)
+        elif models:
+            self.open_model_file(str(models[0]))
+        event.acceptProposedAction()
+
+    # -- status and chrome ------------------------------------------------------------------
+    def _update_model_label(self, *_args) -> None:
+        name = self.generate_panel.model_box.currentText()
+        self.model_label.setText(f"model: {name}" if name else "no model")
+
+    def _probe_devices(self) -> JobRunner:
+        def job(progress, cancel):
+            import torch
+
+            from cxrgan_desktop.engine.devices import describe_device, resolve_device
+
+            available = {"cuda": torch.cuda.is_available(),
+                         "mps": bool(getattr(torch.backends, "mps", None)
+                                     and torch.backends.mps.is_available())}
+            return available, describe_device(resolve_device("auto"))
+
+        runner = JobRunner(job, "probe devices", parent=self)
+        runner.succeeded.connect(self._devices_probed)
+        runner.start()
+        return runner
+
+    def _devices_probed(self, result) -> None:
+        available, description = result
+        for name, ok in available.items():
+            self.generate_panel.set_device_available(name, ok)
+        self.device_label.setText(f"device: {description}")
+
+    def _show_pixel(self, x: int, y: int, value: float) -> None:
+        self.pixel_label.setText(f"x {x}  y {y}  value {value:.0f} ({value / 65535:.4f})")
+
+    def _toggle_invert(self) -> None:
+        self.settings.viewer.invert = not self.settings.viewer.invert
+        self.viewer.set_inverted(self.settings.viewer.invert)
+
+    def _toggle_full_screen(self) -> None:
+        self.showNormal() if self.isFullScreen() else self.showFullScreen()
+
+    def show_shortcuts(self) -> None:
+        QMessageBox.information(self, "Keyboard shortcuts", SHORTCUTS_HTML)
 
     def show_about(self) -> None:
-        QMessageBox.about(self, "About cxrgan-desktop",
-                          f"<b>cxrgan-desktop {__version__}</b><p>MIT licence.</p>"
-                          f"<p>Please cite: {CITATION}</p>"
-                          "<p>Qt for Python (LGPLv3), PyTorch (BSD), pyqtgraph (MIT).</p>")
+        QMessageBox.about(self, "About cxrgan-desktop", ABOUT_HTML.format(version=__version__))
+
+    def _restore_geometry(self) -> None:
+        if self.settings.window_geometry:
+            self.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode()))
+        if self.settings.window_state:
+            self.restoreState(QByteArray.fromBase64(self.settings.window_state.encode()))
+        self.viewer.set_inverted(self.settings.viewer.invert)
+
+    def closeEvent(self, event) -> None:
+        for runner in (self.runner, self._device_probe):
+            if runner is not None and runner.is_running():
+                runner.cancel()
+                runner.wait(10_000)
+        self.generate_panel.store_settings(self.settings)
+        self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
+        self.settings.window_state = bytes(self.saveState().toBase64()).decode()
+        save_settings(self.settings)
+        super().closeEvent(event)
+

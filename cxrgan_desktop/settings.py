@@ -1,0 +1,110 @@
+"""User settings as a versioned schema, stored as JSON in the config folder.
+
+Only values that differ from the defaults are saved, so a later version's better default
+reaches users who never changed it. A file from an older schema is migrated; a corrupt or
+unreadable file is set aside with a warning and the defaults are used; writes are atomic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cxrgan_desktop import paths
+from cxrgan_desktop.fileio import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+FILE_NAME = "settings.json"
+
+
+@dataclass
+class ViewerPreferences:
+    drag_button: str = "left"  # left | right | middle: which button adjusts window/level
+    drag_width_rightwards: bool = True  # moving right widens the window
+    drag_level_upwards: bool = True  # moving up raises the level (center)
+    invert: bool = False
+
+
+@dataclass
+class Settings:
+    window_geometry: str = ""  # Qt's saveGeometry(), base64
+    window_state: str = ""  # Qt's saveState(), base64
+    last_model: str = ""
+    last_open_folder: str = ""
+    last_export_folder: str = ""
+    generate_count: int = 4
+    generate_seed: int = 0
+    generate_random_seed: bool = True
+    generate_batch_size: int = 2
+    device: str = "auto"
+    viewer: ViewerPreferences = field(default_factory=ViewerPreferences)
+
+
+def settings_path() -> Path:
+    return paths.config_dir() / FILE_NAME
+
+
+def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """Bring an older file up to SCHEMA_VERSION (one step per version as the schema grows)."""
+    if version > SCHEMA_VERSION:
+        log.warning("settings were written by a newer version (schema %s); unknown values "
+                    "are ignored", version)
+    return data
+
+
+def _apply(target: Any, data: dict[str, Any]) -> None:
+    for f in dataclasses.fields(target):
+        if f.name not in data:
+            continue
+        current, value = getattr(target, f.name), data[f.name]
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            _apply(current, value)
+        elif isinstance(value, type(current)) and not (isinstance(value, bool)
+                                                       and not isinstance(current, bool)):
+            setattr(target, f.name, value)
+        else:
+            log.warning("ignoring setting %s=%r (expected %s)", f.name, value,
+                        type(current).__name__)
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    path = path or settings_path()
+    settings = Settings()
+    if not path.exists():
+        return settings
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:
+        backup = path.with_name(path.name + ".corrupt")
+        log.warning("settings file %s is unreadable (%s); using defaults, kept it as %s",
+                    path, error, backup.name)
+        path.replace(backup)
+        return settings
+    _apply(settings, _migrate(data, int(data.get("schema_version", 1))))
+    return settings
+
+
+def _non_defaults(value: Any, default: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(value):
+        mine, theirs = getattr(value, f.name), getattr(default, f.name)
+        if dataclasses.is_dataclass(mine):
+            nested = _non_defaults(mine, theirs)
+            if nested:
+                out[f.name] = nested
+        elif mine != theirs:
+            out[f.name] = mine
+    return out
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> None:
+    data = {"schema_version": SCHEMA_VERSION, **_non_defaults(settings, Settings())}
+    atomic_write_json(path or settings_path(), data)

@@ -1,0 +1,120 @@
+"""The main window driven as a user would: generate, cancel, open files, bad files, settings."""
+
+import pytest
+import torch
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from cxrgan_desktop import paths
+from cxrgan_desktop.engine.checkpoints import OutputAdapter, save_generator
+from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
+from cxrgan_desktop.gui.main_window import MainWindow
+from cxrgan_desktop.settings import load_settings
+from tests.dicom_data import real_dicom
+
+
+@pytest.fixture
+def installed_model():
+    torch.manual_seed(0)
+    config = PGGANConfig(latent_size=16, channels=(32, 16, 16, 8, 8), image_channels=1)
+    return save_generator(paths.models_dir() / "tiny.safetensors", Generator(config),
+                          OutputAdapter(1, "signed"), "tiny")
+
+
+@pytest.fixture
+def window(qtbot, installed_model):
+    win = MainWindow()
+    qtbot.addWidget(win)
+    qtbot.waitUntil(lambda: not win._device_probe.is_running(), timeout=20_000)
+    yield win
+    if win.runner is not None:
+        win.runner.cancel()
+        win.runner.wait()
+
+
+@pytest.fixture
+def dialogs(monkeypatch):
+    shown = []
+    for kind in ("critical", "warning", "information"):
+        monkeypatch.setattr(QMessageBox, kind,
+                            lambda *args, k=kind: shown.append((k, args[2])) or 0)
+    return shown
+
+
+def test_generate_fills_gallery_and_viewer(window, qtbot):
+    panel = window.generate_panel
+    assert panel.model_box.currentText() == "tiny"
+    panel.count.setValue(3)
+    panel.random_seed.setChecked(False)
+    panel.seed.setValue(7)
+    panel.generate_button.click()
+    qtbot.waitUntil(lambda: window.gallery.count() == 3, timeout=30_000)
+    qtbot.waitUntil(panel.generate_button.isEnabled, timeout=10_000)  # the job's done signal
+    assert [e.title for e in window.gallery.entries()] == ["seed 7 #0", "seed 7 #1",
+                                                           "seed 7 #2"]
+    assert all(e.path.exists() for e in window.gallery.entries())
+    assert panel.generate_button.isEnabled() and not panel.cancel_button.isEnabled()
+
+
+def test_cancel_stops_generation(window, qtbot):
+    panel = window.generate_panel
+    panel.count.setValue(500)
+    panel.batch_size.setValue(1)
+    panel.generate_button.click()
+    runner = window.runner
+    qtbot.waitUntil(lambda: window.gallery.count() >= 1, timeout=30_000)
+    with qtbot.waitSignal(runner.cancelled, timeout=30_000):
+        panel.cancel_button.click()
+    qtbot.waitUntil(panel.generate_button.isEnabled, timeout=10_000)
+    assert 1 <= window.gallery.count() < 500
+
+
+def test_bad_model_file_gives_a_dialog(window, qtbot, tmp_path, monkeypatch, dialogs):
+    bad = tmp_path / "broken.pth"
+    bad.write_bytes(b"definitely not a checkpoint")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
+    window.open_model()
+    with qtbot.waitSignal(window.runner.done, timeout=20_000):
+        pass
+    assert dialogs and dialogs[0][0] == "critical" and "broken.pth" in dialogs[0][1]
+
+
+def test_open_dicom_and_skip_bad_files(window, qtbot, tmp_path, dialogs):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n nothing")
+    window.load_image_files([real_dicom("RG3_UNCR.dcm"), junk])
+    with qtbot.waitSignal(window.runner.done, timeout=20_000):
+        pass
+    qtbot.waitUntil(lambda: window.gallery.count() == 1, timeout=5_000)
+    assert window.gallery.entries()[0].path.name == "RG3_UNCR.dcm"
+    assert dialogs and dialogs[0][0] == "warning" and "junk.png" in dialogs[0][1]
+
+
+def test_settings_persist_across_restarts(window, qtbot):
+    window.generate_panel.count.setValue(9)
+    window.resize(1111, 777)
+    window.close()
+    assert load_settings().generate_count == 9
+    again = MainWindow()
+    qtbot.addWidget(again)
+    assert again.generate_panel.count.value() == 9
+    assert again.settings.window_geometry
+    qtbot.waitUntil(lambda: not again._device_probe.is_running(), timeout=20_000)
+
+
+def test_gallery_keeps_one_selection_and_steps(window, qtbot):
+    import numpy as np
+
+    from cxrgan_desktop.gui.gallery import GalleryEntry
+    from cxrgan_desktop.imaging.png16 import write_png16
+
+    for i in range(3):
+        path = paths.data_dir() / f"g{i}.png"
+        write_png16(path, np.full((16, 16), i / 3, np.float32))
+        window.gallery.add_entry(GalleryEntry(path, f"g{i}"), np.zeros((16, 16)), select=True)
+    assert [e.title for e in window.gallery.selected_entries()] == ["g2"]
+    window.gallery.step(-1)
+    assert [e.title for e in window.gallery.selected_entries()] == ["g1"]
+    assert window.viewer.image() is not None

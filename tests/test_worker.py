@@ -1,0 +1,58 @@
+import time
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QTimer
+
+from cxrgan_desktop.gui.worker import JobRunner
+from cxrgan_desktop.jobs import check_cancel
+
+
+def _slow_job(steps, delay):
+    def job(progress, cancel):
+        for i in range(steps):
+            check_cancel(cancel)
+            time.sleep(delay)
+            progress((i + 1) / steps, f"{i + 1}/{steps}")
+        return "result"
+
+    return job
+
+
+def test_event_loop_keeps_turning_during_a_job(qtbot):
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(10)
+    runner = JobRunner(_slow_job(10, 0.05))
+    progress = []
+    runner.progress.connect(lambda f, m: progress.append((f, m)))
+    with qtbot.waitSignal(runner.succeeded, timeout=10_000) as blocker:
+        runner.start()
+    timer.stop()
+    assert blocker.args == ["result"]
+    assert len(ticks) >= 10  # the GUI thread ran its timer throughout the 0.5 s job
+    assert progress[-1] == (1.0, "10/10")
+    runner.wait()
+
+
+def test_cancel_stops_the_job(qtbot):
+    runner = JobRunner(_slow_job(1000, 0.01))
+    runner.progress.connect(lambda f, m: runner.cancel() if f > 0.01 else None)
+    with qtbot.waitSignal(runner.cancelled, timeout=10_000):
+        runner.start()
+    assert runner.wait()
+    assert not runner.is_running()
+
+
+def test_failure_is_reported_not_raised(qtbot):
+    def job(progress, cancel):
+        raise ValueError("bad file x.pth")
+
+    runner = JobRunner(job)
+    with qtbot.waitSignal(runner.failed, timeout=10_000) as blocker:
+        runner.start()
+    assert blocker.args == ["bad file x.pth"]
+    runner.wait()
