@@ -25,9 +25,10 @@ FILE_NAME = "settings.json"
 
 @dataclass
 class ViewerPreferences:
-    drag_button: str = "left"  # left | right | middle: which button adjusts window/level
-    drag_width_rightwards: bool = True  # moving right widens the window
-    drag_level_upwards: bool = True  # moving up raises the level (center)
+    window_button: str = "left"  # left | right | middle: the button that drags window/level
+    pan_modifier: str = "control"  # control | shift | alt: with the window button, pans
+    drag_right_widens: bool = True  # dragging right widens the window (less contrast)
+    drag_down_raises_level: bool = True  # dragging down raises the level (darker image)
     invert: bool = False
 
 

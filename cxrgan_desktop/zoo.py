@@ -97,3 +97,38 @@ def default_model() -> Path | None:
     """The model the app and `cxrgan generate` use when none is named: the first installed."""
     models = installed_models()
     return models[0].path if models else None
+
+
+def model_details(path: Path) -> dict[str, Any]:
+    """What a model card shows about a weights file: architecture and provenance from a native
+    file's metadata (no tensors are loaded), size and SHA-256 for any file."""
+    from cxrgan_desktop.engine.checkpoints import native
+    from cxrgan_desktop.engine.pggan import PGGANConfig
+    from cxrgan_desktop.fileio import sha256_file
+
+    details: dict[str, Any] = {"file": str(path), "size_mb": round(path.stat().st_size / 1e6, 1),
+                               "sha256": sha256_file(path)}
+    if not native.is_safetensors(path):
+        details["format"] = "PyTorch checkpoint (the architecture is read when it is opened)"
+        return details
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    details["format"] = f"native {metadata.get('format', '?')} v{metadata.get('format_version')}"
+    details["name"] = metadata.get("name", path.stem)
+    if "architecture" in metadata:
+        config = PGGANConfig.from_json(metadata["architecture"])
+        details.update(resolution=config.max_resolution, latent_size=config.latent_size,
+                       channels=list(config.channels), image_channels=config.image_channels)
+    if "provenance" in metadata:
+        details["provenance"] = json.loads(metadata["provenance"])
+    return details
+
+
+def remove_installed(path: Path) -> None:
+    """Delete a model from the user's models folder (never a bundled one)."""
+    folder = paths.models_dir().resolve()
+    if path.resolve().parent != folder:
+        raise ValueError(f"{path} is not in your models folder ({folder}); not removed")
+    path.unlink()

@@ -118,3 +118,46 @@ def test_gallery_keeps_one_selection_and_steps(window, qtbot):
     window.gallery.step(-1)
     assert [e.title for e in window.gallery.selected_entries()] == ["g1"]
     assert window.viewer.image() is not None
+
+
+def test_preferences_reach_the_viewer_and_persist(window, qtbot):
+    from cxrgan_desktop.settings import ViewerPreferences
+
+    window.settings.viewer = ViewerPreferences(window_button="right", drag_right_widens=False)
+    window.apply_viewer_preferences()
+    assert window.viewer.preferences.window_button == "right"
+    assert window.viewer.preferences.drag.width_sign == -1
+    window.close()
+    assert load_settings().viewer.window_button == "right"
+
+
+def test_models_tab_describes_and_removes_an_installed_model(window, qtbot, installed_model,
+                                                             monkeypatch):
+    library = window.library
+    names = [library.tree.topLevelItem(i).text(0) for i in range(library.tree.topLevelItemCount())]
+    row = names.index("tiny")
+    library.tree.setCurrentItem(library.tree.topLevelItem(row))
+    qtbot.waitUntil(lambda: "SHA-256" in library.details.toPlainText(), timeout=10_000)
+    assert "latent" in library.details.toPlainText().lower()
+    assert library.remove_button.isEnabled()
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    library.remove_button.click()
+    assert not installed_model.exists()
+    assert window.generate_panel.model_box.count() == 0
+    assert window.generate_panel.no_model_hint.isVisibleTo(window.generate_panel)
+
+
+def test_export_selected_writes_files(window, qtbot, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QInputDialog
+
+    panel = window.generate_panel
+    panel.count.setValue(2)
+    panel.generate_button.click()
+    qtbot.waitUntil(lambda: window.gallery.count() == 2, timeout=30_000)
+    qtbot.waitUntil(panel.generate_button.isEnabled, timeout=10_000)
+    window.gallery.selectAll()
+    monkeypatch.setattr(QInputDialog, "getItem",
+                        lambda *a, **k: (a[3][2] if len(a) > 3 else k["items"][2], True))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
+    window.export_selected()
+    qtbot.waitUntil(lambda: len(list(tmp_path.glob("*.dcm"))) == 2, timeout=20_000)

@@ -6,13 +6,13 @@ from cxrgan_desktop.settings import Settings, load_settings, save_settings, sett
 def test_round_trip_saves_only_non_defaults():
     settings = Settings()
     settings.last_model = "paper"
-    settings.viewer.drag_button = "right"
+    settings.viewer.window_button = "right"
     save_settings(settings)
     data = json.loads(settings_path().read_text())
     assert data == {"schema_version": 1, "last_model": "paper",
-                    "viewer": {"drag_button": "right"}}
+                    "viewer": {"window_button": "right"}}
     loaded = load_settings()
-    assert loaded.last_model == "paper" and loaded.viewer.drag_button == "right"
+    assert loaded.last_model == "paper" and loaded.viewer.window_button == "right"
     assert loaded.generate_count == Settings().generate_count
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -111,8 +112,8 @@ class GeneratePanel(QWidget):
         self.model_box.clear()
         for model in zoo.installed_models():
             self.model_box.addItem(model.name, str(model.path))
-        if current and self.model_box.findData(current) < 0:
-            self.model_box.addItem(current.rsplit("/", 1)[-1], current)
+        if current and self.model_box.findData(current) < 0 and Path(current).is_file():
+            self.model_box.addItem(Path(current).name, current)  # a file opened, not installed
         index = self.model_box.findData(current) if current else 0
         self.model_box.setCurrentIndex(max(index, 0))
         has_model = self.model_box.count() > 0

@@ -28,6 +28,7 @@ from cxrgan_desktop.gui.generate_panel import GeneratePanel, GenerateRequest
 from cxrgan_desktop.gui.help_texts import ABOUT_HTML, SHORTCUTS_HTML
 from cxrgan_desktop.gui.menus import build_menus
 from cxrgan_desktop.gui.model_library import ModelLibrary
+from cxrgan_desktop.gui.preferences_dialog import PreferencesDialog, to_viewer_preferences
 from cxrgan_desktop.gui.viewer import CompareView, ImageViewer
 from cxrgan_desktop.gui.worker import JobRunner
 from cxrgan_desktop.settings import Settings, load_settings, save_settings
@@ -94,6 +95,8 @@ class MainWindow(QMainWindow):
         self.viewer.pixelHovered.connect(self._show_pixel)
         self.viewer.hoverLeft.connect(lambda: self.pixel_label.setText(""))
         self.generate_panel.model_box.currentIndexChanged.connect(self._update_model_label)
+        self.library.detailsRequested.connect(self.describe_model)
+        self.library.removeRequested.connect(self.remove_model)
 
     # -- jobs -------------------------------------------------------------------------------
     def _start_job(self, runner: JobRunner, running_text: str) -> bool:
@@ -257,6 +260,37 @@ class MainWindow(QMainWindow):
             f"Exported {len(files)} file(s) to {folder}", 8000))
         self._start_job(runner, f"Exporting {len(items)} image(s)…")
 
+    def describe_model(self, path: Path) -> None:
+        from cxrgan_desktop.gui.model_library import details_html
+        from cxrgan_desktop.zoo import model_details
+
+        runner = JobRunner(lambda progress, cancel: model_details(path), "describe model",
+                           parent=self)
+        runner.succeeded.connect(lambda details: self.library.show_details(
+            path, details_html(details)))
+        runner.failed.connect(lambda message: self.library.show_details(
+            path, f"<p>Cannot read {path.name}: {message}</p>"))
+        self._describe_runner = runner  # keep it alive; it is independent of the job slot
+        runner.start()
+
+    def remove_model(self, path: Path) -> None:
+        from cxrgan_desktop.zoo import remove_installed
+
+        answer = QMessageBox.question(self, "Remove model",
+                                      f"Delete {path.name} from your models folder?")
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        try:
+            remove_installed(path)
+        except (OSError, ValueError) as error:
+            QMessageBox.warning(self, "Not removed", str(error))
+            return
+        if self._model_cache and self._model_cache[0] == str(path):
+            self._model_cache = None
+        self.library.refresh()
+        self.generate_panel.refresh_models()
+        self.statusBar().showMessage(f"Removed {path.name}", 5000)
+
     def toggle_compare(self) -> None:
         from cxrgan_desktop.imaging.readers import ImageReadError, read_image
 
@@ -343,10 +377,23 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode()))
         if self.settings.window_state:
             self.restoreState(QByteArray.fromBase64(self.settings.window_state.encode()))
+        self.apply_viewer_preferences()
+
+    def apply_viewer_preferences(self) -> None:
+        prefs = to_viewer_preferences(self.settings.viewer)
+        self.viewer.set_preferences(prefs)
+        self.compare.set_preferences(prefs)
         self.viewer.set_inverted(self.settings.viewer.invert)
 
+    def edit_preferences(self) -> None:
+        dialog = PreferencesDialog(self.settings.viewer, self)
+        if dialog.exec():
+            self.settings.viewer = dialog.preferences(invert=self.settings.viewer.invert)
+            self.apply_viewer_preferences()
+            save_settings(self.settings)
+
     def closeEvent(self, event) -> None:
-        for runner in (self.runner, self._device_probe):
+        for runner in (self.runner, self._device_probe, getattr(self, "_describe_runner", None)):
             if runner is not None and runner.is_running():
                 runner.cancel()
                 runner.wait(10_000)

@@ -44,6 +44,8 @@ def build_menus(window) -> None:
         "Save the selected images as 16-bit PNG, windowed 8-bit PNG or DICOM",
     )
     file_menu.addSeparator()
+    _action(window, file_menu, "&Preferences…", window.edit_preferences,
+            QKeySequence.StandardKey.Preferences, "Mouse buttons and directions for window/level")
     _action(window, file_menu, "&Quit", window.close, QKeySequence.StandardKey.Quit)
 
     image_menu = bar.addMenu("&Image")
