@@ -141,11 +141,10 @@ def _load_model(name_or_path: str | None):
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from cxrgan_desktop.cli_progress import TqdmProgress, cancel_on_interrupt
+    from cxrgan_desktop.cli_progress import run_job
     from cxrgan_desktop.engine.devices import DeviceError, resolve_device
     from cxrgan_desktop.engine.generate import generate_to_folder, load_latents_file
     from cxrgan_desktop.imaging.windowing import Window
-    from cxrgan_desktop.jobs import Cancelled
 
     window = None
     if args.window is not None:
@@ -173,20 +172,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     count = len(latents) if latents is not None else args.n
     print(f"model {model.name} ({model.resolution}x{model.resolution}, sha256 "
           f"{model.sha256[:16]}...) on {device}", file=sys.stderr)
-    bar = TqdmProgress(count, "img", "generate")
-    try:
-        with cancel_on_interrupt() as cancel:
-            result = generate_to_folder(
-                model, args.out, n=args.n, seed=None if latents is not None else args.seed,
-                latents=latents, latents_source=args.latents, batch_size=args.batch_size,
-                device=str(device), precision=args.precision, image_format=args.image_format,
-                window=window, progress=bar, cancel=cancel)
-    except Cancelled:
-        bar.close()
-        print(f"cancelled; the finished images and manifest.json are in {args.out}",
-              file=sys.stderr)
-        return EXIT_CANCELLED
-    bar.close()
+    result = run_job(lambda progress, cancel: generate_to_folder(
+        model, args.out, n=args.n, seed=None if latents is not None else args.seed,
+        latents=latents, latents_source=args.latents, batch_size=args.batch_size,
+        device=str(device), precision=args.precision, image_format=args.image_format,
+        window=window, progress=progress, cancel=cancel), count, "img", "generate",
+        f"the finished images and manifest.json are in {args.out}")
     print(f"wrote {len(result.files)} images and {result.manifest}")
     return 0
 
@@ -253,44 +244,28 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_phantom(args: argparse.Namespace) -> int:
-    from cxrgan_desktop.cli_progress import TqdmProgress, cancel_on_interrupt
+    from cxrgan_desktop.cli_progress import run_job
     from cxrgan_desktop.imaging.phantom import write_phantoms
-    from cxrgan_desktop.jobs import Cancelled
 
     if args.n < 1 or not 16 <= args.size <= 1024:
         raise UserError("--n must be at least 1 and --size between 16 and 1024")
-    bar = TqdmProgress(args.n, "img", "phantom")
-    try:
-        with cancel_on_interrupt() as cancel:
-            out_dir = write_phantoms(args.out, args.n, args.size, args.seed,
-                                     progress=bar, cancel=cancel)
-    except Cancelled:
-        bar.close()
-        print(f"cancelled; finished images are listed in {args.out}", file=sys.stderr)
-        return EXIT_CANCELLED
-    bar.close()
+    out_dir = run_job(lambda progress, cancel: write_phantoms(
+        args.out, args.n, args.size, args.seed, progress=progress, cancel=cancel),
+        args.n, "img", "phantom", f"the finished images are listed in {args.out}")
     print(f"wrote {args.n} phantoms to {out_dir} (labels: Data_Entry_phantom.csv)")
     return 0
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from cxrgan_desktop.cli_progress import TqdmProgress, cancel_on_interrupt
+    from cxrgan_desktop.cli_progress import run_job
     from cxrgan_desktop.imaging.convert import convert_images
-    from cxrgan_desktop.jobs import Cancelled
 
     missing = [str(p) for p in args.inputs if not p.exists()]
     if missing:
         raise UserError(f"no such file or folder: {', '.join(missing)}")
-    bar = TqdmProgress(None, "", "convert")
-    try:
-        with cancel_on_interrupt() as cancel:
-            report = convert_images(args.inputs, args.out, progress=bar, cancel=cancel)
-    except Cancelled:
-        bar.close()
-        print(f"cancelled; what was converted is listed in {args.out / 'conversion_report.csv'}",
-              file=sys.stderr)
-        return EXIT_CANCELLED
-    bar.close()
+    report = run_job(lambda progress, cancel: convert_images(
+        args.inputs, args.out, progress=progress, cancel=cancel), None, "", "convert",
+        f"what was converted is listed in {args.out / 'conversion_report.csv'}")
     for skipped in report.skipped:
         print(f"skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
     for image, _ in report.converted:
@@ -308,11 +283,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_ERROR
+    from cxrgan_desktop.cli_progress import JobCancelled
+
     try:
         return int(args.func(args))
     except UserError as error:
         print(f"cxrgan: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except JobCancelled as stopped:
+        print(stopped, file=sys.stderr)
+        return EXIT_CANCELLED
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
@@ -50,3 +51,29 @@ def cancel_on_interrupt() -> Iterator[threading.Event]:
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, previous)
+
+
+class JobCancelled(Exception):
+    """The user stopped a CLI job; the message says where its finished output is."""
+
+
+Result = TypeVar("Result")
+
+
+def run_job(job: Callable[[Any, threading.Event], Result], total: int | None, unit: str,
+            description: str, kept: str) -> Result:
+    """Run ``job(progress, cancel)`` with a progress bar and Ctrl-C as cancel.
+
+    ``kept`` tells the user what a stopped job left behind; the CLI's main turns the
+    :class:`JobCancelled` it raises into exit code 130.
+    """
+    from cxrgan_desktop.jobs import Cancelled
+
+    bar = TqdmProgress(total, unit, description)
+    try:
+        with cancel_on_interrupt() as cancel:
+            return job(bar, cancel)
+    except Cancelled as error:
+        raise JobCancelled(f"cancelled; {kept}") from error
+    finally:
+        bar.close()

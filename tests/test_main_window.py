@@ -161,3 +161,16 @@ def test_export_selected_writes_files(window, qtbot, monkeypatch, tmp_path):
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path))
     window.export_selected()
     qtbot.waitUntil(lambda: len(list(tmp_path.glob("*.dcm"))) == 2, timeout=20_000)
+
+
+def test_dropping_files_opens_them(window, qtbot, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(real_dicom("RG3_UNCR.dcm")))])
+    event = QDropEvent(QPointF(100, 100), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    qtbot.waitUntil(lambda: window.gallery.count() == 1, timeout=20_000)
+    assert window.gallery.entries()[0].path.name == "RG3_UNCR.dcm"

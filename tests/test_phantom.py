@@ -310,3 +310,28 @@ def test_write_phantoms_cancel_leaves_whole_files(tmp_path: Path) -> None:
     assert len(entries) == 2 and all(e.findings == {"Nodule"} for e in entries)
     write_phantoms(tmp_path, n=6, size=32, seed=1, distribution=dist)  # resume
     assert len(read_data_entry_csv(tmp_path / "Data_Entry_phantom.csv")) == 6
+
+
+def test_cli_phantom_writes_images_and_labels(tmp_path, capsys):
+    from cxrgan_desktop import cli
+    from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv
+
+    assert cli.main(["phantom", "--n", "3", "--size", "32", "--seed", "4",
+                     "--out", str(tmp_path)]) == 0
+    assert "wrote 3 phantoms" in capsys.readouterr().out
+    entries = read_data_entry_csv(tmp_path / "Data_Entry_phantom.csv")
+    assert [e.image_index for e in entries] == [f"phantom_0000{i}.png" for i in range(3)]
+    assert cli.main(["phantom", "--n", "3", "--size", "8", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_cli_job_cancel_exits_130(tmp_path, monkeypatch, capsys):
+    from cxrgan_desktop import cli, cli_progress
+    from cxrgan_desktop.jobs import Cancelled
+
+    def cancelled_job(job, total, unit, description, kept):
+        raise cli_progress.JobCancelled(f"cancelled; {kept}") from Cancelled()
+
+    monkeypatch.setattr(cli_progress, "run_job", cancelled_job)
+    code = cli.main(["phantom", "--n", "2", "--size", "32", "--out", str(tmp_path)])
+    assert code == cli.EXIT_CANCELLED
+    assert "finished images are listed" in capsys.readouterr().err
