@@ -161,7 +161,7 @@ def _manifest(model: LoadedGenerator, renderer: Renderer, result: GenerateResult
         latents_info.update(seed=seed, recipe=LATENT_RECIPE)
     manifest: dict[str, Any] = {
         "software": {"name": "cxrgan-desktop", "version": __version__},
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "model": {"name": model.name, "file": model.path.name, "sha256": model.sha256,
                   "format": model.source_format, "resolution": model.resolution,
                   "latent_size": model.config.latent_size},

@@ -44,7 +44,7 @@ def save_generator(path: str | os.PathLike[str], generator: Generator, adapter: 
     if discriminator is not None:
         tensors.update({f"D.{k}": v for k, v in parameters_only(discriminator).items()})
     record = {"code_version": __version__,
-              "saved": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+              "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     record.update(provenance or {})
     metadata = {
         "format": FORMAT,
