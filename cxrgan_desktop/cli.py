@@ -7,6 +7,7 @@ commands, after :func:`runtime.configure_before_torch`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -106,6 +107,29 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_convert)
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train or fine-tune a PGGAN from a config file",
+        description="Train a progressive GAN as the config (TOML or JSON) describes: the "
+                    "paper's recipe unless it says otherwise. The images are preprocessed once "
+                    "into a multi-resolution cache; the run folder gets config.json, "
+                    "log.jsonl, sample grids, checkpoints and final.safetensors. Ctrl-C saves "
+                    "a checkpoint; run again with --run-dir to resume. Example: cxrgan train "
+                    "configs/quick256.toml",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("config", help="training config (.toml or .json), or a preset: "
+                   "paper1024, quick256, finetune")
+    p.add_argument("--data", type=Path, help="training images folder (overrides the config)")
+    p.add_argument("--labels", type=Path, help="ChestX-ray14-style labels CSV (overrides)")
+    p.add_argument("--init-from", type=Path, help="fine-tune from this generator file")
+    p.add_argument("--run-dir", type=Path, help="run folder; an existing one is resumed "
+                   "(default: a new numbered folder under your data folder's runs/)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="auto = CUDA if present, else MPS, else CPU")
+    p.add_argument("--stop-at", type=int, help="stop after this many images (resume later)")
+    p.set_defaults(func=_cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cxrgan", description="Synthetic chest radiographs with Progressive Growing GANs "
@@ -116,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(sub)
     _add_phantom(sub)
     _add_convert(sub)
+    _add_train(sub)
     return parser
 
 
@@ -273,6 +298,44 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             print(f"warning {image.source}: {warning}", file=sys.stderr)
     print(f"converted {len(report.converted)} image(s), skipped {len(report.skipped)}; "
           f"report: {report.report_path}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cxrgan_desktop.cli_progress import run_job
+    from cxrgan_desktop.engine.checkpoints import CheckpointError
+    from cxrgan_desktop.engine.devices import DeviceError
+    from cxrgan_desktop.engine.training.config import load_config, total_images
+    from cxrgan_desktop.engine.training.run import new_run_dir, run_training
+
+    try:
+        config = load_config(args.config)
+        overrides = {}
+        if args.data or args.labels:
+            overrides["data"] = dataclasses.replace(
+                config.data, image_dir=str(args.data or config.data.image_dir),
+                labels_csv=str(args.labels or config.data.labels_csv))
+        if args.init_from:
+            overrides["init_from"] = str(args.init_from)
+        config = dataclasses.replace(config, **overrides)
+    except ValueError as error:
+        raise UserError(str(error)) from error
+    run_dir = args.run_dir or new_run_dir(config.name)
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    try:
+        result = run_job(lambda progress, cancel: run_training(
+            config, run_dir, device=args.device, stop_at=args.stop_at, progress=progress,
+            cancel=cancel), None, "", "train",
+            f"checkpoint saved; resume with: cxrgan train {args.config} --run-dir {run_dir}")
+    except (ValueError, CheckpointError, DeviceError) as error:
+        raise UserError(str(error)) from error
+    last, scheduled = result.last, total_images(config)
+    state = "finished" if result.finished else f"stopped; resume with --run-dir {run_dir}"
+    print(f"{result.images_shown:,} of {scheduled:,} scheduled images shown ({state}); "
+          f"last losses: D {last.get('loss_d', float('nan')):.3f}, "
+          f"G {last.get('loss_g', float('nan')):.3f}")
+    if result.final_model:
+        print(f"model: {result.final_model}")
     return 0
 
 

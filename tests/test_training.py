@@ -178,3 +178,27 @@ def test_fine_tune_without_discriminator_warms_up_a_fresh_one(phantom_data, tmp_
     assert rows and all("loss_g" not in r for r in rows)
     train(effective, phantom_data, tmp_path / "ft", device="cpu", state=state)
     assert not torch.equal(_params(state.G), g_before)
+
+
+def test_cli_train_on_a_phantom_folder_stops_and_resumes(tmp_path, capsys):
+    from cxrgan_desktop import cli
+    from cxrgan_desktop.imaging.phantom import write_phantoms
+
+    write_phantoms(tmp_path / "data", n=16, size=32, seed=1)
+    config = {**TINY, "batch_sizes": {"4": 8, "8": 8, "16": 8},
+              "data": {"image_dir": str(tmp_path / "data"),
+                       "labels_csv": str(tmp_path / "data" / "Data_Entry_phantom.csv"),
+                       "cache_dir": str(tmp_path / "cache")}}
+    (tmp_path / "tiny.json").write_text(json.dumps(config))
+    run = tmp_path / "run"
+    assert cli.main(["train", str(tmp_path / "tiny.json"), "--run-dir", str(run),
+                     "--device", "cpu", "--stop-at", "100"]) == 0
+    assert "104 of 288 scheduled images shown (stopped" in capsys.readouterr().out  # 13 x 8
+    assert cli.main(["train", str(tmp_path / "tiny.json"), "--run-dir", str(run),
+                     "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "288 of 288 scheduled images shown (finished)" in out and "final.safetensors" in out
+    assert load_generator(run / "final.safetensors").resolution == 16
+    assert cli.main(["train", str(tmp_path / "missing.toml")]) == 2
+    assert cli.main(["train", "quick256", "--data", str(tmp_path / "nothing")]) == 2
+    assert "nothing" in capsys.readouterr().err

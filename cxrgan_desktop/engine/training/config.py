@@ -122,9 +122,18 @@ class TrainConfig:
         return cls(**data)
 
 
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+
+
 def load_config(path: str | Path) -> TrainConfig:
-    """A config from ``.toml`` or ``.json``; errors name the file."""
+    """A config from ``.toml`` or ``.json``, or a preset by name; errors name the file."""
     file = Path(path)
+    if not file.exists() and str(path) in preset_names():
+        file = PRESETS_DIR / f"{path}.toml"
     try:
         text = file.read_text(encoding="utf-8")
         data = tomllib.loads(text) if file.suffix.lower() == ".toml" else json.loads(text)

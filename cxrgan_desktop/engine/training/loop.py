@@ -170,7 +170,7 @@ def train(config: TrainConfig, data: TrainingData, run_dir: str | Path, *,
             state.elapsed_s = time.monotonic() - started
             if crossed(config.checkpoint_every):
                 state.save(checkpoint)
-            progress(state.images_shown / end, f"{phase.resolution}px "
+            progress(min(state.images_shown / end, 1.0), f"{phase.resolution}px "
                      f"{'fade ' + format(phase.alpha, '.2f') if phase.fading else 'stable'} "
                      f"{state.images_shown:,}/{end:,} images")
     except Cancelled:

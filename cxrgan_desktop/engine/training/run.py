@@ -1,0 +1,74 @@
+"""A whole training run from a config file: prepare the data cache, then train.
+
+Shared by ``cxrgan train`` and the GUI's Train panel (and, under torchrun, by every rank).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from cxrgan_desktop import paths
+from cxrgan_desktop.engine.devices import resolve_device
+from cxrgan_desktop.engine.training.config import TrainConfig
+from cxrgan_desktop.engine.training.loop import TrainingData, TrainResult, train
+from cxrgan_desktop.jobs import ProgressFn, no_progress, sub_progress
+
+
+def new_run_dir(name: str, root: Path | None = None) -> Path:
+    """``<root>/00007-name``: numbered so that runs sort by creation (stylegan3's habit)."""
+    root = root or paths.data_dir() / "runs"
+    root.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"(\d{5})-", p.name))]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+    return root / f"{max(numbers, default=-1) + 1:05d}-{safe}"
+
+
+@dataclass
+class PreparedData:
+    data: TrainingData
+    cache_dir: Path
+
+
+def prepare_data(config: TrainConfig, progress: ProgressFn = no_progress,
+                 cancel: threading.Event | None = None) -> PreparedData:
+    """Build (or reuse, or resume) the multi-resolution cache the config's data needs."""
+    from cxrgan_desktop.engine.training.dataset import DatasetSpec
+    from cxrgan_desktop.engine.training.image_cache import (
+        build_cache,
+        default_cache_dir,
+    )
+
+    settings = config.data
+    if not settings.image_dir:
+        raise ValueError("the config names no training images: set [data] image_dir")
+    spec = DatasetSpec(
+        image_dir=Path(settings.image_dir),
+        labels_csv=Path(settings.labels_csv) if settings.labels_csv else None,
+        view_positions=tuple(settings.view_positions),
+        require_findings=tuple(settings.require_findings),
+        exclude_findings=tuple(settings.exclude_findings),
+        max_images=settings.max_images or None)
+    resolution = config.target_resolution
+    cache_dir = (Path(settings.cache_dir) if settings.cache_dir else
+                 default_cache_dir(spec, resolution, settings.bit_depth, settings.square))
+    cache = build_cache(spec, cache_dir, resolution, bit_depth=settings.bit_depth,
+                        square=settings.square, progress=progress, cancel=cancel)
+    data = TrainingData(cache.count, cache.fingerprint, cache.description, cache.batch)
+    return PreparedData(data, cache_dir)
+
+
+def run_training(config: TrainConfig, run_dir: Path, *, device: str = "auto",
+                 stop_at: int | None = None, progress: ProgressFn = no_progress,
+                 cancel: threading.Event | None = None) -> TrainResult:
+    """Data cache (first 5 % of the bar), then training (the rest)."""
+    prepared = prepare_data(config, sub_progress(progress, 0.0, 0.05), cancel)
+    state = None
+    if config.init_from:
+        from cxrgan_desktop.engine.training.finetune import prepare_finetune
+
+        config, state = prepare_finetune(config, resolve_device(device))
+    return train(config, prepared.data, run_dir, device=device, state=state, stop_at=stop_at,
+                 progress=sub_progress(progress, 0.05, 1.0), cancel=cancel)
