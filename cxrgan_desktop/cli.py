@@ -305,8 +305,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from cxrgan_desktop.cli_progress import run_job
     from cxrgan_desktop.engine.checkpoints import CheckpointError
     from cxrgan_desktop.engine.devices import DeviceError
+    from cxrgan_desktop.engine.training import distributed
     from cxrgan_desktop.engine.training.config import load_config, total_images
     from cxrgan_desktop.engine.training.run import new_run_dir, run_training
+    from cxrgan_desktop.jobs import no_progress
 
     try:
         config = load_config(args.config)
@@ -320,15 +322,33 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, **overrides)
     except ValueError as error:
         raise UserError(str(error)) from error
-    run_dir = args.run_dir or new_run_dir(config.name)
-    print(f"run folder: {run_dir}", file=sys.stderr)
+    device = args.device
+    context = distributed.DistributedContext()
+    if distributed.launched_by_torchrun():
+        context, device = distributed.initialise(args.device)
+    run_dir = distributed.broadcast_object(
+        args.run_dir or (new_run_dir(config.name) if context.is_main else None), context)
+    if context.is_main:
+        print(f"run folder: {run_dir}" + (f" ({context.world} processes)"
+                                          if context.active else ""), file=sys.stderr)
+
+    def job(progress, cancel):
+        return run_training(config, run_dir, device=device, stop_at=args.stop_at,
+                            progress=progress, cancel=cancel)
+
     try:
-        result = run_job(lambda progress, cancel: run_training(
-            config, run_dir, device=args.device, stop_at=args.stop_at, progress=progress,
-            cancel=cancel), None, "", "train",
-            f"checkpoint saved; resume with: cxrgan train {args.config} --run-dir {run_dir}")
+        if context.is_main:
+            result = run_job(job, None, "", "train", f"checkpoint saved; resume with: cxrgan "
+                             f"train {args.config} --run-dir {run_dir}")
+        else:
+            result = job(no_progress, None)
     except (ValueError, CheckpointError, DeviceError) as error:
         raise UserError(str(error)) from error
+    finally:
+        if context.active:
+            distributed.finish()
+    if not context.is_main:
+        return 0
     last, scheduled = result.last, total_images(config)
     state = "finished" if result.finished else f"stopped; resume with --run-dir {run_dir}"
     print(f"{result.images_shown:,} of {scheduled:,} scheduled images shown ({state}); "

@@ -38,8 +38,8 @@ def freeze_low_resolutions(G: Generator, below: int) -> list[str]:
     return frozen
 
 
-def prepare_finetune(config: TrainConfig, device: torch.device) -> tuple[TrainConfig,
-                                                                          TrainingState]:
+def prepare_finetune(config: TrainConfig, device: torch.device,
+                     rank: int = 0) -> tuple[TrainConfig, TrainingState]:
     """The effective config (architecture from the file) and a state ready to train."""
     model = load_generator(config.init_from)  # raises CheckpointError with a clear message
     arch = model.config
@@ -66,4 +66,4 @@ def prepare_finetune(config: TrainConfig, device: torch.device) -> tuple[TrainCo
     frozen = freeze_low_resolutions(G, config.freeze_below)
     if frozen:
         log.info("frozen generator layers: %s", ", ".join(frozen))
-    return effective, TrainingState.create(effective, device, G=G, D=D)
+    return effective, TrainingState.create(effective, device, G=G, D=D, rank=rank)

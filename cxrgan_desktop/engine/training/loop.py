@@ -27,12 +27,13 @@ import torch.nn.functional as F
 from cxrgan_desktop import __version__
 from cxrgan_desktop.engine.checkpoints import OutputAdapter, save_generator
 from cxrgan_desktop.engine.devices import describe_device, resolve_device
+from cxrgan_desktop.engine.training import distributed
 from cxrgan_desktop.engine.training.batches import next_indices
 from cxrgan_desktop.engine.training.config import TrainConfig, phase_at, total_images
 from cxrgan_desktop.engine.training.losses import discriminator_loss, generator_loss
 from cxrgan_desktop.engine.training.state import TrainingState
 from cxrgan_desktop.fileio import atomic_write_bytes, atomic_write_json
-from cxrgan_desktop.jobs import Cancelled, ProgressFn, check_cancel, no_progress
+from cxrgan_desktop.jobs import Cancelled, ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -112,22 +113,30 @@ def train(config: TrainConfig, data: TrainingData, run_dir: str | Path, *,
     """Train (or resume) until the schedule ends or ``stop_at`` images have been shown.
 
     ``state`` lets fine-tuning start from prepared networks. Raises :class:`Cancelled` after
-    saving a checkpoint when ``cancel`` is set.
+    saving a checkpoint when ``cancel`` is set. Under torchrun every rank calls this; rank 0
+    writes the run folder.
     """
+    context = distributed.current()
     run = Path(run_dir)
-    (run / "samples").mkdir(parents=True, exist_ok=True)
+    if context.is_main:
+        (run / "samples").mkdir(parents=True, exist_ok=True)
+    else:
+        progress = no_progress
     checkpoint = run / "checkpoints" / "latest.pt"
     torch_device = resolve_device(device)
     if state is None:
-        state = TrainingState.create(config, torch_device)
+        state = TrainingState.create(config, torch_device, rank=context.rank)
+    distributed.barrier(context)
     if checkpoint.exists():
         state.restore(checkpoint)
         if state.dataset_fingerprint and state.dataset_fingerprint != data.fingerprint:
             log.warning("resuming %s with a dataset that changed since the checkpoint", run)
         log.info("resumed %s at %d images", run, state.images_shown)
     state.dataset_fingerprint = data.fingerprint
-    atomic_write_json(run / "config.json", config.to_dict())
-    _write_manifest(run, config, data, torch_device)
+    if context.is_main:
+        atomic_write_json(run / "config.json", config.to_dict())
+        _write_manifest(run, config, data, torch_device, context.world)
+    G_train, D_train = distributed.wrap(state.G, context), distributed.wrap(state.D, context)
 
     end = min(total_images(config), stop_at) if stop_at else total_images(config)
     amp = config.mixed_precision and torch_device.type == "cuda"
@@ -138,25 +147,32 @@ def train(config: TrainConfig, data: TrainingData, run_dir: str | Path, *,
     G, D = state.G, state.D
     try:
         while state.images_shown < end:
-            check_cancel(cancel)
+            stopping = cancel is not None and cancel.is_set()
+            if distributed.any_rank_stopping(stopping, context, torch_device):
+                raise Cancelled("cancelled by the user")
             phase = phase_at(config, state.images_shown)
             for net in (G, D, state.G_ema):
                 if net.current_depth != phase.depth:
                     net.set_depth(phase.depth)
                 net.set_alpha(phase.alpha)
-            batch = config.batch_sizes[phase.resolution]
+            batch = config.batch_sizes[phase.resolution]  # global, over all ranks
+            if batch % context.world:
+                raise ValueError(f"batch size {batch} at {phase.resolution} px does not divide "
+                                 f"among {context.world} processes")
             indices, state.epoch, state.epoch_position = next_indices(
-                config.seed, data.count, state.epoch, state.epoch_position, batch)
+                config.seed, data.count, state.epoch, state.epoch_position,
+                batch // context.world, context.rank, context.world)
             real = data.batch(phase.resolution, indices).to(torch_device)
             if G.config.image_channels == 3:
                 real = real.expand(-1, 3, -1, -1)
             if phase.fading:
                 real = _fade_real(real, phase.alpha)
-            values = _step(state, real, amp, warmup=state.images_shown < _warmup(config))
+            values = _step(state, G_train, D_train, real, amp,
+                           warmup=state.images_shown < _warmup(config))
             state.images_shown += batch
             meter.add(batch, **values)
             crossed = _crossed(state.images_shown - batch, state.images_shown)
-            if crossed(config.log_every) or state.images_shown >= end:
+            if context.is_main and (crossed(config.log_every) or state.images_shown >= end):
                 row = {"images": state.images_shown, "resolution": phase.resolution,
                        "alpha": round(phase.alpha, 6), "fading": phase.fading,
                        **meter.row(), "elapsed_s": time.monotonic() - started}
@@ -165,7 +181,7 @@ def train(config: TrainConfig, data: TrainingData, run_dir: str | Path, *,
                 result.log_rows += 1
                 result.last = row
                 meter = _Meter()
-            if crossed(config.sample_every) or state.images_shown >= end:
+            if context.is_main and (crossed(config.sample_every) or state.images_shown >= end):
                 _sample(state, fixed_z, torch_device, run)
             state.elapsed_s = time.monotonic() - started
             if crossed(config.checkpoint_every):
@@ -181,7 +197,8 @@ def train(config: TrainConfig, data: TrainingData, run_dir: str | Path, *,
     result.images_shown = state.images_shown
     if state.images_shown >= total_images(config):
         result.finished = True
-        result.final_model = _export(state, data, run)
+        if context.is_main:
+            result.final_model = _export(state, data, run)
     return result
 
 
@@ -193,10 +210,11 @@ def _crossed(before: int, after: int) -> Callable[[int], bool]:
     return lambda every: before // every != after // every
 
 
-def _step(state: TrainingState, real: torch.Tensor, amp: bool, warmup: bool
-          ) -> dict[str, float]:
-    """One D step and (after any warm-up) one G step, then the EMA update."""
-    config, G, D = state.config, state.G, state.D
+def _step(state: TrainingState, G: torch.nn.Module, D: torch.nn.Module, real: torch.Tensor,
+          amp: bool, warmup: bool) -> dict[str, float]:
+    """One D step and (after any warm-up) one G step, then the EMA update. ``G`` and ``D`` are
+    the networks to run: the state's own, or their DDP wrappers."""
+    config = state.config
     device = real.device
     n = real.shape[0]
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp)
@@ -235,11 +253,12 @@ def _sample(state: TrainingState, fixed_z: torch.Tensor, device: torch.device, r
 
 
 def _write_manifest(run: Path, config: TrainConfig, data: TrainingData,
-                    device: torch.device) -> None:
+                    device: torch.device, processes: int) -> None:
     atomic_write_json(run / "manifest.json", {
         "software": {"name": "cxrgan-desktop", "version": __version__,
                      "torch": torch.__version__},
         "run": config.name, "seed": config.seed, "device": describe_device(device),
+        "processes": processes,
         "dataset": {"fingerprint": data.fingerprint, "images": data.count,
                     "description": data.description},
         "total_images": total_images(config),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cxrgan_desktop import paths
 from cxrgan_desktop.engine.devices import resolve_device
+from cxrgan_desktop.engine.training import distributed
 from cxrgan_desktop.engine.training.config import TrainConfig
 from cxrgan_desktop.engine.training.loop import TrainingData, TrainResult, train
 from cxrgan_desktop.jobs import ProgressFn, no_progress, sub_progress
@@ -63,12 +64,18 @@ def prepare_data(config: TrainConfig, progress: ProgressFn = no_progress,
 def run_training(config: TrainConfig, run_dir: Path, *, device: str = "auto",
                  stop_at: int | None = None, progress: ProgressFn = no_progress,
                  cancel: threading.Event | None = None) -> TrainResult:
-    """Data cache (first 5 % of the bar), then training (the rest)."""
-    prepared = prepare_data(config, sub_progress(progress, 0.0, 0.05), cancel)
+    """Data cache (first 5 % of the bar), then training (the rest). Under torchrun, rank 0
+    builds the cache while the others wait, then every rank opens it."""
+    context = distributed.current()
+    if context.is_main:
+        prepared = prepare_data(config, sub_progress(progress, 0.0, 0.05), cancel)
+    distributed.barrier(context)
+    if not context.is_main:
+        prepared = prepare_data(config)  # complete by now: opens it
     state = None
     if config.init_from:
         from cxrgan_desktop.engine.training.finetune import prepare_finetune
 
-        config, state = prepare_finetune(config, resolve_device(device))
+        config, state = prepare_finetune(config, resolve_device(device), rank=context.rank)
     return train(config, prepared.data, run_dir, device=device, state=state, stop_at=stop_at,
                  progress=sub_progress(progress, 0.05, 1.0), cancel=cancel)

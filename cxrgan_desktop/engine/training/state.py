@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from cxrgan_desktop.engine.pggan import Discriminator, Generator
+from cxrgan_desktop.engine.training import distributed
 from cxrgan_desktop.engine.training.config import TrainConfig
 from cxrgan_desktop.fileio import atomic_write_bytes
 
@@ -42,7 +43,8 @@ class TrainingState:
 
     @classmethod
     def create(cls, config: TrainConfig, device: torch.device,
-               G: Generator | None = None, D: Discriminator | None = None) -> TrainingState:
+               G: Generator | None = None, D: Discriminator | None = None,
+               rank: int = 0) -> TrainingState:
         torch.manual_seed(config.seed)  # parameter initialisation
         arch = G.config if G is not None else config.architecture
         G = (G or Generator(arch, depth=0)).to(device)
@@ -52,7 +54,7 @@ class TrainingState:
         betas = (config.beta1, config.beta2)
         opt_G = torch.optim.Adam(trainable, lr=config.lr, betas=betas, eps=config.adam_eps)
         opt_D = torch.optim.Adam(D.parameters(), lr=config.lr, betas=betas, eps=config.adam_eps)
-        rng = torch.Generator().manual_seed(config.seed)
+        rng = torch.Generator().manual_seed(config.seed + 7919 * rank)  # own draws per rank
         return cls(config, G, D, G_ema, opt_G, opt_D, rng)
 
     def update_ema(self) -> None:
@@ -77,8 +79,15 @@ class TrainingState:
         }
 
     def save(self, path: Path) -> None:
+        """Every rank calls this (their generators are gathered); rank 0 writes the file."""
+        context = distributed.current()
+        states = distributed.gather_states(self.rng.get_state(), context)
+        if not context.is_main:
+            return
+        data = self.to_checkpoint()
+        data["rng_all_ranks"] = states
         buffer = io.BytesIO()
-        torch.save(self.to_checkpoint(), buffer)
+        torch.save(data, buffer)
         atomic_write_bytes(path, buffer.getvalue())
 
     def restore(self, path: Path) -> None:
@@ -97,7 +106,13 @@ class TrainingState:
         self.G_ema.load_state_dict(data["G_ema"])
         self.opt_G.load_state_dict(data["opt_G"])
         self.opt_D.load_state_dict(data["opt_D"])
-        self.rng.set_state(data["rng"])
+        context = distributed.current()
+        ranks = data.get("rng_all_ranks") or [data["rng"]]
+        if len(ranks) != context.world:
+            raise ValueError(f"{path}: written by {len(ranks)} process(es), resumed with "
+                             f"{context.world}; resume with the same number to continue "
+                             "exactly")
+        self.rng.set_state(ranks[context.rank])
         self.images_shown = int(data["images_shown"])
         self.epoch, self.epoch_position = int(data["epoch"]), int(data["epoch_position"])
         self.elapsed_s = float(data["elapsed_s"])
