@@ -29,6 +29,7 @@ from cxrgan_desktop.gui.help_texts import ABOUT_HTML, SHORTCUTS_HTML
 from cxrgan_desktop.gui.menus import build_menus
 from cxrgan_desktop.gui.model_library import ModelLibrary
 from cxrgan_desktop.gui.preferences_dialog import PreferencesDialog, to_viewer_preferences
+from cxrgan_desktop.gui.train_panel import TrainPanel
 from cxrgan_desktop.gui.viewer import CompareView, ImageViewer
 from cxrgan_desktop.gui.worker import JobRunner
 from cxrgan_desktop.settings import Settings, load_settings, save_settings
@@ -56,7 +57,9 @@ class MainWindow(QMainWindow):
         self.generate_panel = GeneratePanel()
         self.library = ModelLibrary()
         self.tasks = QTabWidget()
+        self.train_panel = TrainPanel()
         self.tasks.addTab(self.generate_panel, "Generate")
+        self.tasks.addTab(self.train_panel, "Train")
         self.tasks.addTab(self.library, "Models")
         self.tasks_dock = self._dock("Tasks", self.tasks, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.gallery = Gallery()
@@ -97,6 +100,8 @@ class MainWindow(QMainWindow):
         self.generate_panel.model_box.currentIndexChanged.connect(self._update_model_label)
         self.library.detailsRequested.connect(self.describe_model)
         self.library.removeRequested.connect(self.remove_model)
+        self.train_panel.runFinished.connect(
+            lambda path: self.generate_panel.refresh_models(select=str(path)))
 
     # -- jobs -------------------------------------------------------------------------------
     def _start_job(self, runner: JobRunner, running_text: str) -> bool:
@@ -397,6 +402,7 @@ class MainWindow(QMainWindow):
             if runner is not None and runner.is_running():
                 runner.cancel()
                 runner.wait(10_000)
+        self.train_panel.shutdown()
         self.generate_panel.store_settings(self.settings)
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.window_state = bytes(self.saveState().toBase64()).decode()
