@@ -93,5 +93,10 @@ def broadcast_object(obj, context: DistributedContext):
 
 
 def finish() -> None:
+    """Leave the process group together: a rank that tears gloo down while another still
+    talks to it can abort ('terminate called without an active exception')."""
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
