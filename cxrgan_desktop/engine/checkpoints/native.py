@@ -98,5 +98,6 @@ def native_parts(path: Path, metadata: dict[str, str]) -> tuple[PGGANConfig, Out
     return config, adapter, depth, alpha, provenance
 
 
-def split_prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def split_prefixed(tensors: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The entries under ``prefix`` (``G.``, ``gen_shadow.``, ...), with the prefix removed."""
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from cxrgan_desktop.engine.checkpoints.native import split_prefixed
 from cxrgan_desktop.engine.pggan import PGGANConfig
 
 GENERATOR_PREFIXES = ("gen_shadow.", "generator.")  # EMA copy preferred
@@ -68,15 +69,11 @@ def looks_like_segal(state: dict[str, object]) -> bool:
 def split_training_state(state: dict[str, object]) -> tuple[dict, str, dict | None]:
     """Pick the generator (EMA copy preferred) and the discriminator out of a full state."""
     for prefix in GENERATOR_PREFIXES:
-        part = _with_prefix(state, prefix)
+        part = split_prefixed(state, prefix)
         if part:
-            disc = _with_prefix(state, DISCRIMINATOR_PREFIX) or None
+            disc = split_prefixed(state, DISCRIMINATOR_PREFIX) or None
             return part, prefix.rstrip("."), disc
     return state, "generator-only file", None
-
-
-def _with_prefix(state: dict[str, object], prefix: str) -> dict[str, object]:
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _convert(state: dict[str, object], table: list, block_count: int | None = None
