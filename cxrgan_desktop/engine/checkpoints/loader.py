@@ -14,7 +14,6 @@ from cxrgan_desktop.engine.checkpoints import native, restricted_pickle, segal
 from cxrgan_desktop.engine.checkpoints.errors import (
     CheckpointError,
     UnsafeCheckpointError,
-    shape_mismatches,
 )
 from cxrgan_desktop.engine.checkpoints.output import PAPER_ADAPTER, OutputAdapter
 from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
@@ -91,9 +90,7 @@ def _build(file: Path, config: PGGANConfig, state: dict[str, torch.Tensor], dept
     """Instantiate the architecture and load the tensors strictly, naming any mismatch."""
     generator = Generator(config, depth=depth)
     generator.set_alpha(min(max(alpha, 0.0), 1.0))
-    expected = {k: tuple(v.shape) for k, v in native.parameters_only(generator).items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    problems = shape_mismatches(expected, found)
+    problems = native.mismatches_with(generator, state)
     if problems:
         raise CheckpointError(file, f"the weights do not fit the architecture they declare "
                               f"({config.max_resolution}x{config.max_resolution}, channels "

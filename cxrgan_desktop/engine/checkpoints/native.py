@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from cxrgan_desktop import __version__
-from cxrgan_desktop.engine.checkpoints.errors import CheckpointError
+from cxrgan_desktop.engine.checkpoints.errors import CheckpointError, shape_mismatches
 from cxrgan_desktop.engine.checkpoints.output import OutputAdapter
 from cxrgan_desktop.engine.pggan import Discriminator, Generator, PGGANConfig
 from cxrgan_desktop.fileio import atomic_write_bytes
@@ -34,6 +34,13 @@ def parameters_only(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """State dict without the growth buffers (they travel as metadata)."""
     return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()
             if k not in _GROWTH_BUFFERS}
+
+
+def mismatches_with(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Every missing, unexpected or differently shaped key of ``state`` against ``module``'s
+    parameters (growth buffers aside); empty when the state loads exactly."""
+    expected = {k: tuple(v.shape) for k, v in parameters_only(module).items()}
+    return shape_mismatches(expected, {k: tuple(v.shape) for k, v in state.items()})
 
 
 def save_generator(path: str | os.PathLike[str], generator: Generator, adapter: OutputAdapter,

@@ -16,7 +16,7 @@ import logging
 import torch
 
 from cxrgan_desktop.engine.checkpoints import load_generator
-from cxrgan_desktop.engine.checkpoints.errors import shape_mismatches
+from cxrgan_desktop.engine.checkpoints.native import mismatches_with
 from cxrgan_desktop.engine.pggan import Discriminator, Generator
 from cxrgan_desktop.engine.training.config import TrainConfig
 from cxrgan_desktop.engine.training.state import TrainingState
@@ -50,10 +50,7 @@ def prepare_finetune(config: TrainConfig, device: torch.device,
     G.set_depth(arch.max_depth)
     D = Discriminator(arch)
     if model.discriminator_state:
-        expected = {k: tuple(v.shape) for k, v in D.state_dict().items()
-                    if k not in ("depth", "alpha")}
-        found = {k: tuple(v.shape) for k, v in model.discriminator_state.items()}
-        problems = shape_mismatches(expected, found)
+        problems = mismatches_with(D, model.discriminator_state)
         if problems:
             raise ValueError(f"{config.init_from}: its discriminator does not fit the "
                              f"generator's architecture: {'; '.join(problems[:5])}")
