@@ -9,7 +9,6 @@ Cancel button. One implementation, two faces. Nothing here knows about either fa
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Protocol
 
 
@@ -44,6 +43,3 @@ def check_cancel(cancel: threading.Event | None) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled("cancelled by the user")
 
-
-CancelEvent = threading.Event
-ProgressCallback = Callable[[float, str], None]

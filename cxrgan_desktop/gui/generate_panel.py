@@ -121,14 +121,10 @@ class GeneratePanel(QWidget):
         self.no_model_hint.setVisible(not has_model)
 
     def set_device_available(self, value: str, available: bool) -> None:
-        index = self.model_index_of_device(value)
-        item = self.device.model().item(index)
+        item = self.device.model().item(self.device.findData(value))
         item.setEnabled(available)
         if not available:
             item.setToolTip("not available on this machine")
-
-    def model_index_of_device(self, value: str) -> int:
-        return self.device.findData(value)
 
     def set_running(self, running: bool) -> None:
         self.generate_button.setEnabled(not running and self.model_box.count() > 0)

@@ -1,4 +1,5 @@
-"""Lossless 16-bit grayscale PNG, the project's storage format for single images."""
+"""PNG files: lossless 16-bit grayscale (the project's storage format for single images)
+and 8-bit display bytes (windowed views, sample grids)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ def encode_png16(image: np.ndarray) -> bytes:
 def write_png16(path: str | os.PathLike[str], image: np.ndarray) -> None:
     """Write a [0, 1] float image as a 16-bit grayscale PNG, atomically."""
     atomic_write_bytes(path, encode_png16(image))
+
+
+def write_png8(path: str | os.PathLike[str], data: np.ndarray) -> None:
+    """Write display bytes ([H, W] uint8: a windowed view, a sample grid) as PNG, atomically."""
+    if data.dtype != np.uint8 or data.ndim != 2:
+        raise ValueError(f"expected a 2-D uint8 array, got {data.dtype} {data.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(data).save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def read_png16(path: str | os.PathLike[str]) -> np.ndarray:

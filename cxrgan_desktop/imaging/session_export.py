@@ -8,18 +8,14 @@ radiograph must never leave this application labelled as one.
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
-from cxrgan_desktop.fileio import atomic_write_bytes
 from cxrgan_desktop.imaging.dicom_export import export_dicom, export_png16_with_sidecar
 from cxrgan_desktop.imaging.display import display_bytes, to_stored
-from cxrgan_desktop.imaging.png16 import write_png16
+from cxrgan_desktop.imaging.png16 import write_png8, write_png16
 from cxrgan_desktop.imaging.readers import read_image
 from cxrgan_desktop.imaging.synthetic_provenance import (
     SyntheticImageInfo,
@@ -74,7 +70,7 @@ def export_items(items: Sequence[ExportItem], out_dir: str | Path, image_format:
         pixels = read_image(item.source).pixels
         path = out / f"{item.name}{SUFFIXES[image_format]}"
         if image_format == "png8":
-            _write_png8(path, display_bytes(to_stored(pixels), window, inverted))
+            write_png8(path, display_bytes(to_stored(pixels), window, inverted))
         elif item.synthetic:
             key = (item.model_name, item.model_sha256)
             if key not in series:
@@ -89,8 +85,3 @@ def export_items(items: Sequence[ExportItem], out_dir: str | Path, image_format:
         progress((done + 1) / len(items), f"{done + 1}/{len(items)} exported")
     return written
 
-
-def _write_png8(path: Path, data) -> None:
-    buffer = io.BytesIO()
-    Image.fromarray(data).save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())

@@ -11,7 +11,6 @@ format). Calling ``train`` again on the same folder resumes from the checkpoint.
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
 import logging
 import threading
@@ -32,7 +31,8 @@ from cxrgan_desktop.engine.training.batches import next_indices
 from cxrgan_desktop.engine.training.config import TrainConfig, phase_at, total_images
 from cxrgan_desktop.engine.training.losses import discriminator_loss, generator_loss
 from cxrgan_desktop.engine.training.state import TrainingState
-from cxrgan_desktop.fileio import atomic_write_bytes, atomic_write_json
+from cxrgan_desktop.fileio import atomic_write_json
+from cxrgan_desktop.imaging.png16 import write_png8
 from cxrgan_desktop.jobs import Cancelled, ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,6 @@ def _fade_real(real: torch.Tensor, alpha: float) -> torch.Tensor:
 
 def _save_grid(path: Path, images: torch.Tensor) -> None:
     """[N, C, R, R] in [0, 1] -> one 8-bit PNG grid, at least 256 px per tile side."""
-    from PIL import Image
-
     n, _, r, _ = images.shape
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -79,9 +77,7 @@ def _save_grid(path: Path, images: torch.Tensor) -> None:
         tile = tile.repeat(scale, axis=0).repeat(scale, axis=1)
         y, x = (i // cols) * r * scale, (i % cols) * r * scale
         grid[y:y + r * scale, x:x + r * scale] = tile
-    buffer = io.BytesIO()
-    Image.fromarray(grid).save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    write_png8(path, grid)
 
 
 class _Meter:
