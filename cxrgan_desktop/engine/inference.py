@@ -29,7 +29,7 @@ PIXEL_NORM_EPS = 1e-8
 
 
 def _scaled(layer: EqualizedConv2d | EqualizedLinear) -> tuple[torch.Tensor, torch.Tensor]:
-    return (layer.weight.detach() * layer.gain).clone(), layer.bias.detach().clone()
+    return layer.scaled_weight().detach().clone(), layer.bias.detach().clone()
 
 
 def fuse_upsample_into_conv(weight: torch.Tensor) -> torch.Tensor:

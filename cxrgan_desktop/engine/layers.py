@@ -18,12 +18,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class EqualizedLinear(nn.Module):
-    def __init__(self, in_features: int, out_features: int) -> None:
+class _Equalized(nn.Module):
+    """A weight stored N(0, 1) and used times ``gain`` (the He constant), plus a bias."""
+
+    def __init__(self, weight_shape: tuple[int, ...], fan_in: int) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features))
-        self.bias = nn.Parameter(torch.zeros(out_features))
-        self.gain = math.sqrt(2.0 / in_features)
+        self.weight = nn.Parameter(torch.randn(weight_shape))
+        self.bias = nn.Parameter(torch.zeros(weight_shape[0]))
+        self.gain = math.sqrt(2.0 / fan_in)
+
+    def scaled_weight(self) -> torch.Tensor:
+        return self.weight if self.gain == 1.0 else self.weight * self.gain
 
     def fold_gain(self) -> None:
         """Multiply the He constant into the stored weight (inference only: changes training)."""
@@ -31,31 +36,26 @@ class EqualizedLinear(nn.Module):
             self.weight.mul_(self.gain)
         self.gain = 1.0
 
+
+class EqualizedLinear(_Equalized):
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__((out_features, in_features), in_features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight if self.gain == 1.0 else self.weight * self.gain
-        return F.linear(x, weight, self.bias)
+        return F.linear(x, self.scaled_weight(), self.bias)
 
 
-class EqualizedConv2d(nn.Module):
+class EqualizedConv2d(_Equalized):
     """Stride-1 convolution with 'same' padding and equalized learning rate."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  padding: int | None = None) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.gain = math.sqrt(2.0 / (in_channels * kernel_size * kernel_size))
+        super().__init__((out_channels, in_channels, kernel_size, kernel_size),
+                         in_channels * kernel_size * kernel_size)
         self.padding = kernel_size // 2 if padding is None else padding
 
-    def fold_gain(self) -> None:
-        """Multiply the He constant into the stored weight (inference only: changes training)."""
-        with torch.no_grad():
-            self.weight.mul_(self.gain)
-        self.gain = 1.0
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight if self.gain == 1.0 else self.weight * self.gain
-        return F.conv2d(x, weight, self.bias, padding=self.padding)
+        return F.conv2d(x, self.scaled_weight(), self.bias, padding=self.padding)
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
