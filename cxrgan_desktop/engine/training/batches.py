@@ -8,9 +8,12 @@ one step.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
+@functools.lru_cache(maxsize=2)  # asked every step: draw each order once (callers only read)
 def epoch_order(seed: int, epoch: int, count: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(count, generator=generator)
