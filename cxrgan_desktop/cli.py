@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cxrgan_desktop import __version__, runtime
+from cxrgan_desktop import __version__, cli_lco, runtime
 
 EXIT_ERROR, EXIT_CANCELLED = 2, 130
 
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_phantom(sub)
     _add_convert(sub)
     _add_train(sub)
+    cli_lco.add_parsers(sub)
     return parser
 
 

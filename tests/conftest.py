@@ -16,3 +16,61 @@ def isolated_user_folders(tmp_path, monkeypatch):
         folder = tmp_path / f"user_{name.lower()}"
         monkeypatch.setenv(f"CXRGAN_{name}_DIR", str(folder))
     yield
+
+
+# -- small models trained on phantoms, shared by the classifier and LCO tests -----------------
+
+LCO_LABELS = ("Cardiomegaly", "Effusion", "Pneumothorax")
+
+
+@pytest.fixture(scope="session")
+def lco_phantoms(tmp_path_factory):
+    """240 phantoms at 64 px where each of three findings is common (exact labels)."""
+    from cxrgan_desktop.imaging.phantom import LabelDistribution, write_phantoms
+
+    folder = tmp_path_factory.mktemp("lco_phantoms")
+    distribution = LabelDistribution.independent(
+        {"Cardiomegaly": 0.4, "Effusion": 0.4, "Pneumothorax": 0.3})
+    write_phantoms(folder, n=240, size=64, seed=3, distribution=distribution)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def phantom_classifier(lco_phantoms, tmp_path_factory):
+    """A densenet-small trained on the phantoms at 64 px: (report, loaded classifier)."""
+    import torch
+
+    from cxrgan_desktop.engine.classifier.data import labelled_images
+    from cxrgan_desktop.engine.classifier.files import load_classifier
+    from cxrgan_desktop.engine.classifier.training import ClassifierTrainConfig, train_classifier
+    from cxrgan_desktop.engine.training.dataset import DatasetSpec
+
+    work = tmp_path_factory.mktemp("classifier")
+    spec = DatasetSpec(lco_phantoms, lco_phantoms / "Data_Entry_phantom.csv")
+    data = labelled_images(spec, LCO_LABELS, 64, cache_dir=work / "cache")
+    config = ClassifierTrainConfig(name="phantom-small", architecture="densenet-small",
+                                   input_size=64, labels=LCO_LABELS, epochs=10, batch_size=16)
+    report = train_classifier(config, data, work / "phantom-small.safetensors",
+                              device=torch.device("cpu"))
+    return report, load_classifier(report.path)
+
+
+@pytest.fixture(scope="session")
+def phantom_generator(lco_phantoms, tmp_path_factory):
+    """A tiny PGGAN (latent 32, up to 32 px) trained briefly on the phantoms."""
+    from cxrgan_desktop.engine.checkpoints import load_generator
+    from cxrgan_desktop.engine.training.config import TrainConfig
+    from cxrgan_desktop.engine.training.dataset import DatasetSpec
+    from cxrgan_desktop.engine.training.image_cache import build_cache
+    from cxrgan_desktop.engine.training.loop import TrainingData, train
+
+    work = tmp_path_factory.mktemp("generator")
+    cache = build_cache(DatasetSpec(lco_phantoms), work / "cache", 32)
+    config = TrainConfig(name="lco-tiny", latent_size=32, channels=(32, 32, 16, 16),
+                         images_first=256, images_fade=256, images_stable=256,
+                         images_final_extra=512, batch_sizes={4: 16, 8: 16, 16: 16, 32: 16},
+                         log_every=256, sample_every=4096, checkpoint_every=4096,
+                         sample_count=4)
+    data = TrainingData(cache.count, cache.fingerprint, cache.description, cache.batch)
+    result = train(config, data, work / "run", device="cpu")
+    return load_generator(result.final_model)

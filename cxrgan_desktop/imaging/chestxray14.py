@@ -60,6 +60,9 @@ HEADER_FIELDS: tuple[str, ...] = (
 """The header as the CSV module splits it (v2020 layout; 2017 adds one empty field)."""
 
 _FINDING_SET = frozenset(FINDINGS)
+GENDERS = ("M", "F", "O")
+"""ChestX-ray14 uses M and F. ``O`` (DICOM's code for other or unknown) marks rows of
+synthetic images, whose generator has no patient sex; such rows also have age 0."""
 
 
 @dataclass(frozen=True)
@@ -136,8 +139,9 @@ def _parse_row(row: list[str]) -> DataEntry:
     if len(row) != len(HEADER_FIELDS):
         raise ValueError(f"expected {len(HEADER_FIELDS)} fields, got {len(row)}")
     gender = row[5].strip()
-    if gender not in ("M", "F"):
-        raise ValueError(f"Patient Gender must be M or F, got {gender!r}")
+    if gender not in GENDERS:
+        raise ValueError(f"Patient Gender must be M or F (or O in synthetic label files), "
+                         f"got {gender!r}")
     image_index = row[0].strip()
     if not image_index:
         raise ValueError("empty Image Index")

@@ -88,6 +88,17 @@ class SyntheticSeries:
                 "series_number": self.series_number,
                 "model": {"name": self.model_name, "sha256": self.model_sha256}}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SyntheticSeries:
+        """The inverse of :meth:`to_dict` (a resumed job continues the same series)."""
+        return cls(study_uid=data["study_instance_uid"], series_uid=data["series_instance_uid"],
+                   patient_id=data["patient_id"],
+                   created=_dt.datetime.fromisoformat(data["created"]),
+                   model_name=data["model"]["name"], model_sha256=data["model"]["sha256"],
+                   series_description=data["series_description"],
+                   series_number=int(data["series_number"]),
+                   patient_name=data.get("patient_name", SYNTHETIC_PATIENT_NAME))
+
 
 def new_synthetic_series(model_name: str, model_sha256: str, *,
                          series_description: str | None = None, series_number: int = 1,

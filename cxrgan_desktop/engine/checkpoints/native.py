@@ -74,19 +74,22 @@ def is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1
 
 
-def read_native(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+def read_native(path: Path, fmt: str = FORMAT, version: str = FORMAT_VERSION,
+                kind: str = "PGGAN model") -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Metadata and tensors of a native file of format ``fmt`` (generators and classifiers
+    share the container; ``kind`` names what was expected in the error)."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(path, f"damaged safetensors file ({error})") from error
-    if metadata.get("format") != FORMAT:
-        raise CheckpointError(path, "a safetensors file, but not a cxrgan-desktop PGGAN model "
+    if metadata.get("format") != fmt:
+        raise CheckpointError(path, f"a safetensors file, but not a cxrgan-desktop {kind} "
                               f"(metadata format is {metadata.get('format')!r})")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(path, f"model format version {metadata.get('format_version')!r} "
-                              f"is not supported by this version ({FORMAT_VERSION}); "
+    if metadata.get("format_version") != version:
+        raise CheckpointError(path, f"{kind} format version {metadata.get('format_version')!r} "
+                              f"is not supported by this version ({version}); "
                               "update cxrgan-desktop")
     return metadata, tensors
 

@@ -187,6 +187,9 @@ def list_dataset(spec: DatasetSpec) -> DatasetListing:
     root = spec.image_dir
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder")
+    if spec.labels_csv is not None and not spec.labels_csv.is_file():
+        raise ValueError(f"{spec.labels_csv}: no such label file (give the ChestX-ray14 "
+                         "Data_Entry CSV that lists the images)")
     rows = _read_rows(spec.labels_csv) if spec.labels_csv is not None else None
 
     candidates: list[tuple[str, Path, tuple[int, int], frozenset[str] | None]] = []

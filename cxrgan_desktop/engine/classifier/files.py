@@ -1,0 +1,173 @@
+"""Classifier files: the native ``.safetensors`` format and the CheXNet import.
+
+Native: the network's state dict (batch-norm statistics included) as tensors; metadata
+``format``, ``format_version``, ``name``, ``spec`` (architecture, labels, input size,
+normalisation: :class:`ClassifierSpec` JSON) and ``provenance`` (training data fingerprint,
+validation AUROC per label, date, code version). LCO records the file's SHA-256, so a
+synthetic image names the exact classifier that labelled it.
+
+CheXNet import: the widely used reproduction (Weng et al., ``model.pth.tar``) stores a
+torchvision DenseNet-121 with a ``Linear + Sigmoid`` head under ``module.densenet121.``, in
+torchvision's pre-0.4 key spelling (``norm.1``, ``conv.2``). It is read without code execution
+and renamed onto our DenseNet; its input convention (three channels, ImageNet
+normalisation, 224 px) and the dataset's 14 labels in CheXNet's order are recorded in the spec.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save as safetensors_bytes
+
+from cxrgan_desktop import __version__
+from cxrgan_desktop.engine.checkpoints import native
+from cxrgan_desktop.engine.checkpoints.errors import CheckpointError
+from cxrgan_desktop.engine.checkpoints.loader import read_torch_file
+from cxrgan_desktop.engine.classifier.model import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ClassifierSpec,
+    PathologyClassifier,
+)
+from cxrgan_desktop.fileio import atomic_write_bytes, sha256_file
+from cxrgan_desktop.imaging.chestxray14 import FINDINGS
+
+FORMAT = "cxrgan-desktop/classifier"
+FORMAT_VERSION = "1"
+SUFFIX = ".safetensors"
+
+
+@dataclass
+class LoadedClassifier:
+    """A classifier in eval mode, with the file it came from."""
+
+    classifier: PathologyClassifier
+    path: Path
+    sha256: str
+    name: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.classifier.labels
+
+
+def save_classifier(path: str | os.PathLike[str], classifier: PathologyClassifier, name: str,
+                    provenance: dict[str, Any] | None = None) -> Path:
+    """Write a native classifier file atomically; returns its path."""
+    tensors = {k: v.detach().cpu().contiguous()
+               for k, v in classifier.network.state_dict().items()}
+    record = {"code_version": __version__,
+              "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+    record.update(provenance or {})
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "name": name,
+                "spec": classifier.spec.to_json(),
+                "provenance": json.dumps(record, sort_keys=True)}
+    atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
+    return Path(path)
+
+
+def load_classifier(path: str | os.PathLike[str]) -> LoadedClassifier:
+    """Open a native classifier file, or import a CheXNet-style PyTorch checkpoint.
+
+    Raises :class:`CheckpointError` naming the file (and every mismatching key) for anything
+    else, including a PGGAN generator given by mistake.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(file, "no such file")
+    digest = sha256_file(file)
+    if native.is_safetensors(file):
+        metadata, tensors = native.read_native(file, FORMAT, FORMAT_VERSION, "classifier")
+        try:
+            spec = ClassifierSpec.from_json(metadata["spec"])
+            provenance = json.loads(metadata.get("provenance", "{}"))
+        except (KeyError, ValueError, TypeError) as error:
+            raise CheckpointError(file, f"classifier metadata is incomplete or invalid "
+                                  f"({error})") from error
+        name = metadata.get("name") or file.stem
+    else:
+        spec, tensors = _import_chexnet(file)
+        provenance = {"imported_from": file.name, "imported_sha256": digest,
+                      "training_data": "NIH ChestX-ray14 (CheXNet-style checkpoint)"}
+        name = file.stem
+    classifier = PathologyClassifier(spec)
+    problems = native.mismatches_with(classifier.network, tensors)
+    if problems:
+        raise CheckpointError(file, f"the weights do not fit the declared classifier "
+                              f"({spec.architecture}, {len(spec.labels)} labels)", problems)
+    classifier.network.load_state_dict(tensors)
+    return LoadedClassifier(classifier.eval(), file, digest, name, provenance)
+
+
+_OLD_SPELLING = re.compile(r"\.(norm|relu|conv)\.(\d)\.")
+
+
+def chexnet_key(key: str) -> str | None:
+    """Our key for a CheXNet checkpoint key, or None for keys outside the network."""
+    for prefix in ("module.densenet121.", "densenet121.", "module."):
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+            break
+    key = _OLD_SPELLING.sub(r".\1\2.", key)
+    key = key.replace("classifier.0.", "classifier.")
+    return key if key.startswith(("features.", "classifier.")) else None
+
+
+def _import_chexnet(file: Path) -> tuple[ClassifierSpec, dict[str, torch.Tensor]]:
+    obj = read_torch_file(file)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not any(
+            isinstance(k, str) and "denseblock" in k for k in obj):
+        raise CheckpointError(file, "not a classifier this application knows: neither a "
+                              "cxrgan-desktop classifier (.safetensors) nor a CheXNet-style "
+                              "DenseNet-121 checkpoint")
+    tensors = {}
+    for key, value in obj.items():
+        mapped = chexnet_key(str(key))
+        if mapped is not None and isinstance(value, torch.Tensor):
+            tensors[mapped] = value
+    head = tensors.get("classifier.weight")
+    outputs = int(head.shape[0]) if head is not None else 0
+    if outputs != len(FINDINGS):
+        raise CheckpointError(file, f"a DenseNet checkpoint with {outputs} outputs; the CheXNet "
+                              f"import expects the {len(FINDINGS)} ChestX-ray14 findings")
+    in_channels = int(tensors["features.conv0.weight"].shape[1]) \
+        if "features.conv0.weight" in tensors else 3
+    spec = ClassifierSpec("densenet121", FINDINGS, input_size=224, in_channels=in_channels,
+                          mean=IMAGENET_MEAN[:in_channels], std=IMAGENET_STD[:in_channels])
+    return spec, tensors
+
+
+def classifiers_dir() -> Path:
+    """Where trained and imported classifiers live (beside the user's generators)."""
+    from cxrgan_desktop import paths
+
+    return paths.models_dir() / "classifiers"
+
+
+def installed_classifiers() -> list[Path]:
+    """Classifier files in the user's folder, by name."""
+    folder = classifiers_dir()
+    return sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
+
+
+def resolve_classifier(name_or_path: str) -> Path:
+    """A path as given, or the installed classifier of that name."""
+    path = Path(name_or_path).expanduser()
+    if path.exists() or path.suffix or os.sep in name_or_path:
+        return path
+    installed = classifiers_dir() / f"{name_or_path}{SUFFIX}"
+    if installed.exists():
+        return installed
+    names = ", ".join(p.stem for p in installed_classifiers()) or "none installed"
+    raise CheckpointError(path, f"no such file, and no installed classifier of that name "
+                          f"(installed: {names})")
