@@ -1,0 +1,286 @@
+"""Latent class optimisation and the archive, on a small generator and classifier trained on
+phantoms in the test session (tests/conftest.py)."""
+
+import json
+import threading
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+
+from cxrgan_desktop.cli import main
+from cxrgan_desktop.engine.checkpoints import save_generator
+from cxrgan_desktop.engine.classifier.files import LoadedClassifier, save_classifier
+from cxrgan_desktop.engine.classifier.model import ClassifierSpec, PathologyClassifier
+from cxrgan_desktop.engine.lco import (
+    LCORequest,
+    LCOSettings,
+    LCOTarget,
+    chi_prior,
+    judge,
+    optimise,
+    start_latent,
+)
+from cxrgan_desktop.engine.lco_archive import (
+    CSV_NAME,
+    MANIFEST_NAME,
+    build_archive,
+    distribution_plan,
+    repeated_target,
+)
+from cxrgan_desktop.engine.render import latents_for_seed
+from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv
+from cxrgan_desktop.imaging.phantom import LabelDistribution
+from cxrgan_desktop.imaging.png16 import read_png16
+from cxrgan_desktop.jobs import Cancelled
+from tests.conftest import LCO_LABELS
+
+HARD = LCOTarget(present=("Cardiomegaly",), absent=("Effusion",), threshold=0.5,
+                 thresholds=(("Cardiomegaly", 0.6),))
+
+
+def _requests(target, n, seed=11):
+    return [LCORequest(k, target, seed) for k in range(n)]
+
+
+def _column(name):
+    return LCO_LABELS.index(name)
+
+
+def test_target_validation():
+    with pytest.raises(ValueError, match="specifies no label"):
+        LCOTarget()
+    with pytest.raises(ValueError, match="both present and absent"):
+        LCOTarget(("Effusion",), ("Effusion",))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        LCOTarget(("Effusion",), threshold=1.0)
+    with pytest.raises(ValueError, match="no label.*Hernia"):
+        LCOTarget(("Hernia",)).check_labels(LCO_LABELS)
+    assert HARD.describe() == "Cardiomegaly, no Effusion"
+    assert LCOTarget.from_json(HARD.to_json()) == HARD
+    assert HARD.passes({"Cardiomegaly": 0.61, "Effusion": 0.49})
+    assert not HARD.passes({"Cardiomegaly": 0.59, "Effusion": 0.1})
+    assert not HARD.passes({"Cardiomegaly": 0.9, "Effusion": 0.5})
+
+
+def test_prior_is_lowest_on_the_typical_shell():
+    d = 64
+    direction = torch.randn(1, d)
+    direction /= direction.norm()
+    radii = torch.linspace(4.0, 12.0, 801)
+    values = torch.stack([chi_prior(direction * r)[0] for r in radii])
+    assert float(radii[values.argmin()]) == pytest.approx((d - 1) ** 0.5, abs=0.02)
+
+
+def test_first_attempt_starts_from_the_generate_latent():
+    assert np.array_equal(start_latent(5, 3, 0, 32), latents_for_seed(5, 4, 32)[3])
+    assert not np.array_equal(start_latent(5, 3, 1, 32), start_latent(5, 3, 0, 32))
+
+
+def test_lco_raises_requested_and_lowers_absent_probabilities(phantom_generator,
+                                                              phantom_classifier):
+    _, loaded = phantom_classifier
+    results = optimise(phantom_generator, loaded.classifier, _requests(HARD, 8),
+                       LCOSettings(steps=60, learning_rate=0.1, restarts=0, batch_size=4))
+    start = np.stack([r.start_probabilities for r in results])
+    final = np.stack([r.probabilities for r in results])
+    card, eff = _column("Cardiomegaly"), _column("Effusion")
+    assert final[:, card].mean() > start[:, card].mean() + 0.15, (start, final)
+    assert final[:, eff].mean() < start[:, eff].mean(), (start, final)
+    succeeded = [r for r in results if r.success]
+    assert len(succeeded) >= 5
+    for r in succeeded:  # early stop: stopped at the first step where the target passed
+        assert HARD.passes(dict(zip(LCO_LABELS, r.probabilities.tolist(), strict=True)))
+        assert r.steps < 60 and r.evaluations == r.steps + 1
+        assert r.image_change > 0 and 0.8 < r.z_norm_ratio < 1.2
+    # the reported image is the generator's output for the reported z (to float rounding:
+    # a batch of one takes other CPU kernels than the batch of four that made it)
+    with torch.no_grad():
+        z = torch.from_numpy(results[0].z[None])
+        image = phantom_generator.adapter.apply(phantom_generator.generator(z))[0, 0]
+    assert np.allclose(image.numpy(), results[0].image, atol=1e-4)
+
+
+def test_already_satisfied_sample_stops_at_once(phantom_generator, phantom_classifier):
+    _, loaded = phantom_classifier
+    easy = LCOTarget(present=("Cardiomegaly",), threshold=1e-6)
+    (result,) = optimise(phantom_generator, loaded.classifier, _requests(easy, 1),
+                         LCOSettings(steps=50))
+    assert result.success and result.steps == 0 and result.attempts == 1
+    assert np.array_equal(result.z, result.z_start) and result.image_change == 0.0
+
+
+def test_failed_samples_restart_from_new_seeds(phantom_generator, phantom_classifier):
+    _, loaded = phantom_classifier
+    impossible = LCOTarget(present=("Cardiomegaly",), threshold=1 - 1e-7)
+    results = optimise(phantom_generator, loaded.classifier, _requests(impossible, 2),
+                       LCOSettings(steps=3, restarts=2, batch_size=2))
+    for k, r in enumerate(results):
+        assert not r.success and r.attempts == 3 and r.steps == 3
+        assert r.evaluations == 3 * (3 + 1)
+        assert np.array_equal(r.z_start, start_latent(11, k, 2, 32))
+
+
+def test_lco_is_deterministic(phantom_generator, phantom_classifier):
+    _, loaded = phantom_classifier
+    settings = LCOSettings(steps=20, restarts=0, batch_size=3)
+    first = optimise(phantom_generator, loaded.classifier, _requests(HARD, 3), settings)
+    second = optimise(phantom_generator, loaded.classifier, _requests(HARD, 3), settings)
+    for a, b in zip(first, second, strict=True):
+        assert np.array_equal(a.z, b.z) and a.steps == b.steps
+
+
+def test_judge_reports_agreement(phantom_generator, phantom_classifier):
+    _, loaded = phantom_classifier
+    results = optimise(phantom_generator, loaded.classifier, _requests(HARD, 4),
+                       LCOSettings(steps=60, learning_rate=0.1, restarts=0, batch_size=4))
+    accepted = [r for r in results if r.success]
+    assert accepted
+    assert judge(accepted, loaded.classifier) == 1.0  # a classifier agrees with itself
+    torch.manual_seed(123)
+    stranger = PathologyClassifier(ClassifierSpec("densenet-small", LCO_LABELS[::-1], 32))
+    rate = judge(accepted, stranger)
+    expected = [HARD.passes(dict(zip(LCO_LABELS[::-1], r.judge_probabilities.tolist(),
+                                     strict=True))) for r in accepted]
+    assert rate == pytest.approx(np.mean(expected))
+    assert [r.judge_agrees for r in accepted] == expected
+
+
+def test_cancel_stops_between_steps(phantom_generator, phantom_classifier):
+    _, loaded = phantom_classifier
+    cancel = threading.Event()
+    seen = []
+
+    def on_snapshot(snapshot):
+        seen.append(snapshot)
+        if len(seen) == 2:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        optimise(phantom_generator, loaded.classifier, _requests(HARD, 4),
+                 LCOSettings(steps=100, snapshot_every=5), cancel=cancel,
+                 on_snapshot=on_snapshot)
+    assert [s.step for s in seen] == [0, 5] and seen[0].image.shape == (32, 32)
+
+
+SMALL = LCOSettings(steps=40, learning_rate=0.1, restarts=1, batch_size=2)
+
+
+def test_archive_writes_labelled_images_and_resumes_exactly(phantom_generator,
+                                                           phantom_classifier, tmp_path):
+    _, loaded = phantom_classifier
+    plan = repeated_target(HARD, 6, seed=4)
+    out = tmp_path / "archive"
+    summary = build_archive(phantom_generator, loaded, plan, out, settings=SMALL,
+                            judge_classifier=loaded)
+    assert summary.done == 6 and summary.accepted >= 4 and summary.judge_agreement == 1.0
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["complete"] and manifest["accepted"] == summary.accepted
+    assert manifest["controlled_labels"] == ["Cardiomegaly", "Effusion"]
+    rows = read_data_entry_csv(out / CSV_NAME)
+    assert len(rows) == summary.accepted
+    assert all(r.findings == {"Cardiomegaly"} and r.gender == "O" for r in rows)
+    records = {k: json.loads((out / f"lco_{k:05d}.json").read_text()) for k in range(6)}
+    for k, record in records.items():
+        lco = record["lco"]
+        assert lco["index"] == k and lco["seed"] == 4 and len(lco["z"]) == 32
+        if lco["success"]:
+            assert lco["probabilities"]["Cardiomegaly"] >= 0.6
+            assert lco["judge_agrees"] is True and record["synthetic"] is True
+            image = read_png16(out / lco["file"])
+            assert image.shape == (32, 32)
+            assert "Latent class optimisation" in record["description"]
+
+    # lose two finished items (one whole, one image only) and resume: they come back equal
+    victim = next(k for k, r in records.items() if r["lco"]["success"])
+    (out / f"lco_{victim:05d}.png").unlink()
+    (out / "lco_00005.json").unlink()
+    again = build_archive(phantom_generator, loaded, plan, out, settings=SMALL,
+                          judge_classifier=loaded)
+    assert sorted(r.index for r in again.new_results) == sorted({victim, 5})
+    for k in (victim, 5):
+        redone = json.loads((out / f"lco_{k:05d}.json").read_text())["lco"]
+        assert redone["z"] == records[k]["lco"]["z"]
+
+    with pytest.raises(ValueError, match="other settings.*settings"):
+        build_archive(phantom_generator, loaded, plan, out,
+                      settings=LCOSettings(steps=41, restarts=1, batch_size=2))
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        build_archive(phantom_generator, loaded, plan, tmp_path / "busy", settings=SMALL)
+
+
+def test_cancelled_archive_is_consistent_and_continues(phantom_generator, phantom_classifier,
+                                                       tmp_path):
+    _, loaded = phantom_classifier
+    plan = repeated_target(HARD, 6, seed=2)
+    out = tmp_path / "a"
+    cancel = threading.Event()
+    with pytest.raises(Cancelled):
+        build_archive(phantom_generator, loaded, plan, out, settings=SMALL, cancel=cancel,
+                      on_result=lambda result, path: cancel.set())
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert not manifest["complete"] and manifest["finished"] >= 1
+    assert len(read_data_entry_csv(out / CSV_NAME)) == manifest["accepted"]
+    summary = build_archive(phantom_generator, loaded, plan, out, settings=SMALL)
+    assert summary.done == 6
+    assert json.loads((out / MANIFEST_NAME).read_text())["complete"]
+
+
+def test_distribution_plan_draws_complete_rows():
+    distribution = LabelDistribution.independent({"Cardiomegaly": 0.5, "Effusion": 0.5})
+    plan = distribution_plan(distribution, 50, seed=9, labels=LCO_LABELS, threshold=0.6)
+    again = distribution_plan(distribution, 50, seed=9, labels=LCO_LABELS, threshold=0.6)
+    assert plan == again and len(plan) == 50
+    for target in plan.targets:
+        assert set(target.present) | set(target.absent) == set(LCO_LABELS)
+        assert "Pneumothorax" in target.absent and target.threshold == 0.6
+    with_cardio = sum("Cardiomegaly" in t.present for t in plan.targets)
+    assert 15 < with_cardio < 35
+    assert len(plan.to_json()["targets"]) <= 4  # stored once per distinct target
+
+
+def test_dicom_archive_carries_the_labels(phantom_generator, phantom_classifier, tmp_path):
+    _, loaded = phantom_classifier
+    easy = LCOTarget(present=("Cardiomegaly",), absent=("Pneumothorax",), threshold=1e-6,
+                     thresholds=(("Pneumothorax", 1 - 1e-6),))
+    build_archive(phantom_generator, loaded, repeated_target(easy, 2, seed=0),
+                  tmp_path / "d", settings=SMALL, image_format="dicom")
+    files = sorted((tmp_path / "d").glob("*.dcm"))
+    assert len(files) == 2
+    ds = pydicom.dcmread(files[0])
+    assert ds.ConversionType == "SYN" and ds.PatientName == "SYNTHETIC^CXRGAN"
+    assert "Cardiomegaly=yes" in ds.ImageComments and "Pneumothorax=no" in ds.ImageComments
+    assert ds.SeriesInstanceUID == pydicom.dcmread(files[1]).SeriesInstanceUID
+
+
+def test_cli_lco_and_archive(phantom_generator, phantom_classifier, lco_phantoms, tmp_path,
+                             capsys):
+    _, loaded = phantom_classifier
+    g = save_generator(tmp_path / "g.safetensors", phantom_generator.generator,
+                       phantom_generator.adapter, "phantom-tiny")
+    c = save_classifier(tmp_path / "c.safetensors", loaded.classifier, "phantom-small")
+    common = ["--model", str(g), "--classifier", str(c), "--steps", "30", "--lr", "0.1",
+              "--batch-size", "2", "--restarts", "0", "--device", "cpu"]
+    assert main(["lco", *common, "--labels", "Cardiomegaly", "--absent", "Effusion",
+                 "--thresholds", "Cardiomegaly=0.6", "--judge", str(c),
+                 "--n", "3", "--out", str(tmp_path / "lco")]) == 0
+    text = capsys.readouterr().out
+    assert "of 3 accepted" in text and "judge agrees on 100.0 %" in text
+    assert main(["lco", *common, "--labels", "Hernia", "--n", "1",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "no label(s) Hernia" in capsys.readouterr().err
+    csv = lco_phantoms / "Data_Entry_phantom.csv"
+    assert main(["archive", *common, "--distribution", str(csv), "--n", "4",
+                 "--out", str(tmp_path / "arch")]) == 0
+    manifest = json.loads((tmp_path / "arch" / MANIFEST_NAME).read_text())
+    assert manifest["finished"] == 4 and "Data_Entry_phantom.csv" in manifest["description"]
+
+
+def test_lco_refuses_unknown_labels_before_any_work(phantom_generator):
+    classifier = LoadedClassifier(PathologyClassifier(ClassifierSpec(
+        "densenet-small", ("Effusion",), 32)), path=None, sha256="0" * 64, name="x")
+    with pytest.raises(ValueError, match="no label"):
+        build_archive(phantom_generator, classifier, repeated_target(HARD, 1, 0), "/nonexistent")
