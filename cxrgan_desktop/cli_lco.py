@@ -160,11 +160,12 @@ def _thresholds(text: str) -> tuple[tuple[str, float], ...]:
 
 def _load_classifier(name_or_path: str):
     from cxrgan_desktop.engine.checkpoints import CheckpointError
-    from cxrgan_desktop.engine.classifier.files import load_classifier, resolve_classifier
+    from cxrgan_desktop.engine.classifier.files import load_classifier
+    from cxrgan_desktop.engine.classifier.installed import resolve_classifier
 
     try:
         return load_classifier(resolve_classifier(name_or_path))
-    except CheckpointError as error:
+    except (CheckpointError, FileNotFoundError) as error:
         raise _user_error(str(error)) from error
 
 
@@ -190,7 +191,7 @@ def _dataset_spec(args: argparse.Namespace):
 def _cmd_classifier_train(args: argparse.Namespace) -> int:
     from cxrgan_desktop.cli_progress import run_job
     from cxrgan_desktop.engine.classifier.data import labelled_images
-    from cxrgan_desktop.engine.classifier.files import SUFFIX, classifiers_dir
+    from cxrgan_desktop.engine.classifier.installed import SUFFIX, classifiers_dir
     from cxrgan_desktop.engine.classifier.training import ClassifierTrainConfig, train_classifier
     from cxrgan_desktop.jobs import sub_progress
 
@@ -266,7 +267,8 @@ def _cmd_classifier_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_classifier_import(args: argparse.Namespace) -> int:
-    from cxrgan_desktop.engine.classifier.files import SUFFIX, classifiers_dir, save_classifier
+    from cxrgan_desktop.engine.classifier.files import save_classifier
+    from cxrgan_desktop.engine.classifier.installed import SUFFIX, classifiers_dir
 
     loaded = _load_classifier(str(args.file))
     name = args.name or args.file.name.split(".")[0]
@@ -285,11 +287,8 @@ def _cmd_classifier_import(args: argparse.Namespace) -> int:
 
 def _cmd_classifier_list(args: argparse.Namespace) -> int:
     from cxrgan_desktop.engine.checkpoints import CheckpointError
-    from cxrgan_desktop.engine.classifier.files import (
-        classifiers_dir,
-        installed_classifiers,
-        load_classifier,
-    )
+    from cxrgan_desktop.engine.classifier.files import load_classifier
+    from cxrgan_desktop.engine.classifier.installed import classifiers_dir, installed_classifiers
 
     print(f"Installed classifiers ({classifiers_dir()}):")
     files = installed_classifiers()

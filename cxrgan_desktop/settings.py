@@ -33,6 +33,19 @@ class ViewerPreferences:
 
 
 @dataclass
+class LCOPreferences:
+    classifier: str = ""  # path of the classifier file last used
+    judge: str = ""  # path of the judge classifier, "" for none
+    threshold: float = 0.5
+    count: int = 8
+    steps: int = 200
+    seed: int = 0
+    restarts: int = 2
+    batch_size: int = 8
+    image_format: str = "png16"
+
+
+@dataclass
 class Settings:
     window_geometry: str = ""  # Qt's saveGeometry(), base64
     window_state: str = ""  # Qt's saveState(), base64
@@ -45,6 +58,7 @@ class Settings:
     generate_batch_size: int = 2
     device: str = "auto"
     viewer: ViewerPreferences = field(default_factory=ViewerPreferences)
+    lco: LCOPreferences = field(default_factory=LCOPreferences)
 
 
 def settings_path() -> Path:

@@ -230,7 +230,8 @@ class _Archive:
         return image_file
 
 
-def _lco_info(result: LCOResult, loaded: LoadedClassifier, labels: Sequence[str]) -> LCOInfo:
+def lco_info(result: LCOResult, loaded: LoadedClassifier, labels: Sequence[str]) -> LCOInfo:
+    """What the image's provenance (DICOM Image Comments, sidecar) says about its LCO."""
     target = result.request.target
     probabilities = {n: float(result.probabilities[labels.index(n)]) for n in target.specified}
     details: dict[str, Any] = {"steps": result.steps, "attempts": result.attempts,
@@ -290,7 +291,7 @@ def build_archive(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
                     return  # already in the folder from an earlier run
                 if judge_classifier is not None and result.success:
                     judge([result], judge_classifier.classifier, device)
-                path = archive.write(result, _lco_info(result, classifier, labels), labels,
+                path = archive.write(result, lco_info(result, classifier, labels), labels,
                                      judge_labels)
                 summary.new_results.append(result)
                 if on_result is not None:

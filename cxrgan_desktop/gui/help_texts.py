@@ -13,7 +13,8 @@ ABOUT_HTML = (
     "<p>Synthetic images are for research; exports are marked synthetic.</p>")
 
 SHORTCUTS = [
-    ("Ctrl+G", "generate"), ("Esc", "cancel the running job"),
+    ("Ctrl+G", "generate"), ("Ctrl+L", "synthesise the chosen findings (LCO)"),
+    ("Esc", "cancel the running job"),
     ("Ctrl+O", "open images (or drop files on the window)"), ("Ctrl+Shift+O", "open a model"),
     ("Ctrl+E", "export the selected images"), ("C", "compare two selected images"),
     ("Left / Right", "previous / next image"),

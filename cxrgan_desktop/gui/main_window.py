@@ -26,6 +26,7 @@ from cxrgan_desktop import __version__, paths
 from cxrgan_desktop.gui.gallery import Gallery, GalleryEntry
 from cxrgan_desktop.gui.generate_panel import GeneratePanel, GenerateRequest
 from cxrgan_desktop.gui.help_texts import ABOUT_HTML, SHORTCUTS_HTML
+from cxrgan_desktop.gui.lco_panel import LCOPanel, LCOPanelRequest
 from cxrgan_desktop.gui.menus import build_menus
 from cxrgan_desktop.gui.model_library import ModelLibrary
 from cxrgan_desktop.gui.preferences_dialog import PreferencesDialog, to_viewer_preferences
@@ -58,7 +59,9 @@ class MainWindow(QMainWindow):
         self.library = ModelLibrary()
         self.tasks = QTabWidget()
         self.train_panel = TrainPanel()
+        self.lco_panel = LCOPanel()
         self.tasks.addTab(self.generate_panel, "Generate")
+        self.tasks.addTab(self.lco_panel, "Synthesise")
         self.tasks.addTab(self.train_panel, "Train")
         self.tasks.addTab(self.library, "Models")
         self.tasks_dock = self._dock("Tasks", self.tasks, Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -75,6 +78,7 @@ class MainWindow(QMainWindow):
         build_menus(self)
         self._connect()
         self.generate_panel.load_settings(self.settings)
+        self.lco_panel.load_settings(self.settings.lco)
         self._restore_geometry()
         self._update_model_label()
         self.statusBar().showMessage("Ready. Open an image (Ctrl+O) or generate (Ctrl+G).")
@@ -94,6 +98,8 @@ class MainWindow(QMainWindow):
         self.generate_panel.generateRequested.connect(self.start_generate)
         self.generate_panel.cancelRequested.connect(self.cancel_job)
         self.generate_panel.openModelRequested.connect(self.open_model)
+        self.lco_panel.lcoRequested.connect(self.start_lco)
+        self.lco_panel.cancelRequested.connect(self.cancel_job)
         self.gallery.entryActivated.connect(self.show_entry)
         self.viewer.pixelHovered.connect(self._show_pixel)
         self.viewer.hoverLeft.connect(lambda: self.pixel_label.setText(""))
@@ -104,16 +110,18 @@ class MainWindow(QMainWindow):
             lambda path: self.generate_panel.refresh_models(select=str(path)))
 
     # -- jobs -------------------------------------------------------------------------------
-    def _start_job(self, runner: JobRunner, running_text: str) -> bool:
+    def _start_job(self, runner: JobRunner, running_text: str, panel=None) -> bool:
+        """Run a job; ``panel`` (default: the Generate panel) shows its progress."""
         if self.runner is not None and self.runner.is_running():
             QMessageBox.information(self, "Busy", "Another job is running; cancel it first.")
             return False
+        panel = panel or self.generate_panel
         self.runner = runner
-        runner.progress.connect(self.generate_panel.show_progress)
+        runner.progress.connect(panel.show_progress)
         runner.failed.connect(self._job_failed)
         runner.cancelled.connect(lambda: self.statusBar().showMessage("Cancelled.", 5000))
-        runner.done.connect(lambda: self.generate_panel.set_running(False))
-        self.generate_panel.set_running(True)
+        runner.done.connect(lambda: panel.set_running(False))
+        panel.set_running(True)
         self.statusBar().showMessage(running_text)
         runner.start()
         return True
@@ -160,6 +168,45 @@ class MainWindow(QMainWindow):
             f"Generated {len(result.files)} images in {result.out_dir}"))
         self.generate_panel.store_settings(self.settings)
         self._start_job(runner, f"Generating {request.count} images (seed {request.seed})…")
+
+    def start_lco(self, request: LCOPanelRequest) -> None:
+        from cxrgan_desktop.gui import lco_session
+
+        model_path = self.generate_panel.model_box.currentData()
+        if not model_path:
+            QMessageBox.information(self, "Synthesise", "Choose or open a generator in the "
+                                    "Generate tab first.")
+            return
+        out_dir = lco_session.session_folder(request)
+        job = lco_session.make_job(request, model_path, self._load_model, out_dir,
+                                   lambda item: runner.emit_item(item))
+        runner = JobRunner(job, "lco")
+        runner.item.connect(self._lco_item)
+        runner.succeeded.connect(lambda summary: self.statusBar().showMessage(
+            f"LCO: {summary.accepted} of {summary.requested} accepted"
+            + ("" if summary.judge_agreement is None else
+               f", judge agrees on {100 * summary.judge_agreement:.0f} %")
+            + f"; archive in {summary.out_dir}"))
+        self.lco_panel.store_settings(self.settings.lco)
+        self._last_snapshot = 0.0
+        wanted = " + ".join(request.present) or "-"
+        self._start_job(runner, f"Synthesising {request.count} images: {wanted}"
+                        + (f", no {', no '.join(request.absent)}" if request.absent else "")
+                        + "…", panel=self.lco_panel)
+
+    def _lco_item(self, item) -> None:
+        import time
+
+        from cxrgan_desktop.gui import lco_session
+
+        if isinstance(item, lco_session.LCOSnapshot):
+            now = time.monotonic()
+            if now - getattr(self, "_last_snapshot", 0.0) >= 0.1:  # watch, at most 10 per s
+                self._last_snapshot = now
+                self.viewer.set_image(item.image, reset_view=False)
+                self.lco_panel.bars.set_rows(item.rows, f"optimising: {item.text}")
+        elif item.entry is not None:
+            self.gallery.add_entry(item.entry, item.image, select=self.gallery.count() == 0)
 
     def _add_generated(self, item) -> None:
         index, image, path, seed, model_name, model_sha256 = item
@@ -213,6 +260,10 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Cannot show image", str(error))
             return
         self.viewer.set_image(image.pixels, reset_view=False)
+        if "lco" in entry.details:
+            from cxrgan_desktop.gui.lco_session import probability_rows
+
+            self.lco_panel.bars.set_rows(probability_rows(entry), entry.title)
         self.statusBar().showMessage(f"{entry.title}  ({image.width}x{image.height}, "
                                      f"{image.normalisation})")
 
@@ -255,7 +306,8 @@ class MainWindow(QMainWindow):
         self.settings.last_export_folder = folder
         items = [ExportItem(e.path, f"seed{e.details['seed']}_{e.details['index']:05d}",
                             e.details["model_name"], e.details["model_sha256"],
-                            e.details["seed"], e.details["index"]) if "seed" in e.details
+                            e.details["seed"], e.details["index"], e.details.get("lco"))
+                 if "seed" in e.details
                  else ExportItem(e.path, e.path.stem) for e in entries]
         image_format = formats[labels.index(label)]
         window, inverted = self.viewer.window(), self.viewer.is_inverted()
@@ -404,6 +456,7 @@ class MainWindow(QMainWindow):
                 runner.wait(10_000)
         self.train_panel.shutdown()
         self.generate_panel.store_settings(self.settings)
+        self.lco_panel.store_settings(self.settings.lco)
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.window_state = bytes(self.saveState().toBase64()).decode()
         save_settings(self.settings)

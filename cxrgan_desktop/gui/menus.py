@@ -50,6 +50,8 @@ def build_menus(window) -> None:
 
     image_menu = bar.addMenu("&Image")
     _action(window, image_menu, "&Generate", window.generate_panel.request_generate, "Ctrl+G")
+    _action(window, image_menu, "&Synthesise findings (LCO)", window.lco_panel.request_lco,
+            "Ctrl+L", "Latent class optimisation for the findings chosen in the Synthesise tab")
     _action(window, image_menu, "&Cancel job", window.cancel_job, "Esc")
     image_menu.addSeparator()
     _action(window, image_menu, "&Next image", lambda: window.gallery.step(1), "Right")

@@ -18,6 +18,7 @@ from cxrgan_desktop.imaging.display import display_bytes, to_stored
 from cxrgan_desktop.imaging.png16 import write_png8, write_png16
 from cxrgan_desktop.imaging.readers import read_image
 from cxrgan_desktop.imaging.synthetic_provenance import (
+    LCOInfo,
     SyntheticImageInfo,
     SyntheticSeries,
     new_synthetic_series,
@@ -44,6 +45,7 @@ class ExportItem:
     model_sha256: str = ""
     seed: int | None = None
     index: int = 0
+    lco: LCOInfo | None = None  # how latent class optimisation chose it, if it did
 
     @property
     def synthetic(self) -> bool:
@@ -75,7 +77,7 @@ def export_items(items: Sequence[ExportItem], out_dir: str | Path, image_format:
             key = (item.model_name, item.model_sha256)
             if key not in series:
                 series[key] = new_synthetic_series(item.model_name, item.model_sha256)
-            info = SyntheticImageInfo(item.index, seed=item.seed, window=window,
+            info = SyntheticImageInfo(item.index, seed=item.seed, lco=item.lco, window=window,
                                       window_explanation="USER")
             writer = export_dicom if image_format == "dicom" else export_png16_with_sidecar
             writer(path, pixels, series[key], info)

@@ -41,7 +41,6 @@ from cxrgan_desktop.imaging.chestxray14 import FINDINGS
 
 FORMAT = "cxrgan-desktop/classifier"
 FORMAT_VERSION = "1"
-SUFFIX = ".safetensors"
 
 
 @dataclass
@@ -145,29 +144,3 @@ def _import_chexnet(file: Path) -> tuple[ClassifierSpec, dict[str, torch.Tensor]
     spec = ClassifierSpec("densenet121", FINDINGS, input_size=224, in_channels=in_channels,
                           mean=IMAGENET_MEAN[:in_channels], std=IMAGENET_STD[:in_channels])
     return spec, tensors
-
-
-def classifiers_dir() -> Path:
-    """Where trained and imported classifiers live (beside the user's generators)."""
-    from cxrgan_desktop import paths
-
-    return paths.models_dir() / "classifiers"
-
-
-def installed_classifiers() -> list[Path]:
-    """Classifier files in the user's folder, by name."""
-    folder = classifiers_dir()
-    return sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
-
-
-def resolve_classifier(name_or_path: str) -> Path:
-    """A path as given, or the installed classifier of that name."""
-    path = Path(name_or_path).expanduser()
-    if path.exists() or path.suffix or os.sep in name_or_path:
-        return path
-    installed = classifiers_dir() / f"{name_or_path}{SUFFIX}"
-    if installed.exists():
-        return installed
-    names = ", ".join(p.stem for p in installed_classifiers()) or "none installed"
-    raise CheckpointError(path, f"no such file, and no installed classifier of that name "
-                          f"(installed: {names})")

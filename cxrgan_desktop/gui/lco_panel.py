@@ -1,0 +1,314 @@
+"""The LCO task panel: ask for findings present or absent, watch the optimisation, read the
+probabilities of each result.
+
+Each label of the chosen classifier has three choices (any / present / absent): the
+tri-state the method needs, laid out as radio columns so the state is readable at a glance.
+The panel only collects a request; the main window runs it (``build_archive``) in a worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from cxrgan_desktop.engine.classifier.installed import classifier_labels, installed_classifiers
+from cxrgan_desktop.settings import LCOPreferences
+
+CHOICES = ("any", "present", "absent")
+CLASSIFIER_FILTER = "Classifiers (*.safetensors *.pth *.pth.tar *.pt);;All files (*)"
+
+
+@dataclass(frozen=True)
+class LCOPanelRequest:
+    classifier: str
+    judge: str  # "" for none
+    present: tuple[str, ...]
+    absent: tuple[str, ...]
+    threshold: float
+    count: int
+    steps: int
+    seed: int
+    restarts: int
+    batch_size: int
+    image_format: str
+
+
+@dataclass
+class ProbabilityRow:
+    label: str
+    probability: float
+    wanted: bool  # True: present requested, False: absent requested
+    threshold: float
+    judge: float | None = None
+
+
+class ProbabilityBars(QWidget):
+    """Horizontal bars, one per requested label, with the threshold marked: green when the
+    label is on the requested side, red when not; a judge's value as a thin second bar."""
+
+    ROW = 22
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list[ProbabilityRow] = []
+        self.caption = ""
+        self.setMinimumHeight(self.ROW + 8)
+
+    def set_rows(self, rows: list[ProbabilityRow], caption: str = "") -> None:
+        self.rows, self.caption = rows, caption
+        self.setMinimumHeight(self.ROW * (len(rows) + 1) + 8)
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        palette = self.palette()
+        painter.setPen(palette.windowText().color())
+        painter.drawText(4, 14, self.caption or ("No LCO result selected" if not self.rows
+                                                   else ""))
+        label_width, right = 130, self.width() - 48
+        for i, row in enumerate(self.rows):
+            top = self.ROW * (i + 1) + 4
+            ok = row.probability >= row.threshold if row.wanted else \
+                row.probability < row.threshold
+            painter.setPen(palette.windowText().color())
+            sign = "+" if row.wanted else "−"
+            painter.drawText(4, top + 14, f"{sign} {row.label}")
+            track = QRectF(label_width, top + 3, right - label_width, 12)
+            painter.fillRect(track, palette.base())
+            colour = QColor(60, 170, 90) if ok else QColor(210, 70, 60)
+            painter.fillRect(QRectF(track.left(), track.top(),
+                                    track.width() * row.probability, 12), colour)
+            if row.judge is not None:
+                painter.fillRect(QRectF(track.left(), track.bottom() + 1,
+                                        track.width() * row.judge, 3), QColor(90, 130, 220))
+            x = track.left() + track.width() * row.threshold
+            painter.setPen(QPen(palette.windowText().color(), 1.5))
+            painter.drawLine(int(x), int(track.top()) - 2, int(x), int(track.bottom()) + 2)
+            painter.drawText(int(right) + 6, top + 14, f"{row.probability:.2f}")
+        painter.end()
+
+
+@dataclass
+class _LabelChoice:
+    group: QButtonGroup
+    buttons: dict[str, QRadioButton] = field(default_factory=dict)
+
+
+class LCOPanel(QWidget):
+    lcoRequested = Signal(object)  # LCOPanelRequest
+    cancelRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.classifier_box = QComboBox()
+        self.classifier_box.setToolTip("The classifier whose reading LCO optimises")
+        self.judge_box = QComboBox()
+        self.judge_box.setToolTip("A second, independently trained classifier that checks the "
+                                  "results (a guard against images that fool only the first)")
+        open_classifier = QPushButton("Open…")
+        open_classifier.setToolTip("Open a classifier file (.safetensors, or a CheXNet-style "
+                                   ".pth.tar)")
+        open_classifier.clicked.connect(self._open_classifier)
+        row = QHBoxLayout()
+        row.addWidget(self.classifier_box, 1)
+        row.addWidget(open_classifier)
+        self.classifier_box.currentIndexChanged.connect(self._classifier_changed)
+
+        self.labels_box = QGroupBox("Findings")
+        self.labels_grid = QGridLayout(self.labels_box)
+        self.labels_grid.setVerticalSpacing(2)
+        self.choices: dict[str, _LabelChoice] = {}
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.labels_box)
+        scroll.setMinimumHeight(180)
+
+        self.threshold = QDoubleSpinBox(minimum=0.05, maximum=0.99, singleStep=0.05, value=0.5)
+        self.threshold.setToolTip("A present finding must reach this probability; an absent one "
+                                  "must stay below it")
+        self.count = QSpinBox(minimum=1, maximum=10_000, value=8)
+        self.steps = QSpinBox(minimum=1, maximum=10_000, value=200)
+        self.steps.setToolTip("Adam steps per attempt before it counts as failed")
+        self.restarts = QSpinBox(minimum=0, maximum=20, value=2)
+        self.restarts.setToolTip("New starting latents tried after a failed attempt")
+        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1)
+        self.seed.setToolTip("Sample k starts from image k of this seed in the Generate tab")
+        self.batch_size = QSpinBox(minimum=1, maximum=256, value=8)
+        self.image_format = QComboBox()
+        self.image_format.addItem("16-bit PNG", "png16")
+        self.image_format.addItem("DICOM (marked synthetic)", "dicom")
+        form = QFormLayout()
+        form.addRow("Classifier", row)
+        form.addRow("Judge", self.judge_box)
+        form.addRow("Threshold", self.threshold)
+        form.addRow("Images", self.count)
+        form.addRow("Steps", self.steps)
+        form.addRow("Restarts", self.restarts)
+        form.addRow("Seed", self.seed)
+        form.addRow("Batch size", self.batch_size)
+        form.addRow("Save as", self.image_format)
+
+        self.run_button = QPushButton("Synthesise")
+        self.run_button.setToolTip("Optimise latents for the chosen findings (Ctrl+L)")
+        self.run_button.clicked.connect(self.request_lco)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button, 1)
+        buttons.addWidget(self.cancel_button)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.bars = ProbabilityBars()
+        self.hint = QLabel("No classifier yet: train one with 'cxrgan classifier train', or "
+                           "open a classifier file.")
+        self.hint.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(scroll, 1)
+        layout.addWidget(self.hint)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.bars)
+        self.refresh_classifiers()
+
+    # -- classifiers ----------------------------------------------------------------------
+    def refresh_classifiers(self, select: str = "", judge: str = "") -> None:
+        current = select or self.classifier_box.currentData() or ""
+        current_judge = judge or self.judge_box.currentData() or ""
+        files = [str(p) for p in installed_classifiers()]
+        for extra in (current, current_judge):
+            if extra and extra not in files and Path(extra).is_file():
+                files.append(extra)
+        for box, chosen, none_item in ((self.classifier_box, current, False),
+                                       (self.judge_box, current_judge, True)):
+            box.blockSignals(True)
+            box.clear()
+            if none_item:
+                box.addItem("(none)", "")
+            for file in files:
+                box.addItem(Path(file).name.split(".")[0], file)
+            index = box.findData(chosen) if chosen else 0
+            box.setCurrentIndex(max(index, 0))
+            box.blockSignals(False)
+        self.hint.setVisible(not files)
+        self._classifier_changed()
+
+    def _open_classifier(self) -> None:
+        file, _ = QFileDialog.getOpenFileName(self, "Open a classifier", "", CLASSIFIER_FILTER)
+        if file:
+            self.refresh_classifiers(select=file)
+
+    def _classifier_changed(self, *_args) -> None:
+        path = self.classifier_box.currentData()
+        previous = {name: self.choice(name) for name in self.choices}
+        while self.labels_grid.count():
+            widget = self.labels_grid.takeAt(0).widget()
+            if widget is not None:
+                widget.deleteLater()
+        self.choices.clear()
+        labels: tuple[str, ...] = ()
+        if path:
+            try:
+                labels = classifier_labels(path)
+            except ValueError as error:
+                self.status.setText(str(error))
+        for column, title in enumerate(("Finding", "Any", "Present", "Absent")):
+            header = QLabel(f"<b>{title}</b>")
+            self.labels_grid.addWidget(header, 0, column)
+        for row, name in enumerate(labels, start=1):
+            self.labels_grid.addWidget(QLabel(name.replace("_", " ")), row, 0)
+            group = QButtonGroup(self)
+            choice = _LabelChoice(group)
+            for column, value in enumerate(CHOICES, start=1):
+                button = QRadioButton()
+                button.setToolTip(f"{name}: {value}")
+                button.setObjectName(f"lco_{name}_{value}")
+                group.addButton(button)
+                choice.buttons[value] = button
+                self.labels_grid.addWidget(button, row, column,
+                                           alignment=Qt.AlignmentFlag.AlignCenter)
+            choice.buttons[previous.get(name, "any")].setChecked(True)
+            self.choices[name] = choice
+        self.run_button.setEnabled(bool(labels) and not self.cancel_button.isEnabled())
+
+    def choice(self, label: str) -> str:
+        buttons = self.choices[label].buttons
+        return next((value for value, b in buttons.items() if b.isChecked()), "any")
+
+    def set_choice(self, label: str, value: str) -> None:
+        self.choices[label].buttons[value].setChecked(True)
+
+    # -- running ----------------------------------------------------------------------------
+    def request_lco(self) -> None:
+        present = tuple(n for n in self.choices if self.choice(n) == "present")
+        absent = tuple(n for n in self.choices if self.choice(n) == "absent")
+        if not present and not absent:
+            self.status.setText("Choose at least one finding as present or absent.")
+            return
+        self.lcoRequested.emit(LCOPanelRequest(
+            classifier=self.classifier_box.currentData(), judge=self.judge_box.currentData(),
+            present=present, absent=absent, threshold=round(self.threshold.value(), 4),
+            count=self.count.value(), steps=self.steps.value(), seed=self.seed.value(),
+            restarts=self.restarts.value(), batch_size=self.batch_size.value(),
+            image_format=self.image_format.currentData()))
+
+    def set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running and bool(self.choices))
+        self.cancel_button.setEnabled(running)
+        if running:
+            self.progress.setValue(0)
+
+    def show_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(round(fraction * 1000))
+        if message:
+            self.status.setText(message)
+
+    # -- settings ---------------------------------------------------------------------------
+    def load_settings(self, prefs: LCOPreferences) -> None:
+        self.threshold.setValue(prefs.threshold)
+        self.count.setValue(prefs.count)
+        self.steps.setValue(prefs.steps)
+        self.seed.setValue(prefs.seed)
+        self.restarts.setValue(prefs.restarts)
+        self.batch_size.setValue(prefs.batch_size)
+        self.image_format.setCurrentIndex(max(self.image_format.findData(prefs.image_format), 0))
+        self.refresh_classifiers(select=prefs.classifier, judge=prefs.judge)
+
+    def store_settings(self, prefs: LCOPreferences) -> None:
+        prefs.classifier = self.classifier_box.currentData() or ""
+        prefs.judge = self.judge_box.currentData() or ""
+        prefs.threshold = float(self.threshold.value())
+        prefs.count = self.count.value()
+        prefs.steps = self.steps.value()
+        prefs.seed = self.seed.value()
+        prefs.restarts = self.restarts.value()
+        prefs.batch_size = self.batch_size.value()
+        prefs.image_format = self.image_format.currentData()
