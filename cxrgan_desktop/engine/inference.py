@@ -14,6 +14,10 @@ that, on CPU, removes most of the non-convolution time:
   PyTorch's own compiler emits), which saves one pass over every map;
 - activations and weights are kept channels-last, the layout oneDNN's CPU convolutions
   prefer, so neither is reordered on each call.
+
+:meth:`InferenceGenerator.differentiable` is the same function with gradients to z, for latent
+class optimisation: folded weights, fused up-sampling and channels-last are kept; the in-place
+steps and the oneDNN post-op (which has no backward) are not.
 """
 
 from __future__ import annotations
@@ -131,4 +135,19 @@ class InferenceGenerator(nn.Module):
         x = x.reshape(n, c0, 4, 4).contiguous(memory_format=torch.channels_last)
         for kind, weight, bias in self.convs:
             x = _pixel_norm_(_conv_lrelu(kind, x, weight, bias, self.slope))
+        return F.conv2d(x, self.out_weight, self.out_bias).contiguous()
+
+    def differentiable(self, z: torch.Tensor) -> torch.Tensor:
+        """``forward`` with autograd (to z; the weights are buffers and get no gradient)."""
+        n, c0 = z.shape[0], self.config.channels[0]
+        z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + PIXEL_NORM_EPS)
+        x = F.leaky_relu(F.linear(z, self.fc_weight, self.fc_bias), self.slope)
+        x = x.reshape(n, c0, 4, 4).contiguous(memory_format=torch.channels_last)
+        for kind, weight, bias in self.convs:
+            if kind == "up":
+                x = F.conv_transpose2d(x, weight, bias, stride=2, padding=1)
+            else:
+                x = F.conv2d(x, weight, bias, padding=1)
+            x = F.leaky_relu(x, self.slope)
+            x = x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + PIXEL_NORM_EPS)
         return F.conv2d(x, self.out_weight, self.out_bias).contiguous()

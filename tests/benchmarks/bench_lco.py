@@ -1,0 +1,230 @@
+"""Latent class optimisation: cost per accepted sample against rejection sampling, and the
+optimisation step at 1024 px.
+
+Part 1 (needs a trained generator and classifier, e.g. a phantom model): for a common and a
+rare combination of findings (requested present, the rest don't care), classifier
+evaluations and wall time per accepted sample with LCO, against rejection sampling (draw z at
+random, keep the samples the classifier accepts) timed in the same run, and their ratios.
+One LCO evaluation includes a backward pass; rejection sampling's forward runs on the
+rendering path without gradients. Rejection sampling stops at ``--budget`` evaluations; with
+no sample accepted by then its cost is reported as more than the budget.
+
+Part 2 (random weights, the paper's 1024 px generator and a 256 px DenseNet-121): one LCO
+step (generator forward, resize, classifier forward, backward to z) timed for
+- ``naive``: the training module with its weights requiring gradients, ``loss.backward()``
+  (how one first writes it: weight gradients are computed and thrown away);
+- ``frozen``: the same with the weights frozen, gradients to z only (autograd.grad);
+- ``frozen_fused``: frozen, and the generator as the rendering path's folded network with
+  each up-sampling + 3x3 convolution fused into one transposed convolution (what LCO runs);
+and whether the speed-ups change results: the z gradients of naive and frozen compared,
+and a few full LCO steps run with the training module and with the fused network from the
+same start, their final z and images compared.
+
+    python tests/benchmarks/bench_lco.py --model G.safetensors --classifier C.safetensors \\
+        [--common Effusion] [--rare Cardiomegaly,Pneumothorax] [--accept 16]
+    python tests/benchmarks/bench_lco.py --skip-acceptance        # part 2 only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from cxrgan_desktop import runtime  # noqa: E402
+
+runtime.configure_before_torch()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from cxrgan_desktop.engine.checkpoints import LoadedGenerator, load_generator  # noqa: E402
+from cxrgan_desktop.engine.checkpoints.output import PAPER_ADAPTER  # noqa: E402
+from cxrgan_desktop.engine.classifier.files import load_classifier  # noqa: E402
+from cxrgan_desktop.engine.classifier.model import (  # noqa: E402
+    ClassifierSpec,
+    PathologyClassifier,
+)
+from cxrgan_desktop.engine.lco import (  # noqa: E402
+    DifferentiableGenerator,
+    LCORequest,
+    LCOSettings,
+    LCOTarget,
+    frozen,
+    optimise,
+    start_latent,
+)
+from cxrgan_desktop.engine.pggan import PAPER_CHANNELS, Generator, PGGANConfig  # noqa: E402
+from cxrgan_desktop.engine.render import Renderer  # noqa: E402
+from cxrgan_desktop.imaging.chestxray14 import FINDINGS  # noqa: E402
+
+
+def acceptance(model: LoadedGenerator, classifier: PathologyClassifier, present: tuple[str, ...],
+               accept: int, budget: int, settings: LCOSettings, seed: int) -> dict:
+    target = LCOTarget(present=present)
+    labels = classifier.labels
+    start = time.perf_counter()
+    results = optimise(model, classifier, [LCORequest(k, target, seed) for k in range(accept)],
+                       settings)
+    lco_s = time.perf_counter() - start
+    accepted = sum(r.success for r in results)
+    lco_evals = sum(r.evaluations for r in results)
+
+    renderer = Renderer(model, "cpu")
+    rng = np.random.default_rng([seed, 999])
+    found, evals, batch = 0, 0, 32
+    start = time.perf_counter()
+    while found < accept and evals < budget:
+        z = rng.standard_normal((batch, model.config.latent_size)).astype(np.float32)
+        with torch.no_grad():
+            probs = torch.sigmoid(classifier(renderer.render(z))).numpy()
+        evals += batch
+        found += sum(target.passes(dict(zip(labels, row.tolist(), strict=True)))
+                     for row in probs)
+    rejection_s = time.perf_counter() - start
+    lco_per = lco_evals / max(accepted, 1)
+    rej_per = evals / found if found else None
+    return {
+        "target": target.describe(),
+        "lco": {"samples": accept, "accepted": accepted, "evaluations": lco_evals,
+                "evaluations_per_accepted": round(lco_per, 2),
+                "seconds_per_accepted": round(lco_s / max(accepted, 1), 4)},
+        "rejection": {"accepted": found, "evaluations": evals,
+                      "acceptance_rate": round(found / evals, 5),
+                      "evaluations_per_accepted": None if rej_per is None else round(rej_per, 2),
+                      "seconds_per_accepted": None if not found else round(rejection_s / found,
+                                                                           4),
+                      "stopped_at_budget": found < accept},
+        "ratio_evaluations": None if rej_per is None else round(rej_per / lco_per, 3),
+        "ratio_evaluations_lower_bound": None if found else round(budget / lco_per, 3),
+        "ratio_seconds": None if not found else round(
+            (rejection_s / found) / (lco_s / max(accepted, 1)), 3),
+    }
+
+
+def paper_models(seed: int = 0) -> tuple[LoadedGenerator, PathologyClassifier]:
+    torch.manual_seed(seed)
+    generator = Generator(PGGANConfig(latent_size=512, channels=PAPER_CHANNELS,
+                                      image_channels=3)).eval()
+    model = LoadedGenerator(generator, PAPER_ADAPTER, Path("random"), "0" * 64, "random-1024",
+                            "native")
+    classifier = PathologyClassifier(ClassifierSpec("densenet121", FINDINGS, 256)).eval()
+    return model, classifier
+
+
+def _loss(classifier, images, target_rows):
+    logits = classifier(images)
+    return F.binary_cross_entropy_with_logits(logits, target_rows, reduction="sum")
+
+
+def step_times(model, classifier, batch: int, steps: int) -> dict:
+    z0 = torch.from_numpy(np.stack([start_latent(0, k, 0, 512) for k in range(batch)]))
+    wanted = torch.zeros(batch, len(FINDINGS))
+    wanted[:, 1] = 1.0
+    out: dict = {}
+    grads = {}
+
+    def naive():
+        z = z0.clone().requires_grad_(True)
+        generator = DifferentiableGenerator(model, fused=False)
+        loss = _loss(classifier, generator(z), wanted)
+        loss.backward()
+        grads["naive"] = z.grad.detach().clone()
+        model.generator.zero_grad(set_to_none=True)
+        classifier.zero_grad(set_to_none=True)
+
+    def make_frozen(fused):
+        generator = DifferentiableGenerator(model, fused=fused)
+
+        def run():
+            z = z0.clone().requires_grad_(True)
+            with frozen(generator, classifier):
+                (g,) = torch.autograd.grad(_loss(classifier, generator(z), wanted), z)
+            grads["fused" if fused else "frozen"] = g
+        return run
+
+    for name, fn in (("naive", naive), ("frozen", make_frozen(False)),
+                     ("frozen_fused", make_frozen(True))):
+        fn()  # warm-up
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        out[name] = {"seconds_per_step": round(float(np.median(times)), 3),
+                     "seconds_per_image_step": round(float(np.median(times)) / batch, 3)}
+    base = out["naive"]["seconds_per_step"]
+    for name in ("frozen", "frozen_fused"):
+        out[name]["speedup_vs_naive"] = round(base / out[name]["seconds_per_step"], 3)
+    out["z_gradient_naive_vs_frozen_max_abs_diff"] = float(
+        (grads["naive"] - grads["frozen"]).abs().max())
+    out["z_gradient_frozen_vs_fused_max_rel_diff"] = float(
+        (grads["frozen"] - grads["fused"]).abs().max() / grads["frozen"].abs().max())
+    return out
+
+
+def same_results(model, classifier, steps: int) -> dict:
+    """A few LCO steps from the same start with the training module and the fused network."""
+    target = LCOTarget(present=("Cardiomegaly",), threshold=0.999999)
+    settings = LCOSettings(steps=steps, restarts=0, batch_size=2)
+    requests = [LCORequest(k, target, 0) for k in range(2)]
+    plain = optimise(model, classifier, requests, settings, fused=False)
+    fused = optimise(model, classifier, requests, settings, fused=True)
+    return {"steps": steps,
+            "final_z_max_abs_diff": float(max(np.abs(a.z - b.z).max()
+                                              for a, b in zip(plain, fused, strict=True))),
+            "final_image_max_abs_diff": float(max(np.abs(a.image - b.image).max()
+                                                  for a, b in zip(plain, fused, strict=True))),
+            "final_probability_max_abs_diff": float(max(
+                np.abs(a.probabilities - b.probabilities).max()
+                for a, b in zip(plain, fused, strict=True)))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="trained generator (part 1)")
+    parser.add_argument("--classifier", help="trained classifier (part 1)")
+    parser.add_argument("--common", default="Effusion")
+    parser.add_argument("--rare", default="Cardiomegaly,Pneumothorax")
+    parser.add_argument("--accept", type=int, default=16, help="samples per combination")
+    parser.add_argument("--budget", type=int, default=20000,
+                        help="rejection sampling's evaluation limit per combination")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=2, help="part 2 batch size")
+    parser.add_argument("--steps", type=int, default=2, help="part 2 timed steps per variant")
+    parser.add_argument("--same-steps", type=int, default=3, help="part 2 LCO steps compared")
+    parser.add_argument("--skip-acceptance", action="store_true")
+    parser.add_argument("--skip-profile", action="store_true")
+    args = parser.parse_args()
+    report: dict = {"machine": platform.processor() or platform.machine(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if not args.skip_acceptance:
+        if not (args.model and args.classifier):
+            parser.error("part 1 needs --model and --classifier (or --skip-acceptance)")
+        model = load_generator(args.model)
+        loaded = load_classifier(args.classifier)
+        settings = LCOSettings()
+        report["acceptance"] = {
+            "model": model.name, "classifier": loaded.name, "settings": settings.to_json(),
+            "common": acceptance(model, loaded.classifier, tuple(args.common.split(",")),
+                                 args.accept, args.budget, settings, args.seed),
+            "rare": acceptance(model, loaded.classifier, tuple(args.rare.split(",")),
+                               args.accept, args.budget, settings, args.seed)}
+    if not args.skip_profile:
+        model, classifier = paper_models()
+        report["step_1024"] = {"batch": args.batch, "generator": "paper layout, random weights",
+                               "classifier": "densenet121 at 256 px, random weights",
+                               **step_times(model, classifier, args.batch, args.steps)}
+        report["same_results_1024"] = same_results(model, classifier, args.same_steps)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
