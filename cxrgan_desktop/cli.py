@@ -129,6 +129,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-at", type=int, help="stop after this many images (resume later)")
     p.set_defaults(func=_cmd_train)
 
+    p = sub.add_parser(
+        "export-run", help="save a run's current generator as a model",
+        description="Write the EMA generator of a training run's latest checkpoint as a "
+                    "native .safetensors model (at the resolution the run has reached), e.g. "
+                    "to sample or run LCO while training goes on. Example: cxrgan export-run "
+                    "runs/00003-quick256 --out quick256-now.safetensors")
+    p.add_argument("run_dir", type=Path, help="the run folder")
+    p.add_argument("--out", type=Path, required=True, help="model file to write")
+    p.add_argument("--name", help="model name (default: run name and images shown)")
+    p.set_defaults(func=_cmd_export_run)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -357,6 +368,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"G {last.get('loss_g', float('nan')):.3f}")
     if result.final_model:
         print(f"model: {result.final_model}")
+    return 0
+
+
+def _cmd_export_run(args: argparse.Namespace) -> int:
+    from cxrgan_desktop.engine.training.run import export_checkpoint
+
+    try:
+        path = export_checkpoint(args.run_dir, args.out, args.name)
+    except ValueError as error:
+        raise UserError(str(error)) from error
+    model = _load_model(str(path))
+    print(f"{path}: {model.name}, {model.resolution}x{model.resolution}"
+          + (" (mid fade-in)" if model.generator.fading else ""))
     return 0
 
 

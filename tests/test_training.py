@@ -194,6 +194,12 @@ def test_cli_train_on_a_phantom_folder_stops_and_resumes(tmp_path, capsys):
     assert cli.main(["train", str(tmp_path / "tiny.json"), "--run-dir", str(run),
                      "--device", "cpu", "--stop-at", "100"]) == 0
     assert "104 of 288 scheduled images shown (stopped" in capsys.readouterr().out  # 13 x 8
+    assert cli.main(["export-run", str(run), "--out", str(tmp_path / "now.safetensors")]) == 0
+    assert "tiny-104, 8x8 (mid fade-in)" in capsys.readouterr().out
+    from cxrgan_desktop.engine.checkpoints import load_generator
+
+    assert load_generator(tmp_path / "now.safetensors").provenance["images_shown"] == 104
+    assert cli.main(["export-run", str(tmp_path), "--out", str(tmp_path / "x.st")]) == 2
     assert cli.main(["train", str(tmp_path / "tiny.json"), "--run-dir", str(run),
                      "--device", "cpu"]) == 0
     out = capsys.readouterr().out

@@ -79,3 +79,41 @@ def run_training(config: TrainConfig, run_dir: Path, *, device: str = "auto",
         config, state = prepare_finetune(config, resolve_device(device), rank=context.rank)
     return train(config, prepared.data, run_dir, device=device, state=state, stop_at=stop_at,
                  progress=sub_progress(progress, 0.05, 1.0), cancel=cancel)
+
+
+def export_checkpoint(run_dir: Path, out: Path, name: str | None = None) -> Path:
+    """Write the EMA generator of a run's latest checkpoint as a native model.
+
+    Why: a run takes days; users want to sample (or run LCO on) the model as it stands, at
+    the resolution it has reached, without stopping the run. The checkpoint is read with
+    ``weights_only=True``; the model records how many images it had seen.
+    """
+    import json
+
+    import torch
+
+    from cxrgan_desktop.engine.checkpoints import OutputAdapter, save_generator
+    from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
+    from cxrgan_desktop.engine.training.state import CHECKPOINT_FORMAT
+
+    path = Path(run_dir) / "checkpoints" / "latest.pt"
+    if not path.is_file():
+        raise ValueError(f"{run_dir}: no checkpoint yet (checkpoints/latest.pt); a run writes "
+                         "one every checkpoint_every images and when it stops")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if data.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("not a cxrgan-desktop training checkpoint")
+        config = json.loads(data["config"])
+        generator = Generator(PGGANConfig.from_json(data["architecture"]))
+        generator.load_state_dict(data["G_ema"])
+    except Exception as error:
+        raise ValueError(f"{path}: cannot export ({error})") from error
+    shown = int(data["images_shown"])
+    return save_generator(
+        out, generator.eval(), OutputAdapter(int(config.get("image_channels", 1)), "unit"),
+        name=name or f"{config.get('name', 'run')}-{shown}",
+        provenance={"exported_from_run": str(run_dir), "images_shown": shown,
+                    "dataset_fingerprint": data.get("dataset_fingerprint", ""),
+                    "seed": config.get("seed"), "config": config,
+                    "note": "mid-training export of the EMA generator"})
