@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -21,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from cxrgan_desktop import zoo
+from cxrgan_desktop.gui.job_controls import JobControls
 from cxrgan_desktop.settings import Settings
 
 DEVICES = [("Automatic", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"), ("Apple MPS", "mps")]
@@ -77,21 +77,12 @@ class GeneratePanel(QWidget):
         form.addRow("Device", self.device)
         form.addRow("Batch size", self.batch_size)
 
-        self.generate_button = QPushButton("Generate")
-        self.generate_button.setDefault(True)
-        self.generate_button.setToolTip("Generate images (Ctrl+G)")
+        self.controls = JobControls("Generate", "Generate images (Ctrl+G)")
+        self.generate_button, self.cancel_button = (self.controls.run_button,
+                                                    self.controls.cancel_button)
+        self.progress, self.status = self.controls.progress, self.controls.status
         self.generate_button.clicked.connect(self.request_generate)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancelRequested)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.generate_button, 1)
-        buttons.addWidget(self.cancel_button)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setTextVisible(False)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.no_model_hint = QLabel(
             "No model is installed. Open the paper's weights (Final_Full_Model.pth, from the "
             "medigan model zoo, Zenodo record 7047295) or a cxrgan model with <b>Open…</b>, "
@@ -101,9 +92,7 @@ class GeneratePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.no_model_hint)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
+        layout.addWidget(self.controls)
         layout.addStretch(1)
         self.refresh_models()
 
@@ -127,19 +116,14 @@ class GeneratePanel(QWidget):
             item.setToolTip("not available on this machine")
 
     def set_running(self, running: bool) -> None:
-        self.generate_button.setEnabled(not running and self.model_box.count() > 0)
-        self.cancel_button.setEnabled(running)
+        self.controls.set_running(running, self.model_box.count() > 0)
         for widget in (self.model_box, self.open_model, self.count, self.device, self.batch_size,
                        self.random_seed):
             widget.setEnabled(not running)
         self.seed.setEnabled(not running and not self.random_seed.isChecked())
-        if running:
-            self.progress.setValue(0)
 
     def show_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(round(fraction * 1000))
-        if message:
-            self.status.setText(message)
+        self.controls.show_progress(fraction, message)
 
     def load_settings(self, settings: Settings) -> None:
         self.count.setValue(settings.generate_count)

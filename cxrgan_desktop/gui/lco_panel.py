@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QRadioButton,
     QScrollArea,
@@ -33,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from cxrgan_desktop.engine.classifier.installed import classifier_labels, installed_classifiers
+from cxrgan_desktop.gui.job_controls import JobControls
 from cxrgan_desktop.settings import LCOPreferences
 
 CHOICES = ("any", "present", "absent")
@@ -170,20 +170,13 @@ class LCOPanel(QWidget):
         form.addRow("Batch size", self.batch_size)
         form.addRow("Save as", self.image_format)
 
-        self.run_button = QPushButton("Synthesise")
-        self.run_button.setToolTip("Optimise latents for the chosen findings (Ctrl+L)")
+        self.controls = JobControls("Synthesise",
+                                    "Optimise latents for the chosen findings (Ctrl+L)")
+        self.run_button, self.cancel_button = (self.controls.run_button,
+                                               self.controls.cancel_button)
+        self.progress, self.status = self.controls.progress, self.controls.status
         self.run_button.clicked.connect(self.request_lco)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancelRequested)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button, 1)
-        buttons.addWidget(self.cancel_button)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setTextVisible(False)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
         self.bars = ProbabilityBars()
         self.hint = QLabel("No classifier yet: train one with 'cxrgan classifier train', or "
                            "open a classifier file.")
@@ -193,9 +186,7 @@ class LCOPanel(QWidget):
         layout.addLayout(form)
         layout.addWidget(scroll, 1)
         layout.addWidget(self.hint)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
+        layout.addWidget(self.controls)
         layout.addWidget(self.bars)
         self.refresh_classifiers()
 
@@ -281,15 +272,10 @@ class LCOPanel(QWidget):
             image_format=self.image_format.currentData()))
 
     def set_running(self, running: bool) -> None:
-        self.run_button.setEnabled(not running and bool(self.choices))
-        self.cancel_button.setEnabled(running)
-        if running:
-            self.progress.setValue(0)
+        self.controls.set_running(running, bool(self.choices))
 
     def show_progress(self, fraction: float, message: str) -> None:
-        self.progress.setValue(round(fraction * 1000))
-        if message:
-            self.status.setText(message)
+        self.controls.show_progress(fraction, message)
 
     # -- settings ---------------------------------------------------------------------------
     def load_settings(self, prefs: LCOPreferences) -> None:
