@@ -138,6 +138,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", type=Path, help="the run folder")
     p.add_argument("--out", type=Path, required=True, help="model file to write")
     p.add_argument("--name", help="model name (default: run name and images shown)")
+    p.add_argument("--weights", choices=["ema", "live"], default="ema",
+                   help="the EMA generator (what a finished run saves) or the live one (for "
+                   "short runs, where the EMA lags behind a new resolution)")
     p.set_defaults(func=_cmd_export_run)
 
 
@@ -375,7 +378,7 @@ def _cmd_export_run(args: argparse.Namespace) -> int:
     from cxrgan_desktop.engine.training.run import export_checkpoint
 
     try:
-        path = export_checkpoint(args.run_dir, args.out, args.name)
+        path = export_checkpoint(args.run_dir, args.out, args.name, args.weights)
     except ValueError as error:
         raise UserError(str(error)) from error
     model = _load_model(str(path))

@@ -199,6 +199,11 @@ def test_cli_train_on_a_phantom_folder_stops_and_resumes(tmp_path, capsys):
     from cxrgan_desktop.engine.checkpoints import load_generator
 
     assert load_generator(tmp_path / "now.safetensors").provenance["images_shown"] == 104
+    assert cli.main(["export-run", str(run), "--out", str(tmp_path / "live.safetensors"),
+                     "--weights", "live"]) == 0
+    live = load_generator(tmp_path / "live.safetensors").generator.state_dict()
+    ema = load_generator(tmp_path / "now.safetensors").generator.state_dict()
+    assert not torch.equal(live["latent_fc.weight"], ema["latent_fc.weight"])
     assert cli.main(["export-run", str(tmp_path), "--out", str(tmp_path / "x.st")]) == 2
     assert cli.main(["train", str(tmp_path / "tiny.json"), "--run-dir", str(run),
                      "--device", "cpu"]) == 0

@@ -81,13 +81,20 @@ def run_training(config: TrainConfig, run_dir: Path, *, device: str = "auto",
                  progress=sub_progress(progress, 0.05, 1.0), cancel=cancel)
 
 
-def export_checkpoint(run_dir: Path, out: Path, name: str | None = None) -> Path:
-    """Write the EMA generator of a run's latest checkpoint as a native model.
+def export_checkpoint(run_dir: Path, out: Path, name: str | None = None,
+                      weights: str = "ema") -> Path:
+    """Write the EMA (``weights="ema"``) or live (``"live"``) generator of a run's latest
+    checkpoint as a native model.
 
     Why: a run takes days; users want to sample (or run LCO on) the model as it stands, at
     the resolution it has reached, without stopping the run. The checkpoint is read with
-    ``weights_only=True``; the model records how many images it had seen.
+    ``weights_only=True``; the model records how many images it had seen. The live weights
+    are for short runs: with decay 0.999 the EMA keeps 0.999^n of a new layer's initial
+    weights after n steps, so a schedule of a few hundred steps per fade-in leaves the EMA
+    generator far behind the trained one.
     """
+    if weights not in ("ema", "live"):
+        raise ValueError(f"weights must be 'ema' or 'live', got {weights!r}")
     import json
 
     import torch
@@ -106,7 +113,7 @@ def export_checkpoint(run_dir: Path, out: Path, name: str | None = None) -> Path
             raise ValueError("not a cxrgan-desktop training checkpoint")
         config = json.loads(data["config"])
         generator = Generator(PGGANConfig.from_json(data["architecture"]))
-        generator.load_state_dict(data["G_ema"])
+        generator.load_state_dict(data["G_ema" if weights == "ema" else "G"])
     except Exception as error:
         raise ValueError(f"{path}: cannot export ({error})") from error
     shown = int(data["images_shown"])
@@ -116,4 +123,5 @@ def export_checkpoint(run_dir: Path, out: Path, name: str | None = None) -> Path
         provenance={"exported_from_run": str(run_dir), "images_shown": shown,
                     "dataset_fingerprint": data.get("dataset_fingerprint", ""),
                     "seed": config.get("seed"), "config": config,
-                    "note": "mid-training export of the EMA generator"})
+                    "weights": weights,
+                    "note": f"mid-training export of the {weights} generator"})
