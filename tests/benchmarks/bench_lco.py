@@ -67,8 +67,9 @@ from cxrgan_desktop.imaging.chestxray14 import FINDINGS  # noqa: E402
 
 
 def acceptance(model: LoadedGenerator, classifier: PathologyClassifier, present: tuple[str, ...],
-               accept: int, budget: int, settings: LCOSettings, seed: int) -> dict:
-    target = LCOTarget(present=present)
+               accept: int, budget: int, settings: LCOSettings, seed: int,
+               threshold: float = 0.5) -> dict:
+    target = LCOTarget(present=present, threshold=threshold)
     labels = classifier.labels
     start = time.perf_counter()
     results = optimise(model, classifier, [LCORequest(k, target, seed) for k in range(accept)],
@@ -194,6 +195,8 @@ def main() -> None:
     parser.add_argument("--common", default="Effusion")
     parser.add_argument("--rare", default="Cardiomegaly,Pneumothorax")
     parser.add_argument("--accept", type=int, default=16, help="samples per combination")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="probability each requested finding must reach")
     parser.add_argument("--budget", type=int, default=20000,
                         help="rejection sampling's evaluation limit per combination")
     parser.add_argument("--seed", type=int, default=0)
@@ -214,9 +217,10 @@ def main() -> None:
         report["acceptance"] = {
             "model": model.name, "classifier": loaded.name, "settings": settings.to_json(),
             "common": acceptance(model, loaded.classifier, tuple(args.common.split(",")),
-                                 args.accept, args.budget, settings, args.seed),
+                                 args.accept, args.budget, settings, args.seed,
+                                 args.threshold),
             "rare": acceptance(model, loaded.classifier, tuple(args.rare.split(",")),
-                               args.accept, args.budget, settings, args.seed)}
+                               args.accept, args.budget, settings, args.seed, args.threshold)}
     if not args.skip_profile:
         model, classifier = paper_models()
         report["step_1024"] = {"batch": args.batch, "generator": "paper layout, random weights",
