@@ -106,7 +106,7 @@ class ProbabilityBars(QWidget):
             x = track.left() + track.width() * row.threshold
             painter.setPen(QPen(palette.windowText().color(), 1.5))
             painter.drawLine(int(x), int(track.top()) - 2, int(x), int(track.bottom()) + 2)
-            painter.drawText(int(right) + 6, top + 14, f"{row.probability:.2f}")
+            painter.drawText(int(right) + 2, top + 14, f"{row.probability:.3f}")
         painter.end()
 
 
