@@ -14,12 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cxrgan_desktop import __version__, cli_lco, runtime
+from cxrgan_desktop.cli_common import (
+    UserError,
+    add_device_option,
+    load_model,
+    resolve_device_option,
+)
 
 EXIT_ERROR, EXIT_CANCELLED = 2, 130
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed without a traceback."""
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
@@ -37,8 +39,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latents", type=Path, help="render these vectors instead: a .npy array "
                    "of shape N x latent_size, used exactly as given")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                   help="auto = CUDA if present, else MPS, else CPU")
+    add_device_option(p)
     p.add_argument("--precision", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="arithmetic precision; float16 is for CUDA GPUs (the error bound is "
                    "measured by tests/benchmarks/bench_generate.py)")
@@ -124,8 +125,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", type=Path, help="fine-tune from this generator file")
     p.add_argument("--run-dir", type=Path, help="run folder; an existing one is resumed "
                    "(default: a new numbered folder under your data folder's runs/)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                   help="auto = CUDA if present, else MPS, else CPU")
+    add_device_option(p)
     p.add_argument("--stop-at", type=int, help="stop after this many images (resume later)")
     p.set_defaults(func=_cmd_train)
 
@@ -159,30 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_model(name_or_path: str | None):
-    from cxrgan_desktop import zoo
-    from cxrgan_desktop.engine.checkpoints import CheckpointError, load_generator
-
-    if name_or_path is None:
-        path = zoo.default_model()
-        if path is None:
-            raise UserError("no --model given and no model is installed. Import the paper's "
-                            "weights with 'cxrgan import-model Final_Full_Model.pth', or pass "
-                            "--model FILE (see 'cxrgan models').")
-    else:
-        try:
-            path = zoo.resolve_model(name_or_path)
-        except zoo.ModelNotFoundError as error:
-            raise UserError(str(error)) from error
-    try:
-        return load_generator(path)
-    except CheckpointError as error:
-        raise UserError(str(error)) from error
-
-
 def _cmd_generate(args: argparse.Namespace) -> int:
     from cxrgan_desktop.cli_progress import run_job
-    from cxrgan_desktop.engine.devices import DeviceError, resolve_device
     from cxrgan_desktop.engine.generate import generate_to_folder, load_latents_file
     from cxrgan_desktop.imaging.windowing import Window
 
@@ -196,11 +174,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise UserError(f"--window expects CENTER,WIDTH in stored units with width >= 1, "
                             f"got {args.window!r}") from error
-    model = _load_model(args.model)
-    try:
-        device = resolve_device(args.device)
-    except DeviceError as error:
-        raise UserError(str(error)) from error
+    model = load_model(args.model)
+    device = resolve_device_option(args.device)
     latents = None
     if args.latents is not None:
         try:
@@ -251,7 +226,7 @@ def _cmd_import_model(args: argparse.Namespace) -> int:
     from cxrgan_desktop import paths
     from cxrgan_desktop.engine.checkpoints import save_generator
 
-    model = _load_model(str(args.file))
+    model = load_model(str(args.file))
     name = args.name or args.file.stem
     target = paths.models_dir() / f"{name}.safetensors"
     if target.exists() and not args.force:
@@ -270,7 +245,7 @@ def _cmd_import_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    model = _load_model(args.model)
+    model = load_model(args.model)
     config = model.config
     print(json.dumps({
         "name": model.name, "file": str(model.path), "sha256": model.sha256,
@@ -381,7 +356,7 @@ def _cmd_export_run(args: argparse.Namespace) -> int:
         path = export_checkpoint(args.run_dir, args.out, args.name, args.weights)
     except ValueError as error:
         raise UserError(str(error)) from error
-    model = _load_model(str(path))
+    model = load_model(str(path))
     print(f"{path}: {model.name}, {model.resolution}x{model.resolution}"
           + (" (mid fade-in)" if model.generator.fading else ""))
     return 0

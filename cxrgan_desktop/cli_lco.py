@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEVICES = ["auto", "cpu", "cuda", "mps"]
-
-
-def _user_error(message: str) -> Exception:
-    from cxrgan_desktop.cli import UserError
-
-    return UserError(message)
+from cxrgan_desktop.cli_common import (
+    UserError,
+    add_device_option,
+    load_model,
+    resolve_device_option,
+)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +56,7 @@ def _add_classifier(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--name", default="classifier", help="name stored in the file")
     t.add_argument("--out", type=Path, help="output .safetensors (default: your classifiers "
                    "folder, NAME.safetensors)")
-    t.add_argument("--device", default="auto", choices=DEVICES)
+    add_device_option(t)
     t.set_defaults(func=_cmd_classifier_train)
 
     e = commands.add_parser(
@@ -73,7 +72,7 @@ def _add_classifier(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--view-positions", default="")
     e.add_argument("--max-images", type=int)
     e.add_argument("--json", type=Path, help="also write the report as JSON here")
-    e.add_argument("--device", default="auto", choices=DEVICES)
+    add_device_option(e)
     e.set_defaults(func=_cmd_classifier_eval)
 
     i = commands.add_parser(
@@ -113,7 +112,7 @@ def _add_lco_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="png16", choices=["png16", "dicom"], dest="image_format")
     p.add_argument("--out", type=Path, required=True, help="archive folder; an existing one "
                    "made with the same settings is continued")
-    p.add_argument("--device", default="auto", choices=DEVICES)
+    add_device_option(p)
 
 
 def _add_lco(sub: argparse._SubParsersAction) -> None:
@@ -154,7 +153,7 @@ def _thresholds(text: str) -> tuple[tuple[str, float], ...]:
         try:
             pairs.append((name.strip(), float(value)))
         except ValueError:
-            raise _user_error(f"--thresholds expects LABEL=P pairs, got {part!r}") from None
+            raise UserError(f"--thresholds expects LABEL=P pairs, got {part!r}") from None
     return tuple(pairs)
 
 
@@ -166,16 +165,7 @@ def _load_classifier(name_or_path: str):
     try:
         return load_classifier(resolve_classifier(name_or_path))
     except (CheckpointError, FileNotFoundError) as error:
-        raise _user_error(str(error)) from error
-
-
-def _device(name: str):
-    from cxrgan_desktop.engine.devices import DeviceError, resolve_device
-
-    try:
-        return resolve_device(name)
-    except DeviceError as error:
-        raise _user_error(str(error)) from error
+        raise UserError(str(error)) from error
 
 
 def _dataset_spec(args: argparse.Namespace):
@@ -185,7 +175,7 @@ def _dataset_spec(args: argparse.Namespace):
         return DatasetSpec(args.data, args.labels, view_positions=_names(args.view_positions),
                            max_images=args.max_images)
     except ValueError as error:
-        raise _user_error(str(error)) from error
+        raise UserError(str(error)) from error
 
 
 def _cmd_classifier_train(args: argparse.Namespace) -> int:
@@ -201,9 +191,9 @@ def _cmd_classifier_train(args: argparse.Namespace) -> int:
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             val_fraction=args.val_fraction, seed=args.seed, augment=not args.no_augment)
     except ValueError as error:
-        raise _user_error(str(error)) from error
+        raise UserError(str(error)) from error
     spec = _dataset_spec(args)
-    device = _device(args.device)
+    device = resolve_device_option(args.device)
     out = args.out or classifiers_dir() / f"{args.name}{SUFFIX}"
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -217,7 +207,7 @@ def _cmd_classifier_train(args: argparse.Namespace) -> int:
         report = run_job(job, None, "", "classifier", "nothing was saved (the classifier is "
                          "written when training ends)")
     except ValueError as error:
-        raise _user_error(str(error)) from error
+        raise UserError(str(error)) from error
     split = report.split
     print(f"split by patient: {split['train_images']} training images "
           f"({split['train_patients']} patients), {split['val_images']} validation images "
@@ -240,10 +230,10 @@ def _cmd_classifier_eval(args: argparse.Namespace) -> int:
     loaded = _load_classifier(args.classifier)
     classifier = loaded.classifier
     spec = _dataset_spec(args)
-    device = _device(args.device)
+    device = resolve_device_option(args.device)
     names = tuple(n for n in classifier.labels if n in FINDINGS)
     if not names:
-        raise _user_error(f"{loaded.path}: none of the classifier's labels "
+        raise UserError(f"{loaded.path}: none of the classifier's labels "
                           f"({', '.join(classifier.labels)}) is a ChestX-ray14 finding")
 
     def job(progress, cancel):
@@ -255,7 +245,7 @@ def _cmd_classifier_eval(args: argparse.Namespace) -> int:
     try:
         report = run_job(job, None, "", "evaluate", "nothing was written")
     except ValueError as error:
-        raise _user_error(str(error)) from error
+        raise UserError(str(error)) from error
     print(f"{loaded.name} (sha256 {loaded.sha256[:16]}...) on {report.images} images")
     print(report.table())
     if args.json:
@@ -274,7 +264,7 @@ def _cmd_classifier_import(args: argparse.Namespace) -> int:
     name = args.name or args.file.name.split(".")[0]
     target = classifiers_dir() / f"{name}{SUFFIX}"
     if target.exists() and not args.force:
-        raise _user_error(f"a classifier named {name!r} is already installed at {target}; use "
+        raise UserError(f"a classifier named {name!r} is already installed at {target}; use "
                           "--force to replace it or --name to choose another name")
     target.parent.mkdir(parents=True, exist_ok=True)
     save_classifier(target, loaded.classifier, name, loaded.provenance)
@@ -316,25 +306,24 @@ def _settings(args: argparse.Namespace):
                            prior_weight=args.prior_weight, restarts=args.restarts,
                            batch_size=args.batch_size)
     except ValueError as error:
-        raise _user_error(str(error)) from error
+        raise UserError(str(error)) from error
 
 
 def _run_archive(args: argparse.Namespace, make_plan: Any) -> int:
-    from cxrgan_desktop.cli import _load_model
     from cxrgan_desktop.cli_progress import run_job
     from cxrgan_desktop.engine.lco_archive import MANIFEST_NAME, build_archive
 
     settings = _settings(args)
     if args.n < 1:
-        raise _user_error("--n must be at least 1")
-    model = _load_model(args.model)
+        raise UserError("--n must be at least 1")
+    model = load_model(args.model)
     classifier = _load_classifier(args.classifier)
     judge = _load_classifier(args.judge) if args.judge else None
-    device = _device(args.device)
+    device = resolve_device_option(args.device)
     try:
         plan = make_plan(classifier.labels)
     except ValueError as error:
-        raise _user_error(str(error)) from error
+        raise UserError(str(error)) from error
     print(f"model {model.name} ({model.resolution} px), classifier {classifier.name}"
           + (f", judge {judge.name}" if judge else "") + f" on {device}: {plan.description}",
           file=sys.stderr)
@@ -345,7 +334,7 @@ def _run_archive(args: argparse.Namespace, make_plan: Any) -> int:
             cancel=cancel), None, "", "lco",
             f"finished images are in {args.out}; run the same command again to continue")
     except ValueError as error:
-        raise _user_error(str(error)) from error
+        raise UserError(str(error)) from error
     manifest = json.loads((args.out / MANIFEST_NAME).read_text(encoding="utf-8"))
     print(f"{summary.accepted} of {summary.requested} accepted, {summary.failed} failed after "
           f"{settings.restarts + 1} attempts; classifier evaluations per accepted image: "
@@ -376,7 +365,7 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     from cxrgan_desktop.imaging.phantom.labels import LabelDistribution
 
     if args.thresholds:
-        raise _user_error("--thresholds applies to 'cxrgan lco'; an archive uses --threshold")
+        raise UserError("--thresholds applies to 'cxrgan lco'; an archive uses --threshold")
 
     def plan(labels: tuple[str, ...]):
         if args.distribution == "chestxray14":

@@ -228,3 +228,10 @@ def test_dicom_from_a_latents_file_names_it(tmp_path, model_file):
         from cxrgan_desktop.imaging.windowing import unit_window
 
         generate_to_folder(model, tmp_path / "png", n=1, seed=0, window=unit_window())
+
+
+def test_cli_device_choices_match_the_engines():
+    from cxrgan_desktop.cli_common import DEVICE_CHOICES
+    from cxrgan_desktop.engine.devices import DEVICE_CHOICES as ENGINE
+
+    assert tuple(DEVICE_CHOICES) == tuple(ENGINE)

@@ -1,0 +1,52 @@
+"""What every ``cxrgan`` subcommand shares: the user-facing error, the device option and
+opening models, so that ``cli.py`` and ``cli_lco.py`` phrase them one way.
+
+Nothing here imports torch at import time: ``cxrgan --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DEVICE_CHOICES = ["auto", "cpu", "cuda", "mps"]  # engine.devices.DEVICE_CHOICES, without torch
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
+                        help="auto = CUDA if present, else MPS, else CPU")
+
+
+def resolve_device_option(name: str):
+    """The torch device for ``--device``; a device this machine lacks is a UserError."""
+    from cxrgan_desktop.engine.devices import DeviceError, resolve_device
+
+    try:
+        return resolve_device(name)
+    except DeviceError as error:
+        raise UserError(str(error)) from error
+
+
+def load_model(name_or_path: str | None):
+    """A generator by file or installed name; None means the first installed model."""
+    from cxrgan_desktop import zoo
+    from cxrgan_desktop.engine.checkpoints import CheckpointError, load_generator
+
+    if name_or_path is None:
+        path = zoo.default_model()
+        if path is None:
+            raise UserError("no --model given and no model is installed. Import the paper's "
+                            "weights with 'cxrgan import-model Final_Full_Model.pth', or pass "
+                            "--model FILE (see 'cxrgan models').")
+    else:
+        try:
+            path = zoo.resolve_model(name_or_path)
+        except zoo.ModelNotFoundError as error:
+            raise UserError(str(error)) from error
+    try:
+        return load_generator(path)
+    except CheckpointError as error:
+        raise UserError(str(error)) from error
