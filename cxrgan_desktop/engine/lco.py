@@ -260,7 +260,7 @@ class _Slot:
         self.z_start = z
         self.step = 0
         self.evaluations = evaluations
-        self.start_image: np.ndarray | None = None
+        self.start_image: torch.Tensor | None = None  # on the device: compared at the end
         self.start_probabilities: np.ndarray | None = None
 
 
@@ -347,17 +347,17 @@ def optimise(model: LoadedGenerator, classifier: PathologyClassifier,
                 ok_absent = (probs < limits) | (wanted > 0.5) | (mask < 0.5)
                 passed = (ok_present & ok_absent).all(dim=1).cpu().numpy()
             probs_np = probs.detach().cpu().numpy()
-            images_np = images.detach()[:, 0].cpu().numpy()
+            frames = images.detach()[:, 0]  # copied to the host only where needed
             keep: list[int] = []
             for i, slot in enumerate(active):
                 slot.evaluations += 1
                 if slot.start_image is None:
-                    slot.start_image = images_np[i]
+                    slot.start_image = frames[i].clone()  # not a view of the batch
                     slot.start_probabilities = probs_np[i]
                 if on_snapshot is not None and i == 0 and settings.snapshot_every and (
                         slot.step % settings.snapshot_every == 0 or passed[i]):
                     on_snapshot(Snapshot(slot.request.index, slot.attempt, slot.step,
-                                         images_np[i], probs_np[i]))
+                                         frames[i].cpu().numpy(), probs_np[i]))
                 if passed[i] or slot.step >= settings.steps:
                     retry = not passed[i] and slot.attempt < settings.restarts
                     if retry:
@@ -369,8 +369,8 @@ def optimise(model: LoadedGenerator, classifier: PathologyClassifier,
                         evaluations=slot.evaluations, z=z[i].detach().cpu().numpy().copy(),
                         z_start=slot.z_start, probabilities=probs_np[i],
                         start_probabilities=slot.start_probabilities,
-                        image=images_np[i],
-                        image_change=float(np.abs(images_np[i] - slot.start_image).mean()))
+                        image=frames[i].cpu().numpy(),
+                        image_change=float((frames[i] - slot.start_image).abs().mean()))
                     results[slot.row] = result
                     if on_result is not None:
                         on_result(result)
