@@ -160,7 +160,11 @@ def _record(result: LCOResult, labels: Sequence[str], judge_labels: Sequence[str
 
 
 class _Archive:
-    """The folder: what was asked, which items are done, and writing them."""
+    """The folder: what was asked, which items are done, and writing them.
+
+    ``records`` (item -> its record) is read from disk once when the folder opens and kept
+    up to date by :meth:`write`, so neither the resume nor each summary rereads every file.
+    """
 
     def __init__(self, out_dir: Path, header: dict[str, Any], image_format: str,
                  series: SyntheticSeries) -> None:
@@ -168,6 +172,10 @@ class _Archive:
         self.header = header
         self.image_format = image_format
         self.series = series
+        self.records: dict[int, dict[str, Any]] = {}
+
+    def load_records(self, count: int) -> None:
+        self.records = {k: r for k in range(count) if (r := self.read_record(k)) is not None}
 
     @classmethod
     def open(cls, out_dir: Path, header: dict[str, Any], image_format: str,
@@ -225,8 +233,10 @@ class _Archive:
             else:
                 write_png16(image_file, result.image)
         base = provenance(self.series, info) if result.success else {"synthetic": True}
-        atomic_write_json(self.record_path(k), _record(
-            result, labels, judge_labels, image_file.name if image_file else None, base))
+        record = _record(result, labels, judge_labels,
+                         image_file.name if image_file else None, base)
+        atomic_write_json(self.record_path(k), record)
+        self.records[k] = record["lco"]
         return image_file
 
 
@@ -273,16 +283,17 @@ def build_archive(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
     }
     out = Path(out_dir)
     archive = _Archive.open(out, header, image_format, model)
+    archive.load_records(len(plan))
     summary = ArchiveSummary(out, len(plan))
     chunk = settings.batch_size * CHUNK_BATCHES
     chunks = [range(s, min(s + chunk, len(plan))) for s in range(0, len(plan), chunk)]
-    todo = [c for c in chunks if any(archive.read_record(k) is None for k in c)]
+    todo = [c for c in chunks if any(k not in archive.records for k in c)]
     started = time.monotonic()
     judge_labels = None if judge_classifier is None else judge_classifier.labels
     try:
         for number, items in enumerate(todo):
             check_cancel(cancel)
-            missing = {k for k in items if archive.read_record(k) is None}
+            missing = {k for k in items if k not in archive.records}
             requests = [LCORequest(k, plan.targets[k], plan.seed) for k in items]
             slice_progress = sub_progress(progress, number / len(todo), (number + 1) / len(todo))
 
@@ -313,8 +324,8 @@ def build_archive(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
 
 def _write_summary(archive: _Archive, plan: ArchivePlan, summary: ArchiveSummary,
                    labels: Sequence[str], seconds: float) -> None:
-    """Rewrite the CSV and manifest from the item records on disk (the truth after resume)."""
-    records = {k: r for k in range(len(plan)) if (r := archive.read_record(k)) is not None}
+    """Rewrite the CSV and manifest from the item records (those on disk, and new ones)."""
+    records = archive.records
     accepted = [r for r in records.values() if r["success"]]
     summary.accepted, summary.failed = len(accepted), len(records) - len(accepted)
     resolution = archive.header["model"]["resolution"]
