@@ -199,7 +199,7 @@ def train_classifier(config: ClassifierTrainConfig, data: LabelledImages, out_pa
     augment_rng = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = len(train_idx) // config.batch_size  # drop the last partial batch
     total_steps = steps_per_epoch * config.epochs
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    best: tuple[float, int, dict[str, torch.Tensor], EvaluationReport] | None = None
     history: list[dict[str, float]] = []
     val_weights = balanced_weights(data.targets[val_idx])
     for epoch in range(config.epochs):
@@ -234,11 +234,11 @@ def train_classifier(config: ClassifierTrainConfig, data: LabelledImages, out_pa
                  epoch + 1, np.mean(losses), val_loss, mean_auc)
         score = -math.inf if math.isnan(mean_auc) else mean_auc
         if best is None or score > best[0]:
-            best = (score, epoch + 1, copy.deepcopy(classifier.state_dict()))
+            best = (score, epoch + 1, copy.deepcopy(classifier.state_dict()), report)
     assert best is not None
     classifier.load_state_dict(best[2])
     classifier.cpu().eval()
-    validation = evaluate(classifier, data, val_idx, torch.device("cpu"))
+    validation = best[3]  # the best epoch's weights were evaluated when they were made
     split = {"train_images": len(train_idx), "val_images": len(val_idx),
              "train_patients": len(np.unique(data.patient_ids[train_idx])),
              "val_patients": len(np.unique(data.patient_ids[val_idx]))}
