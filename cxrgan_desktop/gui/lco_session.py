@@ -47,7 +47,7 @@ def make_job(request: LCOPanelRequest, model_path: str, load_model: Callable[[st
         from cxrgan_desktop.engine.classifier.files import load_classifier
         from cxrgan_desktop.engine.devices import resolve_device
         from cxrgan_desktop.engine.lco import LCOSettings, LCOTarget
-        from cxrgan_desktop.engine.lco_archive import build_archive, repeated_target
+        from cxrgan_desktop.engine.lco_archive import build_archive, lco_info, repeated_target
 
         model = load_model(model_path)
         classifier = load_classifier(request.classifier)
@@ -65,8 +65,6 @@ def make_job(request: LCOPanelRequest, model_path: str, load_model: Callable[[st
             if result.judge_probabilities is not None and judge is not None:
                 judge_values = dict(zip(judge.labels, result.judge_probabilities.tolist(),
                                         strict=True))
-            from cxrgan_desktop.engine.lco_archive import lco_info
-
             info = lco_info(result, classifier, labels)
             details = {"seed": request.seed, "index": result.index, "model_name": model.name,
                        "model_sha256": model.sha256, "lco": info,

@@ -47,6 +47,7 @@ class MainWindow(QMainWindow):
         self.resize(1400, 900)
         self.runner: JobRunner | None = None
         self._model_cache: tuple[str, float, object] | None = None  # path, mtime, model
+        self._last_snapshot = 0.0  # when the viewer last showed an LCO snapshot
 
         self.viewer = ImageViewer()
         self.compare = CompareView()
@@ -201,7 +202,7 @@ class MainWindow(QMainWindow):
 
         if isinstance(item, lco_session.LCOSnapshot):
             now = time.monotonic()
-            if now - getattr(self, "_last_snapshot", 0.0) >= 0.1:  # watch, at most 10 per s
+            if now - self._last_snapshot >= 0.1:  # watch, at most 10 per s
                 self._last_snapshot = now
                 self.viewer.set_image(item.image, reset_view=False)
                 self.lco_panel.bars.set_rows(item.rows, f"optimising: {item.text}")
