@@ -46,6 +46,17 @@ class LCOPreferences:
 
 
 @dataclass
+class FIDPreferences:
+    inception_weights: str = ""  # a weights file the user located; "" = the cache
+    real: str = ""  # a side as `cxrgan fid` takes it: folder, .npz or model:NAME
+    fake: str = ""
+    n: int = 2048
+    seed: int = 0
+    resize: str = "antialias"
+    batch_size: int = 32
+
+
+@dataclass
 class Settings:
     window_geometry: str = ""  # Qt's saveGeometry(), base64
     window_state: str = ""  # Qt's saveState(), base64
@@ -59,6 +70,7 @@ class Settings:
     device: str = "auto"
     viewer: ViewerPreferences = field(default_factory=ViewerPreferences)
     lco: LCOPreferences = field(default_factory=LCOPreferences)
+    fid: FIDPreferences = field(default_factory=FIDPreferences)
 
 
 def settings_path() -> Path:

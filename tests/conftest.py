@@ -74,3 +74,38 @@ def phantom_generator(lco_phantoms, tmp_path_factory):
     data = TrainingData(cache.count, cache.fingerprint, cache.description, cache.batch)
     result = train(config, data, work / "run", device="cpu")
     return load_generator(result.final_model)
+
+
+# -- the FID network on deterministic random weights (the published file is not reachable) ---
+
+@pytest.fixture(scope="session")
+def fid_weights_file(tmp_path_factory):
+    """(path, spec): random weights in the FID layout, and a spec whose hash prefix fits."""
+    from cxrgan_desktop.fileio import sha256_file
+    from cxrgan_desktop.metrics.inception_weights import WeightsSpec
+    from tests.reference.fid_random_weights import write_weights
+
+    path = write_weights(tmp_path_factory.mktemp("fid_weights"))
+    spec = WeightsSpec(file_name=path.name, url="http://127.0.0.1:9/unreachable.pth",
+                       sha256_prefix=sha256_file(path)[:8],
+                       description="the test FID network (random weights)")
+    return path, spec
+
+
+@pytest.fixture
+def fid_weights(fid_weights_file, monkeypatch):
+    """The random weights made the standard file for one test; returns their path."""
+    from cxrgan_desktop.metrics import inception_weights
+
+    path, spec = fid_weights_file
+    monkeypatch.setattr(inception_weights, "STANDARD", spec)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fid_inception(fid_weights_file):
+    """The loaded random-weights network, shared (loading 91 MB takes a second)."""
+    from cxrgan_desktop.metrics.inception_weights import load_inception
+
+    path, spec = fid_weights_file
+    return load_inception(path, spec)
