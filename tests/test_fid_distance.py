@@ -8,7 +8,9 @@ import scipy.linalg
 
 from cxrgan_desktop.metrics.frechet import (
     feature_statistics,
+    fid,
     frechet_distance,
+    frechet_distance_from_features,
     trace_sqrt_product,
 )
 from cxrgan_desktop.metrics.kid import kernel_inception_distance, polynomial_mmd2
@@ -59,6 +61,17 @@ def test_agrees_with_scipy_sqrtm(seed):
     ours = frechet_distance(mu1, s1, mu2, s2)
     assert ours > 0.01
     assert ours == pytest.approx(_scipy_fid(mu1, s1, mu2, s2), rel=1e-6)
+
+
+@pytest.mark.parametrize(("n1", "n2"), [(6, 5), (40, 90)])
+def test_the_feature_route_equals_the_statistics_route(n1, n2):
+    rng = np.random.default_rng(n1)
+    x, y = _features(rng, n1, 2048), _features(rng, n2, 2048, shift=0.01)
+    by_stats = frechet_distance(*feature_statistics(x), *feature_statistics(y))
+    assert frechet_distance_from_features(x, y) == pytest.approx(by_stats, rel=1e-9)
+    assert fid(*feature_statistics(x), *feature_statistics(y), x, y) == pytest.approx(
+        by_stats, rel=1e-9)
+    assert frechet_distance_from_features(x, x) < 1e-9
 
 
 def test_trace_term_is_symmetric_and_matches_the_definition():

@@ -23,7 +23,7 @@ def spec(monkeypatch):
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_GET(self) -> None:
         body = PAYLOAD
         if self.path == "/corrupt.pth":
             body = PAYLOAD[:1000] + b"\xff" + PAYLOAD[1001:]

@@ -21,7 +21,8 @@ from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress, sub_progr
 from cxrgan_desktop.metrics.feature_cache import FeatureCache, cache_key
 from cxrgan_desktop.metrics.fid_features import FeatureExtractor
 from cxrgan_desktop.metrics.fid_sources import FolderSource, GeneratorSource, ImageSource
-from cxrgan_desktop.metrics.frechet import feature_statistics, frechet_distance
+from cxrgan_desktop.metrics.frechet import feature_statistics
+from cxrgan_desktop.metrics.frechet import fid as frechet_fid
 from cxrgan_desktop.metrics.inception_weights import LoadedInception, load_inception
 from cxrgan_desktop.metrics.kid import (
     DEFAULT_SUBSET_SIZE,
@@ -147,7 +148,8 @@ class FIDMeasurer:
                 "feature": "2048-d average pool after Mixed_7c",
                 **self.preprocessing.to_dict(),
                 "statistics": "float64 mean and covariance (N - 1)",
-                "distance": "Frechet by symmetric eigendecomposition",
+                "distance": "Frechet, exact: singular values of the feature cross-product "
+                            "when both sides have N <= 1024, else symmetric eigendecomposition",
                 "device": str(self.device),
                 "software": f"cxrgan-desktop {__version__}"}
 
@@ -238,8 +240,8 @@ def compute_fid(real: SideSpec, fake: SideSpec, options: FIDOptions,
     if errors:
         raise ValueError("the two sides cannot be compared: " + "; ".join(errors))
     progress(0.94, "Frechet distance")
-    fid = frechet_distance(real_side.stats.mu, real_side.stats.sigma,
-                           fake_side.stats.mu, fake_side.stats.sigma)
+    fid = frechet_fid(real_side.stats.mu, real_side.stats.sigma, fake_side.stats.mu,
+                      fake_side.stats.sigma, real_side.stats.features, fake_side.stats.features)
     kid = None
     if real_side.stats.features is not None and fake_side.stats.features is not None:
         kid = kernel_inception_distance(

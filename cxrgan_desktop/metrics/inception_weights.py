@@ -114,9 +114,10 @@ def verify_weights(path: Path, spec: WeightsSpec | None = None) -> str:
     digest = sha256_file(path)
     if not digest.startswith(spec.sha256_prefix):
         raise WeightsError(
-            f"{path} is not the published {spec.file_name}: its SHA-256 starts {digest[:8]}, the published "
-            f"file's starts {spec.sha256_prefix}. The file is damaged or a different network; "
-            f"FID computed with it would not be comparable. Download it again from {spec.url}.")
+            f"{path} is not the published {spec.file_name}: its SHA-256 starts {digest[:8]}, "
+            f"the published file's starts {spec.sha256_prefix}. The file is damaged or a "
+            "different network; FID computed with it would not be comparable. Download it "
+            f"again from {spec.url}.")
     return digest
 
 

@@ -43,9 +43,9 @@ def layout() -> list[tuple[str, int, int, int, int]]:
     convs = [("Conv2d_1a_3x3", 3, 32, 3, 3), ("Conv2d_2a_3x3", 32, 32, 3, 3),
              ("Conv2d_2b_3x3", 32, 64, 3, 3), ("Conv2d_3b_1x1", 64, 80, 1, 1),
              ("Conv2d_4a_3x3", 80, 192, 3, 3)]
-    blocks = [("Mixed_5b", 192, _A + [("branch_pool", None, 32, 1, 1)]),
-              ("Mixed_5c", 256, _A + [("branch_pool", None, 64, 1, 1)]),
-              ("Mixed_5d", 288, _A + [("branch_pool", None, 64, 1, 1)]),
+    blocks = [("Mixed_5b", 192, [*_A, ("branch_pool", None, 32, 1, 1)]),
+              ("Mixed_5c", 256, [*_A, ("branch_pool", None, 64, 1, 1)]),
+              ("Mixed_5d", 288, [*_A, ("branch_pool", None, 64, 1, 1)]),
               ("Mixed_6a", 288, _B), ("Mixed_6b", 768, _c(128)), ("Mixed_6c", 768, _c(160)),
               ("Mixed_6d", 768, _c(160)), ("Mixed_6e", 768, _c(192)), ("Mixed_7a", 768, _D),
               ("Mixed_7b", 1280, _E), ("Mixed_7c", 2048, _E)]
