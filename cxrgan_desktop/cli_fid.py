@@ -18,8 +18,8 @@ FID_EXAMPLES = """examples:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    from cxrgan_desktop.metrics.fid_settings import DEFAULT_RESIZE, RESIZE_MODES
     from cxrgan_desktop.metrics.kid import DEFAULT_SUBSET_SIZE, DEFAULT_SUBSETS
-    from cxrgan_desktop.metrics.preprocessing import DEFAULT_RESIZE, RESIZE_MODES
 
     p = sub.add_parser(
         "fid", help="FID and KID between two image sets, statistics files or models",

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
+from cxrgan_desktop.metrics.fid_settings import Preprocessing
 from cxrgan_desktop.metrics.inception import FEATURE_DIM, fold_batch_norm
-from cxrgan_desktop.metrics.preprocessing import Preprocessing
 
 
 def resize_batch(images: torch.Tensor, preprocessing: Preprocessing) -> torch.Tensor:

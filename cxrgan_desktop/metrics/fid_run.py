@@ -20,6 +20,7 @@ import torch
 from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress, sub_progress
 from cxrgan_desktop.metrics.feature_cache import FeatureCache, cache_key
 from cxrgan_desktop.metrics.fid_features import FeatureExtractor
+from cxrgan_desktop.metrics.fid_settings import DEFAULT_RESIZE, RECOMMENDED_N, Preprocessing
 from cxrgan_desktop.metrics.fid_sources import FolderSource, GeneratorSource, ImageSource
 from cxrgan_desktop.metrics.frechet import feature_statistics
 from cxrgan_desktop.metrics.frechet import fid as frechet_fid
@@ -30,10 +31,8 @@ from cxrgan_desktop.metrics.kid import (
     KIDResult,
     kernel_inception_distance,
 )
-from cxrgan_desktop.metrics.preprocessing import DEFAULT_RESIZE, Preprocessing
 from cxrgan_desktop.metrics.stats_file import FeatureStats, load_stats
 
-RECOMMENDED_N = 2048  # below this the covariance is singular and FID is not comparable
 SIDE_KINDS = ("folder", "stats", "model")
 COMPARED_SETTINGS = ("weights_sha256", "resize", "input_size")
 

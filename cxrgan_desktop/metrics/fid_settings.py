@@ -1,5 +1,5 @@
-"""How an image becomes the FID network's input, as a record (torch-free: the CLI's help and
-the GUI's choices read it without loading torch).
+"""How FID is measured, as plain records: the preprocessing and the sample-size advice
+(torch-free: the CLI's help and the GUI read them without loading torch).
 
 Resizing changes FID by whole points, so the mode is part of every result and of every cache
 key. ``antialias`` (the default) is an antialiased bicubic resize, the sound way to bring a
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 INPUT_SIZE = 299
+RECOMMENDED_N = 2048  # below this the covariance is singular and FID is not comparable
 RESIZE_MODES = {
     "antialias": "antialiased bicubic (torch interpolate, antialias=True), clamped to [0, 1]",
     "pytorch-fid": "bilinear without antialiasing, align_corners=False (as pytorch-fid)",
