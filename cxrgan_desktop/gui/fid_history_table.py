@@ -6,6 +6,7 @@ tab-separated text (with a header), ready for a spreadsheet or a paper's table.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtGui import QGuiApplication, QKeySequence
@@ -17,9 +18,10 @@ COLUMNS = ("When", "Real", "N", "Synthetic", "N", "FID", "KID ×10³", "Resize",
 
 
 def _side_name(side: dict[str, Any]) -> str:
+    """Short enough for a narrow dock; the tooltip has the whole path."""
     if side.get("kind") == "model":
-        return f"model:{side['location']} (seed {side.get('seed')})"
-    return side.get("location", "?")
+        return f"model:{Path(side['location']).stem} (seed {side.get('seed')})"
+    return Path(side.get("location", "?")).name
 
 
 def row_cells(record: dict[str, Any]) -> list[str]:
@@ -29,7 +31,7 @@ def row_cells(record: dict[str, Any]) -> list[str]:
     kid = record.get("kid")
     kid_text = (f"{kid['mean'] * 1e3:.3f} ± {kid['std'] * 1e3:.3f}" if kid else "n/a")
     settings = record.get("settings", {})
-    return [record.get("finished", "")[:19].replace("T", " "),
+    return [record.get("finished", "")[5:16].replace("T", " "),
             _side_name(real), str(real.get("n") or "?"),
             _side_name(fake), str(fake.get("n") or "?"),
             f"{record.get('fid', float('nan')):.3f}" + (" ⚠" if small else ""),
@@ -38,7 +40,9 @@ def row_cells(record: dict[str, Any]) -> list[str]:
 
 def row_tooltip(record: dict[str, Any]) -> str:
     settings = record.get("settings", {})
-    lines = [f"{key}: {value}" for key, value in settings.items()]
+    lines = [f"{name}: {record[side].get('label', record[side].get('location'))}"
+             for side, name in (("real", "Reference"), ("fake", "Measured")) if side in record]
+    lines += [f"{key}: {value}" for key, value in settings.items()]
     kid = record.get("kid")
     if kid:
         lines.append(f"KID: {kid['subsets']} subsets of {kid['subset_size']}, seed "
@@ -55,6 +59,7 @@ class FIDHistoryTable(QTableWidget):
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.verticalHeader().setVisible(False)
+        self.setWordWrap(False)
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)

@@ -14,7 +14,7 @@ ABOUT_HTML = (
 
 SHORTCUTS = [
     ("Ctrl+G", "generate"), ("Ctrl+L", "synthesise the chosen findings (LCO)"),
-    ("Esc", "cancel the running job"),
+    ("Ctrl+Shift+F", "the FID tab"), ("Esc", "cancel the running job"),
     ("Ctrl+O", "open images (or drop files on the window)"), ("Ctrl+Shift+O", "open a model"),
     ("Ctrl+E", "export the selected images"), ("C", "compare two selected images"),
     ("Left / Right", "previous / next image"),

@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (
 )
 
 from cxrgan_desktop import __version__, paths
+from cxrgan_desktop.gui.fid_panel import FIDPanel
+from cxrgan_desktop.gui.fid_session import FIDController
 from cxrgan_desktop.gui.gallery import Gallery, GalleryEntry
 from cxrgan_desktop.gui.generate_panel import GeneratePanel, GenerateRequest
 from cxrgan_desktop.gui.help_texts import ABOUT_HTML, SHORTCUTS_HTML
@@ -61,9 +63,11 @@ class MainWindow(QMainWindow):
         self.tasks = QTabWidget()
         self.train_panel = TrainPanel()
         self.lco_panel = LCOPanel()
+        self.fid_panel = FIDPanel()
         self.tasks.addTab(self.generate_panel, "Generate")
         self.tasks.addTab(self.lco_panel, "Synthesise")
         self.tasks.addTab(self.train_panel, "Train")
+        self.tasks.addTab(self.fid_panel, "FID")
         self.tasks.addTab(self.library, "Models")
         self.tasks_dock = self._dock("Tasks", self.tasks, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.gallery = Gallery()
@@ -80,6 +84,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self.generate_panel.load_settings(self.settings)
         self.lco_panel.load_settings(self.settings.lco)
+        self.fid = FIDController(self, self.fid_panel, self.settings)
         self._restore_geometry()
         self._update_model_label()
         self.statusBar().showMessage("Ready. Open an image (Ctrl+O) or generate (Ctrl+G).")
@@ -126,6 +131,10 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(running_text)
         runner.start()
         return True
+
+    def show_fid_panel(self) -> None:
+        self.tasks_dock.show()
+        self.tasks.setCurrentWidget(self.fid_panel)
 
     def cancel_job(self) -> None:
         if self.runner is not None and self.runner.is_running():
@@ -458,6 +467,7 @@ class MainWindow(QMainWindow):
         self.train_panel.shutdown()
         self.generate_panel.store_settings(self.settings)
         self.lco_panel.store_settings(self.settings.lco)
+        self.fid.store_settings()
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.window_state = bytes(self.saveState().toBase64()).decode()
         save_settings(self.settings)

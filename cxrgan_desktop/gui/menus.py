@@ -52,6 +52,8 @@ def build_menus(window) -> None:
     _action(window, image_menu, "&Generate", window.generate_panel.request_generate, "Ctrl+G")
     _action(window, image_menu, "&Synthesise findings (LCO)", window.lco_panel.request_lco,
             "Ctrl+L", "Latent class optimisation for the findings chosen in the Synthesise tab")
+    _action(window, image_menu, "Measure &FID…", window.show_fid_panel, "Ctrl+Shift+F",
+            "Open the FID tab: FID and KID between real images and a model or folder")
     _action(window, image_menu, "&Cancel job", window.cancel_job, "Esc")
     image_menu.addSeparator()
     _action(window, image_menu, "&Next image", lambda: window.gallery.step(1), "Right")

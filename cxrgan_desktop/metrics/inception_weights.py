@@ -21,12 +21,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from cxrgan_desktop import paths
 from cxrgan_desktop.fileio import sha256_file
 from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
+
+if TYPE_CHECKING:  # torch loads only when the network does: the GUI starts without it
+    import torch
 
 CHUNK = 1 << 16
 
@@ -214,7 +216,7 @@ def read_weights_state(path: Path) -> dict[str, torch.Tensor]:
 
 @dataclass
 class LoadedInception:
-    net: torch.nn.Module
+    net: torch.nn.Module  # FIDInception
     path: Path
     sha256: str
 
