@@ -1,0 +1,118 @@
+"""The FID panel: request building, warnings, the history table, and a measurement run
+from the main window on the random-weights network."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from cxrgan_desktop.gui.fid_history_table import row_cells
+from cxrgan_desktop.gui.fid_panel import FIDPanel
+from cxrgan_desktop.gui.main_window import MainWindow
+from cxrgan_desktop.metrics import inception_weights as iw
+from cxrgan_desktop.metrics.fid_history import load_history
+from cxrgan_desktop.settings import FIDPreferences, load_settings
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    from cxrgan_desktop.imaging.phantom import write_phantoms
+
+    root = tmp_path_factory.mktemp("panel_sets")
+    return (write_phantoms(root / "real", n=5, size=32, seed=1),
+            write_phantoms(root / "fake", n=4, size=32, seed=2))
+
+
+def _record(fid=3.5, n_real=5000, n_fake=100, kid=True):
+    return {"finished": "2026-11-22T10:11:12+00:00", "fid": fid,
+            "kid": {"mean": 0.0012, "std": 0.0003, "subsets": 100, "subset_size": 100,
+                    "seed": 0, "kernel": "(x.y/d + 1)^3"} if kid else None,
+            "real": {"kind": "folder", "location": "/data/real", "label": "/data/real",
+                     "n": n_real},
+            "fake": {"kind": "model", "location": "segal2020", "label": "model:segal2020",
+                     "n": n_fake, "seed": 4},
+            "settings": {"resize": "antialias", "device": "cpu", "weights_sha256": "ab"},
+            "warnings": ["synthetic: N = 100 < 2048"], "seconds": 12.5}
+
+
+def test_run_needs_two_usable_sides_and_small_n_warns(qtbot, folders):
+    real, fake = folders
+    panel = FIDPanel()
+    qtbot.addWidget(panel)
+    panel.real.set_side_text(str(real / "missing"))
+    assert not panel.controls.run_button.isEnabled()
+    assert "no such folder" in panel.controls.run_button.toolTip()
+    panel.real.set_side_text(str(real))
+    panel.fake.set_side_text(str(fake))
+    assert panel.controls.run_button.isEnabled()
+    assert panel.size_warning.text() == "" and not panel.n.isEnabled()
+    panel.fake.set_side_text("model:")  # no model installed
+    assert not panel.controls.run_button.isEnabled()
+    assert "no model installed" in panel.controls.run_button.toolTip()
+    assert panel.n.isEnabled() and "2048" in panel.size_warning.text()
+    panel.n.setValue(4096)
+    assert panel.size_warning.text() == ""
+
+
+def test_settings_round_trip(qtbot, folders):
+    real, _ = folders
+    panel = FIDPanel()
+    qtbot.addWidget(panel)
+    prefs = FIDPreferences(real=str(real), fake="/somewhere/stats.npz", n=5000, seed=7,
+                           resize="pytorch-fid", batch_size=8)
+    panel.load_settings(prefs)
+    assert panel.fake.current_kind() == "stats"
+    stored = FIDPreferences()
+    panel.store_settings(stored)
+    assert stored == prefs
+
+
+def test_history_rows_and_copy(qtbot):
+    panel = FIDPanel()
+    qtbot.addWidget(panel)
+    panel.show_history([_record(1.0, kid=False), _record(2.5)])
+    assert panel.table.rowCount() == 2
+    assert panel.table.item(0, 5).text() == "2.500 ⚠"  # newest first, small N marked
+    assert panel.table.item(1, 6).text() == "n/a"
+    assert "segal2020 (seed 4)" in panel.table.item(0, 3).text()
+    assert "weights_sha256: ab" in panel.table.item(0, 0).toolTip()
+    assert row_cells(_record(n_fake=4096))[5] == "3.500"
+    panel.table.selectRow(0)
+    text = panel.table.copy_selection()
+    assert text.splitlines()[0].startswith("When\tReal\tN")
+    assert "2.500" in QGuiApplication.clipboard().text()
+
+
+def test_measure_from_the_window_keeps_history(qtbot, folders, fid_weights, monkeypatch):
+    real, fake = folders
+    window = MainWindow()
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: not window._device_probe.is_running(), timeout=20_000)
+    panel = window.fid_panel
+    assert "not on this machine" in panel.weights_label.text()
+    panel.real.set_side_text(str(real))
+    panel.fake.set_side_text(str(fake))
+
+    asked = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: asked.append(self.text()))
+    panel.controls.run_button.click()  # no weights yet: the dialog explains, nothing runs
+    assert asked and iw.standard_spec().file_name in asked[0]
+    assert window.runner is None
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(fid_weights), ""))
+    panel.locate_button.click()  # checks the hash in the worker, then remembers the path
+    qtbot.waitUntil(lambda: not window.runner.is_running(), timeout=20_000)
+    qtbot.wait(50)
+    assert str(fid_weights) in panel.weights_label.text()
+    assert load_settings().fid.inception_weights == str(fid_weights)
+
+    panel.controls.run_button.click()
+    qtbot.waitUntil(lambda: not window.runner.is_running(), timeout=60_000)
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 1, timeout=5_000)
+    history = load_history()
+    assert len(history) == 1 and history[0]["real"]["n"] == 5
+    assert f"FID {history[0]['fid']:.3f}" in panel.result_label.text()
+    assert "N &lt; 2048" in panel.result_label.text() or "N < 2048" in panel.result_label.text()
+    window.close()
+    assert load_settings().fid.real == str(real)
