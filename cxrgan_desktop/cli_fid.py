@@ -110,6 +110,8 @@ def _inception(args: argparse.Namespace):
     """The verified network, downloading it first where allowed."""
     from cxrgan_desktop.metrics import inception_weights as iw
 
+    if args.inception_weights and not Path(args.inception_weights).expanduser().exists():
+        raise UserError(f"--inception-weights {args.inception_weights}: no such file")
     user = _user_weights(args.inception_weights)
     if iw.find_weights(user) is None:
         if args.offline:

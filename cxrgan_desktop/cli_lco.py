@@ -23,7 +23,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_classifier(sub: argparse._SubParsersAction) -> None:
-    from cxrgan_desktop.engine.classifier.densenet import ARCHITECTURES
+    from cxrgan_desktop.engine.classifier.installed import ARCHITECTURE_NAMES
 
     p = sub.add_parser("classifier", help="train, evaluate, import and list pathology "
                        "classifiers", description="Multi-label pathology classifiers "
@@ -40,7 +40,7 @@ def _add_classifier(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--data", type=Path, required=True, help="image folder (searched recursively)")
     t.add_argument("--labels", type=Path, required=True, help="ChestX-ray14-style Data_Entry CSV")
-    t.add_argument("--arch", default="densenet121", choices=sorted(ARCHITECTURES),
+    t.add_argument("--arch", default="densenet121", choices=sorted(ARCHITECTURE_NAMES),
                    help="densenet121: CheXNet's network; densenet-small: 13x fewer operations, "
                    "for CPUs and small images")
     t.add_argument("--input-size", type=int, default=256, help="pixels the classifier sees")

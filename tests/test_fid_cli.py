@@ -82,3 +82,28 @@ def test_bad_sides_are_user_errors(folders, fid_weights, tmp_path, capsys):
     assert main(["fid", str(real), "model:no-such-model", "--n", "4", "--offline",
                  "--inception-weights", str(fid_weights)]) == 2
     assert "no-such-model" in capsys.readouterr().err
+
+
+def test_the_parser_builds_without_torch():
+    """``cxrgan --help`` stays instant: building every subcommand's parser loads no torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom cxrgan_desktop import cli\ncli.build_parser()\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
+
+
+def test_architecture_names_match_the_networks():
+    from cxrgan_desktop.engine.classifier.densenet import ARCHITECTURES
+    from cxrgan_desktop.engine.classifier.installed import ARCHITECTURE_NAMES
+
+    assert set(ARCHITECTURE_NAMES) == set(ARCHITECTURES)
+
+
+def test_a_missing_weights_file_is_an_error_not_a_download(folders, capsys):
+    real, fake = folders
+    assert main(["fid", str(real), str(fake), "--inception-weights", "/nowhere/x.pth"]) == 2
+    assert "no such file" in capsys.readouterr().err

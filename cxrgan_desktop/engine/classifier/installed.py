@@ -19,6 +19,7 @@ from cxrgan_desktop import paths
 from cxrgan_desktop.imaging.chestxray14 import FINDINGS
 
 SUFFIX = ".safetensors"
+ARCHITECTURE_NAMES = ("densenet121", "densenet-small")  # densenet.ARCHITECTURES' keys
 
 _MAX_HEADER = 100 * 1024 * 1024
 
