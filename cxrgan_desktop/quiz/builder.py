@@ -1,0 +1,198 @@
+"""Build a reader study: choose the images, pass them all through one pipeline, write the
+package and the key, and audit the package for leaks.
+
+Real images come from folders (any format the viewer reads); synthetic ones from folders
+(an LCO archive's findings are carried into the key, for a per-finding breakdown) or drawn
+from a model with the study seed. Choices are seeded, so the same plan builds the same study.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrgan_desktop.imaging.readers import ImageReadError, is_candidate, iter_files, read_image
+from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress, sub_progress
+from cxrgan_desktop.quiz.key import KeyCase, StudyKey, write_key
+from cxrgan_desktop.quiz.leak_audit import AuditReport, audit_package
+from cxrgan_desktop.quiz.package import SUFFIX, write_package
+from cxrgan_desktop.quiz.pipeline import prepare_case
+from cxrgan_desktop.quiz.study import StudySettings
+
+ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: ids get read aloud
+ID_LENGTH = 8
+
+
+@dataclass
+class StudyPlan:
+    real: list[str]  # folders or files
+    n_real: int
+    n_synthetic: int
+    synthetic: list[str] = field(default_factory=list)  # folders or files, or
+    model: str | None = None  # an installed model name or file, sampled with the seed
+    seed: int = 0
+    practice: int = 0  # practice cases per class, never scored
+    settings: StudySettings = field(default_factory=StudySettings)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.n_real < 1 or self.n_synthetic < 1:
+            raise ValueError("a study needs at least one real and one synthetic case")
+        if bool(self.synthetic) == bool(self.model):
+            raise ValueError("give synthetic images as folders or as a model, not both or "
+                             "neither")
+
+
+@dataclass
+class Prepared:
+    levels: np.ndarray
+    source: str
+    labels: list[str]
+
+
+@dataclass
+class BuildResult:
+    package: Path
+    key: Path
+    audit: AuditReport
+    skipped: list[str]
+
+
+def case_ids(count: int, rng: np.random.Generator) -> list[str]:
+    """Distinct random ids of one length and alphabet, drawn without regard to class."""
+    ids: set[str] = set()
+    while len(ids) < count:
+        ids.add("".join(rng.choice(list(ID_ALPHABET), ID_LENGTH)))
+    return sorted(ids)
+
+
+def _lco_labels(image: Path) -> list[str]:
+    """The findings an LCO archive requested present for this image (its record beside it)."""
+    record = image.with_suffix(".json")
+    if not record.is_file():
+        return []
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+        return sorted(data["target"]["present"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _from_files(inputs: list[str], count: int, rng: np.random.Generator,
+                settings: StudySettings, skipped: list[str],
+                cancel: threading.Event | None) -> Iterator[Prepared]:
+    files = [p for p in iter_files(inputs) if p.is_file() and is_candidate(p)]
+    order = rng.permutation(len(files))
+    made = 0
+    for index in order:
+        if made == count:
+            return
+        check_cancel(cancel)
+        path = files[index]
+        try:
+            pixels = read_image(path).pixels
+        except ImageReadError as error:
+            skipped.append(str(error))
+            continue
+        made += 1
+        yield Prepared(prepare_case(pixels, settings.image_size, settings.bit_depth),
+                       str(path), _lco_labels(path))
+    if made < count:
+        raise ValueError(f"{', '.join(inputs)}: only {made} readable images, the study asks "
+                         f"for {count}")
+
+
+def _from_model(model_name: str, count: int, seed: int, settings: StudySettings,
+                device: str, cancel: threading.Event | None) -> Iterator[Prepared]:
+    from cxrgan_desktop import zoo
+    from cxrgan_desktop.engine.checkpoints import load_generator
+    from cxrgan_desktop.engine.render import Renderer, latents_for_seed
+
+    model = load_generator(zoo.resolve_model(model_name))
+    renderer = Renderer(model, device)
+    for start in range(0, count, 4):
+        check_cancel(cancel)
+        batch = min(4, count - start)
+        images = renderer.render(latents_for_seed(seed, batch, renderer.latent_size, start))
+        for offset, image in enumerate(images[:, 0].numpy()):
+            yield Prepared(prepare_case(image, settings.image_size, settings.bit_depth),
+                           f"model:{model.name}#seed{seed}/{start + offset}", [])
+
+
+def _gather(plan: StudyPlan, truth: str, count: int, rng: np.random.Generator,
+            skipped: list[str], progress: ProgressFn,
+            cancel: threading.Event | None) -> list[Prepared]:
+    if truth == "real":
+        source = _from_files(plan.real, count, rng, plan.settings, skipped, cancel)
+    elif plan.model:
+        source = _from_model(plan.model, count, plan.seed, plan.settings, plan.device, cancel)
+    else:
+        source = _from_files(plan.synthetic, count, rng, plan.settings, skipped, cancel)
+    out = []
+    for item in source:
+        out.append(item)
+        progress(len(out) / count, f"{truth}: {len(out)} of {count} images prepared")
+    return out
+
+
+def build_study(plan: StudyPlan, out_dir: str | Path, name: str = "study",
+                progress: ProgressFn = no_progress,
+                cancel: threading.Event | None = None) -> BuildResult:
+    """Write ``<name>.cxrstudy`` (for readers) and ``<name>.key.json`` (for the organiser
+    only) into ``out_dir``, and audit the package."""
+    out = Path(out_dir)
+    rng = np.random.default_rng([plan.seed, 0x5175])
+    skipped: list[str] = []
+    n_practice = plan.practice
+    real = _gather(plan, "real", plan.n_real + n_practice, rng, skipped,
+                   sub_progress(progress, 0.0, 0.45), cancel)
+    synthetic = _gather(plan, "synthetic", plan.n_synthetic + n_practice, rng, skipped,
+                        sub_progress(progress, 0.45, 0.9), cancel)
+    practice_items = [("real", p) for p in real[plan.n_real:]] + \
+        [("synthetic", p) for p in synthetic[plan.n_synthetic:]]
+    scored = [("real", p) for p in real[:plan.n_real]] + \
+        [("synthetic", p) for p in synthetic[:plan.n_synthetic]]
+    ids = case_ids(len(scored) + len(practice_items), rng)
+    assignment = rng.permutation(len(ids))  # which id each item gets: independent of class
+    scored_ids = [ids[i] for i in assignment[:len(scored)]]
+    practice_ids = [ids[i] for i in assignment[len(scored):]]
+    practice_order = rng.permutation(len(practice_items))
+    study_id = secrets.token_hex(8)
+    check_cancel(cancel)
+    progress(0.9, "writing the package")
+    package_path = out / f"{name}{SUFFIX}"
+    write_package(package_path, study_id, plan.settings,
+                  {cid: item.levels for cid, (_, item) in zip(scored_ids, scored, strict=True)},
+                  [(practice_ids[i], practice_items[i][0], practice_items[i][1].levels)
+                   for i in practice_order])
+    from cxrgan_desktop.fileio import sha256_file
+
+    key = StudyKey(
+        study_id=study_id, package_sha256=sha256_file(package_path), seed=plan.seed,
+        cases={cid: KeyCase(truth, item.source, item.labels)
+               for cid, (truth, item) in zip(scored_ids, scored, strict=True)},
+        built=_plan_record(plan))
+    key_path = out / f"{name}.key.json"
+    write_key(key_path, key)
+    progress(0.95, "auditing the package for leaks")
+    report = audit_package(package_path, key)
+    progress(1.0, "audit passed" if report.passed else "audit FAILED")
+    return BuildResult(package_path, key_path, report, skipped)
+
+
+def _plan_record(plan: StudyPlan) -> dict[str, Any]:
+    record = asdict(plan)
+    record["settings"] = plan.settings.to_dict()
+    record["built"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    from cxrgan_desktop import __version__
+
+    record["software"] = f"cxrgan-desktop {__version__}"
+    return record

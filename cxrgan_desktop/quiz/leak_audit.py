@@ -1,0 +1,173 @@
+"""The leak audit: can anything but the pixels' content tell real cases from synthetic?
+
+Run on every package the builder writes, and on demand (``cxrgan quiz audit``). With the key
+in hand it checks what a reader could see without looking at the anatomy: the entry names,
+their sizes and compressed sizes, the image dimensions and dtype, the file headers and
+archive metadata, the timestamps, the order, and the pixel statistics that betray a
+pipeline rather than a patient (number of grey levels used, extremes, clipped fractions).
+
+Exact properties (sizes, headers, timestamps) must be identical for every case. Orders and
+per-image statistics are compared between the classes with a Mann-Whitney test; a check
+fails when the classes separate clearly (p < 0.001 and AUC outside [0.2, 0.8]), which a
+random assignment essentially never does.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+from cxrgan_desktop.quiz.key import StudyKey
+from cxrgan_desktop.quiz.package import CASE_DIR, FIXED_TIME, PRACTICE_DIR
+
+ID_PATTERN = re.compile(r"^[a-z0-9]{8}$")
+P_LIMIT, AUC_MARGIN = 1e-3, 0.3
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class AuditReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def text(self) -> str:
+        lines = [f"{'PASS' if c.passed else 'FAIL'}  {c.name}: {c.detail}" for c in self.checks]
+        lines.append("leak audit " + ("passed" if self.passed else "FAILED"))
+        return "\n".join(lines)
+
+
+def separation(values: np.ndarray, synthetic: np.ndarray) -> tuple[float, float]:
+    """(AUC, two-sided p) of ``values`` telling synthetic from real; (0.5, 1) if constant."""
+    a, b = values[synthetic], values[~synthetic]
+    if len(a) == 0 or len(b) == 0 or np.all(values == values[0]):
+        return 0.5, 1.0
+    result = mannwhitneyu(a, b, alternative="two-sided")
+    return float(result.statistic / (len(a) * len(b))), float(result.pvalue)
+
+
+def _separates(auc: float, p: float) -> bool:
+    return p < P_LIMIT and abs(auc - 0.5) > AUC_MARGIN
+
+
+def _same(name: str, values: list, what: str) -> Check:
+    distinct = sorted({repr(v) for v in values})
+    if len(distinct) == 1:
+        return Check(name, True, f"every case has the same {what}")
+    return Check(name, False, f"{len(distinct)} different {what}s: {', '.join(distinct[:4])}")
+
+
+def _pixel_statistics(levels: np.ndarray) -> dict[str, float]:
+    low, high = levels.min(), levels.max()
+    return {"grey levels used": float(np.unique(levels).size), "minimum": float(low),
+            "maximum": float(high), "fraction at minimum": float(np.mean(levels == low)),
+            "fraction at maximum": float(np.mean(levels == high))}
+
+
+def audit_package(path: str | Path, key: StudyKey) -> AuditReport:
+    report = AuditReport()
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+        manifest = json.loads(archive.read("study.json"))
+        cases = [i for i in infos if i.filename.startswith(f"{CASE_DIR}/")]
+        ids = [Path(i.filename).stem for i in cases]
+        unknown = sorted(set(ids) ^ set(key.cases))
+        if unknown:
+            report.checks.append(Check("key", False, f"package and key disagree on "
+                                       f"{len(unknown)} case(s), e.g. {unknown[0]}"))
+            return report
+        synthetic = np.array([key.truth(i) == "synthetic" for i in ids])
+        report.checks += _name_checks(ids, key, infos)
+        report.checks += _archive_checks(cases, infos)
+        report.checks.append(_order_check(ids, manifest, synthetic))
+        headers, statistics = [], []
+        shapes = []
+        for info in cases:
+            data = archive.read(info)
+            headers.append(data[:_npy_header_length(data)])
+            levels = np.load(io.BytesIO(data), allow_pickle=False)
+            shapes.append((levels.shape, str(levels.dtype)))
+            statistics.append(_pixel_statistics(levels))
+    report.checks.append(_same("dimensions", shapes, "shape and dtype"))
+    report.checks.append(_same("file headers", headers, "header bytes"))
+    for name in statistics[0]:
+        values = np.array([s[name] for s in statistics])
+        auc, p = separation(values, synthetic)
+        report.checks.append(Check(f"pixels: {name}", not _separates(auc, p),
+                                   f"AUC {auc:.2f} for synthetic, p = {p:.2g}"))
+    return report
+
+
+def _npy_header_length(data: bytes) -> int:
+    """Bytes up to the array data: magic, version, header length field, header."""
+    major = data[6]
+    if major == 1:
+        return 10 + int.from_bytes(data[8:10], "little")
+    return 12 + int.from_bytes(data[8:12], "little")
+
+
+def _name_checks(ids: list[str], key: StudyKey, infos: list[zipfile.ZipInfo]) -> list[Check]:
+    checks = []
+    odd = [i for i in ids if not ID_PATTERN.match(i)]
+    checks.append(Check("case names", not odd,
+                        "every id is 8 random lower-case letters and digits" if not odd else
+                        f"{len(odd)} id(s) of another form, e.g. {odd[0]!r}"))
+    stems = {Path(c.source.split("#")[0]).stem.lower() for c in key.cases.values()}
+    stems = {s for s in stems if len(s) >= 4}
+    named = [i.filename for i in infos if any(s in i.filename.lower() for s in stems)]
+    checks.append(Check("source names", not named,
+                        "no entry name contains a source file's name" if not named else
+                        f"{len(named)} entry name(s) contain source names, e.g. {named[0]}"))
+    allowed = re.compile(rf"^(study\.json|({CASE_DIR}|{PRACTICE_DIR})/[^/]+\.npy)$")
+    extra = [i.filename for i in infos if not allowed.match(i.filename)]
+    checks.append(Check("extra entries", not extra,
+                        "only study.json, cases/ and practice/" if not extra else
+                        f"unexpected entries: {', '.join(extra[:4])}"))
+    return checks
+
+
+def _archive_checks(cases: list[zipfile.ZipInfo], infos: list[zipfile.ZipInfo]) -> list[Check]:
+    checks = [
+        _same("file sizes", [i.file_size for i in cases], "size"),
+        _same("compressed sizes", [(i.compress_type, i.compress_size) for i in cases],
+              "compression and compressed size"),
+        _same("timestamps", [i.date_time for i in infos], "timestamp"),
+        _same("archive metadata",
+              [(i.create_system, i.external_attr, i.extra, i.comment, i.flag_bits)
+               for i in cases], "attribute set"),
+    ]
+    stamp = infos[0].date_time if infos else FIXED_TIME
+    if stamp != FIXED_TIME:
+        checks.append(Check("build time", False, f"entries carry a real time {stamp}: the "
+                            "build date is visible"))
+    return checks
+
+
+def _order_check(ids: list[str], manifest: dict, synthetic: np.ndarray) -> Check:
+    if list(manifest.get("cases", [])) != ids:
+        return Check("order", False, "study.json lists the cases in another order than the "
+                     "archive: two orders to leak through")
+    positions = np.arange(len(ids), dtype=float)
+    auc, p = separation(positions, synthetic)
+    if _separates(auc, p):
+        return Check("order", False, f"synthetic cases sit {'late' if auc > 0.5 else 'early'}"
+                     f" in the package (AUC {auc:.2f}, p = {p:.2g})")
+    return Check("order", True, f"position does not separate the classes (AUC {auc:.2f})")

@@ -1,0 +1,44 @@
+"""Join reader sessions with the answer key into the long results table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cxrgan_desktop.quiz.key import StudyKey
+from cxrgan_desktop.quiz.results_table import ResultRow
+from cxrgan_desktop.quiz.session import ReaderSession, SessionError
+from cxrgan_desktop.quiz.study import RatingScale, StudySettings
+
+
+@dataclass
+class Scored:
+    rows: list[ResultRow]
+    warnings: list[str] = field(default_factory=list)
+
+
+def key_scale(key: StudyKey) -> RatingScale:
+    settings = key.built.get("settings")
+    return StudySettings.from_dict(settings).scale if settings else RatingScale()
+
+
+def score_sessions(key: StudyKey, sessions: list[ReaderSession]) -> Scored:
+    """Rows for every answered case of every session; sessions of another study (or of a
+    package other than the one the key was made with) are refused."""
+    scale = key_scale(key)
+    scored = Scored([])
+    readers: set[str] = set()
+    for session in sessions:
+        if session.study_id != key.study_id or session.package_sha256 != key.package_sha256:
+            raise SessionError(f"{session.path}: a session of another study (study "
+                               f"{session.study_id}), not of this key's ({key.study_id})")
+        if session.reader in readers:
+            raise SessionError(f"{session.path}: reader {session.reader!r} appears twice")
+        readers.add(session.reader)
+        if not session.complete:
+            scored.warnings.append(f"{session.reader}: {len(session.answers)} of "
+                                   f"{len(session.order)} cases answered (incomplete)")
+        for answer in sorted(session.answers, key=lambda a: a.position):
+            scored.rows.append(ResultRow(
+                session.reader, answer.case, key.truth(answer.case), answer.rating,
+                scale.answer(answer.rating), answer.seconds))
+    return scored
