@@ -1,0 +1,217 @@
+"""Reader studies: building, the leak audit against planted leaks, sessions and scoring."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cxrgan_desktop.quiz.builder import StudyPlan, build_study
+from cxrgan_desktop.quiz.key import read_key
+from cxrgan_desktop.quiz.leak_audit import audit_package
+from cxrgan_desktop.quiz.package import StudyPackage, npy_bytes
+from cxrgan_desktop.quiz.pipeline import prepare_case
+from cxrgan_desktop.quiz.scoring import score_sessions
+from cxrgan_desktop.quiz.session import SessionError, load_session, open_session
+from cxrgan_desktop.quiz.study import RatingScale, StudySettings
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    from cxrgan_desktop.imaging.phantom import write_phantoms
+
+    root = tmp_path_factory.mktemp("quiz_sources")
+    return (write_phantoms(root / "real", n=30, size=96, seed=1),
+            write_phantoms(root / "synthetic", n=30, size=96, seed=2))
+
+
+@pytest.fixture(scope="module")
+def study(sources, tmp_path_factory):
+    real, synthetic = sources
+    plan = StudyPlan([str(real)], 12, 12, synthetic=[str(synthetic)], seed=5, practice=1,
+                     settings=StudySettings(image_size=64))
+    return build_study(plan, tmp_path_factory.mktemp("study"), "demo")
+
+
+def test_a_built_study_passes_the_audit_and_hides_the_key(study):
+    assert study.audit.passed, study.audit.text()
+    package = StudyPackage(study.package)
+    assert len(package.case_ids) == 24 and len(package.practice) == 2
+    key = read_key(study.key)
+    assert set(key.cases) == set(package.case_ids)
+    assert key.package_sha256 == package.sha256
+    with zipfile.ZipFile(study.package) as archive:
+        manifest = archive.read("study.json").decode()
+        names = " ".join(archive.namelist())
+    assert "synthetic" not in names and "real" not in names
+    for case in package.case_ids:  # the truth of a scored case is nowhere in the package
+        assert key.truth(case) not in json.loads(manifest).get(case, "")
+    assert "truth" not in json.dumps(json.loads(manifest)["cases"])
+    image = package.case_image(package.case_ids[0])
+    assert image.shape == (64, 64) and image.min() >= 0 and image.max() == 1.0
+
+
+def test_the_pipeline_brings_both_classes_to_one_form():
+    rng = np.random.default_rng(0)
+    eight_bit = np.round(rng.uniform(0, 1, (80, 100)) * 255) / 255  # stored, non-square
+    continuous = rng.uniform(0, 1, (128, 128))  # a generator's float output
+    a, b = prepare_case(eight_bit, 64, 8), prepare_case(continuous, 64, 8)
+    assert a.shape == b.shape == (64, 64) and a.dtype == b.dtype == np.uint16
+    assert a.max() == b.max() == 255 and a.min() == b.min() == 0
+
+
+# -- the audit catches a planted leak of each kind ------------------------------------------
+
+def _rewrite(study, out: Path, change) -> Path:
+    """Copy the package entry by entry, letting ``change(info, data, truth)`` alter each case
+    entry: returns (info, data) to write, or None to keep it."""
+    key = read_key(study.key)
+    with zipfile.ZipFile(study.package) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename.startswith("cases/"):
+                changed = change(info, data, key.truth(Path(info.filename).stem))
+                if changed is not None:
+                    info, data = changed
+            target.writestr(info, data)
+    return out
+
+
+def _failed(study, package: Path, key=None) -> set[str]:
+    return {c.name for c in audit_package(package, key or read_key(study.key)).failures()}
+
+
+def test_audit_catches_names(study, tmp_path):
+    def prefixed(info, data, truth):
+        new = zipfile.ZipInfo(f"cases/{truth[0]}{Path(info.filename).stem[1:]}.npy",
+                              info.date_time)
+        return new, data
+
+    key = read_key(study.key)
+    key.cases = {f"{c.truth[0]}{cid[1:]}": c for cid, c in key.cases.items()}
+    package = _rewrite(study, tmp_path / "names.cxrstudy", prefixed)
+    assert "case name characters" in _failed(study, package, key)
+
+
+def test_audit_catches_source_names(study, tmp_path):
+    key = read_key(study.key)
+    first = next(iter(key.cases))
+    key.cases[first].source = f"/data/{first}.png"  # an entry name that repeats a file name
+    assert "source names" in _failed(study, study.package, key)
+
+
+def test_audit_catches_sizes_and_compression(study, tmp_path):
+    def deflated(info, data, truth):
+        if truth == "real":
+            info.compress_type = zipfile.ZIP_DEFLATED
+        return info, data
+
+    failed = _failed(study, _rewrite(study, tmp_path / "deflate.cxrstudy", deflated))
+    assert "compressed sizes" in failed
+
+
+def test_audit_catches_dimensions_and_headers(study, tmp_path):
+    def bigger(info, data, truth):
+        if truth == "synthetic":
+            levels = np.load(io.BytesIO(data))
+            return info, npy_bytes(np.pad(levels, ((0, 1), (0, 1))))
+        return None
+
+    failed = _failed(study, _rewrite(study, tmp_path / "dims.cxrstudy", bigger))
+    assert {"dimensions", "file sizes", "file headers"} <= failed
+
+
+def test_audit_catches_metadata_and_timestamps(study, tmp_path):
+    def stamped(info, data, truth):
+        if truth == "synthetic":
+            info.date_time = (2026, 11, 22, 10, 0, 0)
+            info.external_attr = 0o600 << 16
+        return info, data
+
+    failed = _failed(study, _rewrite(study, tmp_path / "meta.cxrstudy", stamped))
+    assert {"timestamps", "archive metadata", "build time"} <= failed
+
+
+def test_audit_catches_order(study, tmp_path):
+    key = read_key(study.key)
+    with zipfile.ZipFile(study.package) as source:
+        manifest = json.loads(source.read("study.json"))
+        ordered = sorted(manifest["cases"], key=lambda c: key.truth(c))  # real first
+        manifest["cases"] = ordered
+        out = tmp_path / "order.cxrstudy"
+        with zipfile.ZipFile(out, "w") as target:
+            target.writestr(source.getinfo("study.json"), json.dumps(manifest))
+            for case in ordered:
+                target.writestr(source.getinfo(f"cases/{case}.npy"),
+                                source.read(f"cases/{case}.npy"))
+    assert "order" in _failed(study, out)
+
+
+def test_audit_catches_bit_depth(study, tmp_path):
+    rng = np.random.default_rng(1)
+
+    def finer(info, data, truth):  # synthetic cases keep 16-bit detail, real ones 8-bit
+        levels = np.load(io.BytesIO(data)).astype(np.float64)
+        if truth == "synthetic":
+            levels = np.clip(levels * 257 + rng.integers(0, 257, levels.shape), 0, 65535)
+        return info, npy_bytes(levels.astype(np.uint16))
+
+    failed = _failed(study, _rewrite(study, tmp_path / "bits.cxrstudy", finer))
+    assert "pixels: grey levels used" in failed
+
+
+def test_audit_catches_extra_entries(study, tmp_path):
+    out = tmp_path / "extra.cxrstudy"
+    with zipfile.ZipFile(study.package) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            target.writestr(info, source.read(info))
+        target.writestr("sources.txt", "nothing")
+    assert "extra entries" in _failed(study, out)
+
+
+# -- sessions --------------------------------------------------------------------------------
+
+def test_a_session_killed_midway_resumes_with_nothing_lost(study, tmp_path):
+    package = StudyPackage(study.package)
+    session = open_session(package, "Dr A", tmp_path)
+    assert sorted(session.order) == sorted(package.case_ids)
+    for position in range(5):
+        session.record(session.order[position], 1 + position % 6, 2.5)
+    del session  # the process dies here: nothing but the file survives
+    resumed = open_session(StudyPackage(study.package), "Dr A", tmp_path)
+    assert [a.case for a in resumed.answers] == resumed.order[:5]
+    assert resumed.next_position() == 5
+    with pytest.raises(SessionError, match="does not allow"):
+        resumed.record(resumed.order[0], 6, 1.0)
+    resumed.record(resumed.order[0], 6, 1.0, allow_back=True)
+    assert load_session(resumed.path).answers[0].rating == 6
+    other = open_session(package, "Dr B", tmp_path)
+    assert other.order != resumed.order and other.order_seed != resumed.order_seed
+
+
+def test_scoring_joins_sessions_with_the_key(study, tmp_path):
+    package = StudyPackage(study.package)
+    key = read_key(study.key)
+    sessions = []
+    for reader in ("r1", "r2"):
+        session = open_session(package, reader, tmp_path)
+        for case in session.order:
+            session.record(case, 6 if key.truth(case) == "synthetic" else 2, 1.0)
+        sessions.append(session)
+    scored = score_sessions(key, sessions)
+    assert len(scored.rows) == 48 and not scored.warnings
+    assert all(row.correct for row in scored.rows)
+    key.study_id = "another"
+    with pytest.raises(SessionError, match="another study"):
+        score_sessions(key, sessions)
+
+
+def test_scale_maps_halves():
+    scale = RatingScale()
+    assert [scale.answer(r) for r in range(1, 7)] == ["real"] * 3 + ["synthetic"] * 3
+    with pytest.raises(ValueError, match="even"):
+        RatingScale(("a", "b", "c"))
