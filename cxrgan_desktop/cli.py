@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cxrgan_desktop import __version__, cli_fid, cli_lco, runtime
+from cxrgan_desktop import __version__, cli_fid, cli_lco, cli_quiz, runtime
 from cxrgan_desktop.cli_common import (
     UserError,
     add_device_option,
@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     cli_lco.add_parsers(sub)
     cli_fid.add_parsers(sub)
+    cli_quiz.add_parsers(sub)
     return parser
 
 

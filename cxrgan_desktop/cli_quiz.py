@@ -1,0 +1,192 @@
+"""``cxrgan quiz ...``: build, audit, score and analyse blinded reader studies."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cxrgan_desktop.cli_common import UserError, add_device_option, resolve_device_option
+
+QUIZ_EXAMPLES = """workflow:
+  cxrgan quiz build --real real/ --model segal2020 --n-real 50 --n-synthetic 50 --out study/
+      -> study/study.cxrstudy (give to readers) and study/study.key.json (keep)
+  (readers open study.cxrstudy in cxrgan-desktop; their session files come back to you)
+  cxrgan quiz score study/study.key.json sessions/*.session.json --out results.csv
+  cxrgan quiz analyse results.csv --key study/study.key.json --out analysis/
+"""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quiz", help="blinded real-vs-synthetic reader studies",
+                       description="Build a blinded reader study, audit it for leaks, score "
+                       "readers' sessions and analyse the answers.", epilog=QUIZ_EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = p.add_subparsers(dest="quiz_command", metavar="ACTION", required=True)
+
+    b = actions.add_parser("build", help="make a study package and its answer key",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b.add_argument("--real", nargs="+", required=True, help="folders or files of real images")
+    source = b.add_mutually_exclusive_group(required=True)
+    source.add_argument("--synthetic", nargs="+", help="folders or files of synthetic images "
+                        "(an LCO archive's findings go into the key)")
+    source.add_argument("--model", help="draw synthetic images from this model")
+    b.add_argument("--n-real", type=int, required=True)
+    b.add_argument("--n-synthetic", type=int, required=True)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--practice", type=int, default=0,
+                   help="practice cases per class (shown with feedback, never scored)")
+    b.add_argument("--size", type=int, default=1024, help="image size in the package (px)")
+    b.add_argument("--bit-depth", type=int, default=8, choices=[8, 10, 12, 16])
+    b.add_argument("--lock-window", action="store_true", help="readers cannot change "
+                   "window/level")
+    b.add_argument("--allow-back", action="store_true", help="readers may revise answers")
+    b.add_argument("--scale", help="rating labels, comma-separated, from most 'real' to most "
+                   "'synthetic' (an even number; default: six points)")
+    b.add_argument("--title", default="Real or synthetic?")
+    b.add_argument("--instructions", type=Path, help="a text file shown before the study")
+    b.add_argument("--name", default="study", help="file name stem of package and key")
+    b.add_argument("--out", type=Path, required=True)
+    add_device_option(b)
+    b.set_defaults(func=cmd_build)
+
+    a = actions.add_parser("audit", help="check a package for anything that tells the "
+                           "classes apart besides the pixels")
+    a.add_argument("package", type=Path)
+    a.add_argument("key", type=Path)
+    a.set_defaults(func=cmd_audit)
+
+    s = actions.add_parser("score", help="join readers' sessions with the key: results.csv")
+    s.add_argument("key", type=Path)
+    s.add_argument("sessions", nargs="+", type=Path)
+    s.add_argument("--out", type=Path, default=Path("results.csv"))
+    s.set_defaults(func=cmd_score)
+
+    n = actions.add_parser("analyse", help="statistics from results.csv (from any source)")
+    n.add_argument("results", type=Path)
+    n.add_argument("--key", type=Path, help="the key, for a per-finding breakdown")
+    n.add_argument("--out", type=Path, default=Path("analysis"))
+    n.set_defaults(func=cmd_analyse)
+
+    m = actions.add_parser("simulate", help="sessions of simulated readers, to try the "
+                           "analysis before real readers take the study")
+    m.add_argument("package", type=Path)
+    m.add_argument("key", type=Path)
+    m.add_argument("--readers", type=int, default=6)
+    m.add_argument("--d-prime", type=float, default=0.9)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", type=Path, required=True)
+    m.set_defaults(func=cmd_simulate)
+
+
+def _settings(args: argparse.Namespace):
+    from cxrgan_desktop.quiz.study import DEFAULT_INSTRUCTIONS, RatingScale, StudySettings
+
+    try:
+        scale = RatingScale(tuple(s.strip() for s in args.scale.split(","))) if args.scale \
+            else RatingScale()
+        instructions = (args.instructions.read_text(encoding="utf-8") if args.instructions
+                        else DEFAULT_INSTRUCTIONS)
+        return StudySettings(title=args.title, instructions=instructions,
+                             image_size=args.size, bit_depth=args.bit_depth,
+                             window_locked=args.lock_window, allow_back=args.allow_back,
+                             scale=scale)
+    except (ValueError, OSError) as error:
+        raise UserError(str(error)) from error
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from cxrgan_desktop import zoo
+    from cxrgan_desktop.cli_progress import run_job
+    from cxrgan_desktop.engine.checkpoints import CheckpointError
+    from cxrgan_desktop.quiz.builder import StudyPlan, build_study
+
+    try:
+        plan = StudyPlan(args.real, args.n_real, args.n_synthetic,
+                         synthetic=args.synthetic or [], model=args.model, seed=args.seed,
+                         practice=args.practice, settings=_settings(args),
+                         device=str(resolve_device_option(args.device)))
+        result = run_job(lambda progress, cancel: build_study(
+            plan, args.out, args.name, progress, cancel), None, "", "building",
+            "nothing usable was written")
+    except (ValueError, zoo.ModelNotFoundError, CheckpointError) as error:
+        raise UserError(str(error)) from error
+    print(result.audit.text())
+    print(f"package (give to readers): {result.package}")
+    print(f"answer key (keep; never send): {result.key}")
+    for problem in result.skipped:
+        print(f"skipped: {problem}")
+    if not result.audit.passed:
+        print("the leak audit FAILED: do not hand out this package")
+        return 1
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from cxrgan_desktop.quiz.key import AnswerKeyError, read_key
+    from cxrgan_desktop.quiz.leak_audit import audit_package
+
+    try:
+        report = audit_package(args.package, read_key(args.key))
+    except (AnswerKeyError, OSError, ValueError) as error:
+        raise UserError(str(error)) from error
+    print(report.text())
+    return 0 if report.passed else 1
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from cxrgan_desktop.quiz.key import AnswerKeyError, read_key
+    from cxrgan_desktop.quiz.results_table import write_results
+    from cxrgan_desktop.quiz.scoring import score_sessions
+    from cxrgan_desktop.quiz.session import SessionError, load_session
+
+    try:
+        scored = score_sessions(read_key(args.key), [load_session(p) for p in args.sessions])
+    except (AnswerKeyError, SessionError) as error:
+        raise UserError(str(error)) from error
+    write_results(args.out, scored.rows)
+    for warning in scored.warnings:
+        print(f"warning: {warning}")
+    readers = len({r.reader for r in scored.rows})
+    print(f"wrote {args.out}: {len(scored.rows)} answers from {readers} reader(s)")
+    return 0
+
+
+def cmd_analyse(args: argparse.Namespace) -> int:
+    from cxrgan_desktop.fileio import atomic_write_json, atomic_write_text
+    from cxrgan_desktop.quiz.analysis import analyse, report_text
+    from cxrgan_desktop.quiz.key import AnswerKeyError, read_key
+    from cxrgan_desktop.quiz.mrmc_export import write_imrmc, write_mrmcaov_csv
+    from cxrgan_desktop.quiz.results_table import ResultsTableError, read_results
+
+    try:
+        rows = read_results(args.results)
+        labels = ({cid: case.labels for cid, case in read_key(args.key).cases.items()}
+                  if args.key else None)
+    except (ResultsTableError, AnswerKeyError) as error:
+        raise UserError(str(error)) from error
+    analysis = analyse(rows, labels)
+    out = args.out
+    atomic_write_json(out / "summary.json", analysis.to_dict())
+    text = report_text(analysis)
+    atomic_write_text(out / "report.txt", text)
+    write_mrmcaov_csv(rows, out / "mrmcaov.csv")
+    write_imrmc(rows, out / "imrmc_input.imrmc")
+    print(text, end="")
+    print(f"wrote {out}/summary.json, report.txt, mrmcaov.csv, imrmc_input.imrmc")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from cxrgan_desktop.quiz.key import AnswerKeyError, read_key
+    from cxrgan_desktop.quiz.package import PackageError, StudyPackage
+    from cxrgan_desktop.quiz.simulate import simulate_sessions
+
+    try:
+        package, key = StudyPackage(args.package), read_key(args.key)
+    except (PackageError, AnswerKeyError) as error:
+        raise UserError(str(error)) from error
+    sessions = simulate_sessions(package, key, args.readers, args.out, d_prime=args.d_prime,
+                                 seed=args.seed)
+    for session in sessions:
+        print(session.path)
+    return 0

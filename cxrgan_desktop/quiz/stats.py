@@ -1,0 +1,223 @@
+"""The statistics a real-vs-synthetic reader study reports, written out here rather than taken
+from scikit-learn or statsmodels so the desktop app does not carry those dependencies, and so
+each definition (tie handling, interval method, edge cases) is visible in one place and pinned
+by the tests against those libraries.
+
+Conventions: the *positive* class is ``synthetic`` (a reader who spots the fakes scores high);
+ratings are ordinal, so ties are common and are always counted half.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+from scipy.stats import beta, norm
+
+# R's binom.test and scipy's binomtest treat probabilities within this relative distance of
+# P(X = k) as equal, so that rounding in the pmf does not decide which outcomes count as
+# "at least as extreme" (the symmetric p = 0.5 case would otherwise drop the mirror term).
+_TIE_RELATIVE_ERROR = 1e-7
+
+
+def mean_or_nan(values: Iterable[float]) -> float:
+    """Mean that reports "no data" as NaN instead of warning, for tables with empty cells."""
+    array = np.asarray(list(values), dtype=float)
+    return float(array.mean()) if array.size else math.nan
+
+
+# --- proportions --------------------------------------------------------------------------------
+
+def _check_counts(k: int, n: int) -> None:
+    if n < 0 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+
+
+def _binomial_pmf(n: int, p: float) -> np.ndarray:
+    """P(X = x) for every x in 0..n, in log space so large n neither overflows nor underflows
+    to an all-zero vector; xlogy/xlog1py make p = 0 and p = 1 exact point masses."""
+    x = np.arange(n + 1, dtype=float)
+    log_choose = special.gammaln(n + 1) - special.gammaln(x + 1) - special.gammaln(n - x + 1)
+    return np.exp(log_choose + special.xlogy(x, p) + special.xlog1py(n - x, -p))
+
+
+def binomial_test_two_sided(k: int, n: int, p: float = 0.5) -> float:
+    """Exact two-sided p-value of k successes in n trials: the total probability of outcomes
+    no more likely than the one observed (R's binom.test, scipy's binomtest), because the
+    doubled one-sided p-value is wrong whenever p != 0.5."""
+    _check_counts(k, n)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must lie in [0, 1], got {p}")
+    if n == 0:
+        return 1.0
+    pmf = _binomial_pmf(n, p)
+    expected = n * p
+    if k == expected:
+        return 1.0
+    threshold = pmf[k] * (1.0 + _TIE_RELATIVE_ERROR)
+    if k < expected:
+        near, far = pmf[: k + 1], pmf[math.ceil(expected):]
+    else:
+        near, far = pmf[k:], pmf[: math.floor(expected) + 1]
+    # the pmf is unimodal, so every outcome on k's own tail is at most as likely as k
+    p_value = near.sum() + far[far <= threshold].sum()
+    return float(min(1.0, p_value))
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for a proportion: conservative, but it never claims
+    more certainty than the data give, which matters for accuracies near 0.5 or near 1 with
+    the small case counts of a reader study."""
+    _check_counts(k, n)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if n == 0:
+        return 0.0, 1.0
+    alpha = 1.0 - level
+    low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return low, high
+
+
+# --- ROC ----------------------------------------------------------------------------------------
+
+def _split_classes(scores: Sequence[float] | np.ndarray,
+                   positive: Sequence[bool] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positive scores, negative scores), refusing inputs that would silently mislabel cases
+    (strings such as "real" are truthy, so a truth column passed by mistake must not pass)."""
+    values = np.asarray(scores, dtype=float)
+    labels = np.asarray(positive)
+    if values.ndim != 1 or labels.shape != values.shape:
+        raise ValueError(f"scores and positive must be 1-D of one length, got shapes "
+                         f"{values.shape} and {labels.shape}")
+    if labels.dtype != bool:
+        if labels.size and not np.isin(labels, (0, 1)).all():
+            raise ValueError("positive must be boolean (or 0/1)")
+        labels = labels.astype(bool)
+    if not np.isfinite(values).all():
+        raise ValueError("scores must be finite")
+    return values[labels], values[~labels]
+
+
+def _placements(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's placement values: for each positive, the fraction of negatives it outranks;
+    for each negative, the fraction of positives that outrank it (ties count half). Sorting
+    makes this O((m + n) log) instead of the m x n comparison table."""
+    neg_sorted, pos_sorted = np.sort(neg), np.sort(pos)
+    below = np.searchsorted(neg_sorted, pos, side="left")
+    tied = np.searchsorted(neg_sorted, pos, side="right") - below
+    v10 = (below + 0.5 * tied) / neg.size
+    at_or_below = np.searchsorted(pos_sorted, neg, side="right")
+    tied = at_or_below - np.searchsorted(pos_sorted, neg, side="left")
+    v01 = (pos.size - at_or_below + 0.5 * tied) / pos.size
+    return v10, v01
+
+
+def roc_auc(scores: Sequence[float] | np.ndarray,
+            positive: Sequence[bool] | np.ndarray) -> float:
+    """Area under the empirical ROC curve, i.e. the chance a synthetic case outscores a real one
+    (Mann-Whitney, ties half): the threshold-free summary of a reader's ordinal ratings. NaN
+    when either class is missing, because no pair can be compared."""
+    pos, neg = _split_classes(scores, positive)
+    if pos.size == 0 or neg.size == 0:
+        return math.nan
+    v10, _ = _placements(pos, neg)
+    return float(v10.mean())
+
+
+@dataclass(frozen=True)
+class DeLongResult:
+    auc: float
+    se: float
+    low: float
+    high: float
+
+
+def delong(scores: Sequence[float] | np.ndarray, positive: Sequence[bool] | np.ndarray,
+           level: float = 0.95) -> DeLongResult:
+    """AUC with the DeLong, DeLong & Clarke-Pearson (1988) nonparametric standard error and a
+    normal interval clipped to [0, 1]: it needs no distributional model of the ratings, unlike
+    binormal fits, and is the single-reader building block MRMC methods generalise."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    pos, neg = _split_classes(scores, positive)
+    if pos.size == 0 or neg.size == 0:
+        return DeLongResult(math.nan, math.nan, math.nan, math.nan)
+    v10, v01 = _placements(pos, neg)
+    auc = float(v10.mean())
+    if pos.size < 2 or neg.size < 2:
+        return DeLongResult(auc, math.nan, math.nan, math.nan)
+    variance = v10.var(ddof=1) / pos.size + v01.var(ddof=1) / neg.size
+    se = float(math.sqrt(variance))
+    z = float(norm.ppf(0.5 + level / 2))
+    return DeLongResult(auc, se, max(0.0, auc - z * se), min(1.0, auc + z * se))
+
+
+def roc_points(scores: Sequence[float] | np.ndarray,
+               positive: Sequence[bool] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) of calling "synthetic" at score >= t for every distinct score t, from (0, 0)
+    to (1, 1): the reader's operating points to plot. A missing class gives NaN for its rate
+    (as scikit-learn does) rather than an error, so a per-reader plot loop need not special-case
+    it."""
+    pos, neg = _split_classes(scores, positive)
+    thresholds = np.unique(np.concatenate([pos, neg]))[::-1]
+    tpr = _rate_at_or_above(pos, thresholds)
+    fpr = _rate_at_or_above(neg, thresholds)
+    return np.concatenate([[0.0], fpr]), np.concatenate([[0.0], tpr])
+
+
+def _rate_at_or_above(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    if values.size == 0:
+        return np.full(thresholds.size, math.nan)
+    count = values.size - np.searchsorted(np.sort(values), thresholds, side="left")
+    return count / values.size
+
+
+# --- agreement ----------------------------------------------------------------------------------
+
+def cohen_kappa(a: Sequence[Hashable], b: Sequence[Hashable]) -> float:
+    """Unweighted Cohen's kappa: how much two readers agree beyond what their own answer
+    frequencies would produce by chance. NaN when chance agreement is already total (both
+    gave one and the same answer throughout), where kappa is undefined."""
+    first, second = list(a), list(b)
+    if len(first) != len(second):
+        raise ValueError(f"the raters labelled different numbers of items: {len(first)} and "
+                         f"{len(second)}")
+    n = len(first)
+    if n == 0:
+        return math.nan
+    observed = sum(x == y for x, y in zip(first, second, strict=True)) / n
+    counts_a, counts_b = Counter(first), Counter(second)
+    expected = sum(counts_a[label] * counts_b[label] for label in counts_a) / (n * n)
+    if expected == 1.0:
+        return math.nan
+    return (observed - expected) / (1.0 - expected)
+
+
+def fleiss_kappa(table: np.ndarray) -> float:
+    """Fleiss' kappa for many readers: agreement beyond chance when every case was rated by the
+    same number of readers. ``table[i, j]`` is how many readers put case i in category j. NaN
+    when every rating fell in one category (chance agreement is total)."""
+    counts = np.asarray(table, dtype=float)
+    if counts.ndim != 2 or counts.shape[0] == 0 or counts.shape[1] == 0:
+        raise ValueError(f"table must be a non-empty subjects x categories array, got shape "
+                         f"{counts.shape}")
+    if (counts < 0).any() or not np.array_equal(counts, np.round(counts)):
+        raise ValueError("table must hold non-negative whole counts")
+    raters = counts.sum(axis=1)
+    if not np.all(raters == raters[0]):
+        raise ValueError("every subject must be rated by the same number of raters, got "
+                         f"{sorted(set(raters.astype(int).tolist()))}")
+    n = raters[0]
+    if n < 2:
+        raise ValueError(f"agreement needs at least 2 raters per subject, got {int(n)}")
+    per_subject = ((counts * counts).sum(axis=1) - n) / (n * (n - 1))
+    shares = counts.sum(axis=0) / counts.sum()
+    expected = float((shares * shares).sum())
+    if expected == 1.0:
+        return math.nan
+    return (float(per_subject.mean()) - expected) / (1.0 - expected)
