@@ -1,6 +1,6 @@
 """Reader-study statistics against scipy / scikit-learn / statsmodels, and the MRMC exports read
-back. The reference libraries are test-only dependencies: a test needing one is skipped (not
-failed) where it is not installed."""
+back. The reference libraries are test-only dependencies (the ``test`` extra); they are
+imported inside the tests that use them."""
 
 from __future__ import annotations
 
