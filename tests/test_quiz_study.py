@@ -215,3 +215,17 @@ def test_scale_maps_halves():
     assert [scale.answer(r) for r in range(1, 7)] == ["real"] * 3 + ["synthetic"] * 3
     with pytest.raises(ValueError, match="even"):
         RatingScale(("a", "b", "c"))
+
+
+def test_content_statistics_are_notes_not_failures(study, tmp_path):
+    def flat_border(info, data, truth):  # real cases get a flat black border
+        if truth == "real":
+            levels = np.load(io.BytesIO(data)).copy()
+            levels[:, :12] = 0
+            return info, npy_bytes(levels)
+        return None
+
+    report = audit_package(_rewrite(study, tmp_path / "border.cxrstudy", flat_border),
+                           read_key(study.key))
+    assert "pixels: fraction at minimum" in {c.name for c in report.failures()}
+    assert report.passed and "NOTE  pixels: fraction at minimum" in report.text()

@@ -9,7 +9,9 @@ pipeline rather than a patient (number of grey levels used, extremes, clipped fr
 Exact properties (sizes, headers, timestamps) must be identical for every case. Orders and
 per-image statistics are compared between the classes with a Mann-Whitney test; a check
 fails when the classes separate clearly (p < 0.001 and AUC outside [0.2, 0.8]), which a
-random assignment essentially never does.
+random assignment essentially never does. Statistics the pipeline fixes (grey levels used,
+extremes) block the study; the fractions of pixels at the extremes depend on content too
+(flat borders), so a separation there is reported as a note for the organiser to judge.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Check:
     name: str
     passed: bool
     detail: str
+    blocking: bool = True  # False: worth a look, but may be content rather than a leak
 
 
 @dataclass
@@ -44,13 +47,15 @@ class AuditReport:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return all(c.passed or not c.blocking for c in self.checks)
 
     def failures(self) -> list[Check]:
+        """Every check that did not pass, blocking or not."""
         return [c for c in self.checks if not c.passed]
 
     def text(self) -> str:
-        lines = [f"{'PASS' if c.passed else 'FAIL'}  {c.name}: {c.detail}" for c in self.checks]
+        lines = [f"{'PASS' if c.passed else 'FAIL' if c.blocking else 'NOTE'}  {c.name}: "
+                 f"{c.detail}" for c in self.checks]
         lines.append("leak audit " + ("passed" if self.passed else "FAILED"))
         return "\n".join(lines)
 
@@ -73,6 +78,12 @@ def _same(name: str, values: list, what: str) -> Check:
     if len(distinct) == 1:
         return Check(name, True, f"every case has the same {what}")
     return Check(name, False, f"{len(distinct)} different {what}s: {', '.join(distinct[:4])}")
+
+
+# Statistics fixed by the pipeline (a difference is a leak) and statistics of content (a
+# difference may be what the images look like: real radiographs have flat burned-in borders
+# that a generator renders as texture), reported as notes.
+CONTENT_STATISTICS = {"fraction at minimum", "fraction at maximum"}
 
 
 def _pixel_statistics(levels: np.ndarray) -> dict[str, float]:
@@ -112,8 +123,13 @@ def audit_package(path: str | Path, key: StudyKey) -> AuditReport:
     for name in statistics[0]:
         values = np.array([s[name] for s in statistics])
         auc, p = separation(values, synthetic)
-        report.checks.append(Check(f"pixels: {name}", not _separates(auc, p),
-                                   f"AUC {auc:.2f} for synthetic, p = {p:.2g}"))
+        content = name in CONTENT_STATISTICS
+        detail = f"AUC {auc:.2f} for synthetic, p = {p:.2g}"
+        if content and _separates(auc, p):
+            detail += ("; visible in the pixels, so not blocking, but check that the sources "
+                       "were not clipped or padded differently")
+        report.checks.append(Check(f"pixels: {name}", not _separates(auc, p), detail,
+                                   blocking=not content))
     return report
 
 
