@@ -229,3 +229,14 @@ def test_content_statistics_are_notes_not_failures(study, tmp_path):
                            read_key(study.key))
     assert "pixels: fraction at minimum" in {c.name for c in report.failures()}
     assert report.passed and "NOTE  pixels: fraction at minimum" in report.text()
+
+
+def test_synthetic_cases_drawn_from_a_model(sources, phantom_generator, tmp_path):
+    real, _ = sources
+    plan = StudyPlan([str(real)], 3, 4, model=str(phantom_generator.path), seed=2,
+                     settings=StudySettings(image_size=64))
+    result = build_study(plan, tmp_path, "model")
+    key = read_key(result.key)
+    drawn = sorted(c.source for c in key.cases.values() if c.truth == "synthetic")
+    assert drawn == [f"model:{phantom_generator.name}#seed2/{i}" for i in range(4)]
+    assert result.audit.passed, result.audit.text()

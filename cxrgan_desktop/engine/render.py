@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
 from cxrgan_desktop.engine.checkpoints import LoadedGenerator
 from cxrgan_desktop.engine.inference import InferenceGenerator
+from cxrgan_desktop.jobs import check_cancel
 
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -43,6 +47,15 @@ class Renderer:
     @property
     def latent_size(self) -> int:
         return self.model.config.latent_size
+
+    def render_seeded(self, seed: int, count: int, batch_size: int,
+                      cancel: threading.Event | None = None) -> Iterator[torch.Tensor]:
+        """Samples 0..count-1 of ``seed``, ``batch_size`` at a time (the images
+        ``cxrgan generate --seed`` writes), for consumers that never write files."""
+        for start in range(0, count, batch_size):
+            check_cancel(cancel)
+            batch = min(batch_size, count - start)
+            yield self.render(latents_for_seed(seed, batch, self.latent_size, start=start))
 
     def render(self, latents: np.ndarray | torch.Tensor) -> torch.Tensor:
         """[N, latent_size] -> [N, 1, R, R] float32 in [0, 1], on the CPU."""

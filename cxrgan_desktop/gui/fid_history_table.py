@@ -80,7 +80,7 @@ class FIDHistoryTable(QTableWidget):
                 self.setItem(row, column, item)
 
     def copy_selection(self) -> str:
-        rows = sorted({index.row() for index in self.selectedIndexes()}) or []
+        rows = sorted({index.row() for index in self.selectedIndexes()})
         lines = ["\t".join(COLUMNS)]
         for row in rows:
             lines.append("\t".join(self.item(row, c).text() for c in range(len(COLUMNS))))

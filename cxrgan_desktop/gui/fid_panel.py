@@ -210,7 +210,7 @@ class FIDPanel(QWidget):
         for side in (self.real, self.fake):
             side.changed.connect(self._update_state)
         self.n.valueChanged.connect(self._update_state)
-        self.locate_button.clicked.connect(self._locate_weights)
+        self.locate_button.clicked.connect(self.locate_weights)
         self.download_button.clicked.connect(self.downloadWeightsRequested)
         self.copy_button.clicked.connect(self.table.copy_selection)
         self.clear_button.clicked.connect(self._confirm_clear)
@@ -264,7 +264,7 @@ class FIDPanel(QWidget):
         if self.controls.run_button.isEnabled():
             self.fidRequested.emit(self.request())
 
-    def _locate_weights(self) -> None:
+    def locate_weights(self) -> None:
         chosen, _ = QFileDialog.getOpenFileName(
             self, "Locate the FID Inception weights", str(Path.home()),
             "PyTorch weights (*.pth);;All files (*)")

@@ -112,7 +112,7 @@ class FIDController:
         if box.clickedButton() is download:
             self.download()
         elif box.clickedButton() is locate:
-            self.panel._locate_weights()
+            self.panel.locate_weights()
 
     def download(self) -> None:
         runner = JobRunner(lambda progress, cancel: weights.download_weights(

@@ -98,6 +98,11 @@ def iter_files(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
             yield path
 
 
+def image_files(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The existing files below ``inputs`` worth trying as images (see :func:`is_candidate`)."""
+    return [p for p in iter_files(inputs) if p.is_file() and is_candidate(p)]
+
+
 @dataclass(frozen=True)
 class Skipped:
     source: Path

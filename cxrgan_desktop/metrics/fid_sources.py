@@ -22,8 +22,7 @@ import torch
 from cxrgan_desktop.imaging.readers import (
     ImageReadError,
     LoadedImage,
-    is_candidate,
-    iter_files,
+    image_files,
     read_image,
 )
 from cxrgan_desktop.jobs import check_cancel
@@ -101,7 +100,7 @@ class FolderSource:
     files: list[Path] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.files = [p for p in iter_files(self.inputs) if p.is_file() and is_candidate(p)]
+        self.files = image_files(self.inputs)
         if not self.label:
             self.label = ", ".join(str(p) for p in self.inputs)
 
@@ -167,14 +166,10 @@ class GeneratorSource:
 
     def batches(self, batch_size: int, cancel: threading.Event | None = None
                 ) -> Iterator[torch.Tensor]:
-        from cxrgan_desktop.engine.render import Renderer, latents_for_seed
+        from cxrgan_desktop.engine.render import Renderer
 
-        renderer = Renderer(self.model, self.device)
-        for start in range(0, self.n, batch_size):
-            check_cancel(cancel)
-            count = min(batch_size, self.n - start)
-            z = latents_for_seed(self.seed, count, renderer.latent_size, start=start)
-            yield renderer.render(z)
+        yield from Renderer(self.model, self.device).render_seeded(self.seed, self.n,
+                                                                   batch_size, cancel)
 
     def cache_identity(self) -> dict[str, Any]:
         return {"kind": "model", "sha256": self.model.sha256, "n": self.n, "seed": self.seed}

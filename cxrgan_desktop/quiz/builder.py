@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from cxrgan_desktop.imaging.readers import ImageReadError, is_candidate, iter_files, read_image
+from cxrgan_desktop.fileio import sha256_file
+from cxrgan_desktop.imaging.readers import ImageReadError, image_files, read_image
 from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress, sub_progress
 from cxrgan_desktop.quiz.key import KeyCase, StudyKey, write_key
 from cxrgan_desktop.quiz.leak_audit import AuditReport, audit_package
@@ -89,7 +90,7 @@ def _lco_labels(image: Path) -> list[str]:
 def _from_files(inputs: list[str], count: int, rng: np.random.Generator,
                 settings: StudySettings, skipped: list[str],
                 cancel: threading.Event | None) -> Iterator[Prepared]:
-    files = [p for p in iter_files(inputs) if p.is_file() and is_candidate(p)]
+    files = image_files(inputs)
     order = rng.permutation(len(files))
     made = 0
     for index in order:
@@ -114,17 +115,14 @@ def _from_model(model_name: str, count: int, seed: int, settings: StudySettings,
                 device: str, cancel: threading.Event | None) -> Iterator[Prepared]:
     from cxrgan_desktop import zoo
     from cxrgan_desktop.engine.checkpoints import load_generator
-    from cxrgan_desktop.engine.render import Renderer, latents_for_seed
+    from cxrgan_desktop.engine.render import Renderer
 
     model = load_generator(zoo.resolve_model(model_name))
-    renderer = Renderer(model, device)
-    for start in range(0, count, 4):
-        check_cancel(cancel)
-        batch = min(4, count - start)
-        images = renderer.render(latents_for_seed(seed, batch, renderer.latent_size, start))
-        for offset, image in enumerate(images[:, 0].numpy()):
-            yield Prepared(prepare_case(image, settings.image_size, settings.bit_depth),
-                           f"model:{model.name}#seed{seed}/{start + offset}", [])
+    images = (image for batch in Renderer(model, device).render_seeded(seed, count, 4, cancel)
+              for image in batch[:, 0].numpy())
+    for index, image in enumerate(images):
+        yield Prepared(prepare_case(image, settings.image_size, settings.bit_depth),
+                       f"model:{model.name}#seed{seed}/{index}", [])
 
 
 def _gather(plan: StudyPlan, truth: str, count: int, rng: np.random.Generator,
@@ -173,8 +171,6 @@ def build_study(plan: StudyPlan, out_dir: str | Path, name: str = "study",
                   {cid: item.levels for cid, (_, item) in zip(scored_ids, scored, strict=True)},
                   [(practice_ids[i], practice_items[i][0], practice_items[i][1].levels)
                    for i in practice_order])
-    from cxrgan_desktop.fileio import sha256_file
-
     key = StudyKey(
         study_id=study_id, package_sha256=sha256_file(package_path), seed=plan.seed,
         cases={cid: KeyCase(truth, item.source, item.labels)

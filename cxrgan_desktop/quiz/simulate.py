@@ -16,7 +16,7 @@ import numpy as np
 
 from cxrgan_desktop.quiz.key import StudyKey
 from cxrgan_desktop.quiz.package import StudyPackage
-from cxrgan_desktop.quiz.session import ReaderSession, open_session
+from cxrgan_desktop.quiz.session import Answer, ReaderSession, open_session
 
 
 def simulate_sessions(package: StudyPackage, key: StudyKey, readers: int, folder: Path, *,
@@ -40,8 +40,7 @@ def simulate_sessions(package: StudyPackage, key: StudyKey, readers: int, folder
     return sessions
 
 
-def _answer(session: ReaderSession, case: str, rating: int, rng: np.random.Generator):
-    from cxrgan_desktop.quiz.session import Answer
-
+def _answer(session: ReaderSession, case: str, rating: int, rng: np.random.Generator
+            ) -> Answer:
     return Answer(case, rating, round(float(rng.gamma(4.0, 2.0)), 3), "simulated",
                   session.order.index(case))
