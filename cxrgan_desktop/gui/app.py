@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from cxrgan_desktop import __version__, runtime
 
@@ -18,10 +20,48 @@ def create_application(argv: Sequence[str]):
     return app
 
 
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="cxrgan-desktop", description="Synthetic chest radiographs: generate, view, "
+        "measure and run blinded reader studies.")
+    parser.add_argument("--study", type=Path, metavar="FILE.cxrstudy",
+                        help="open a reader study in reader mode only (for the radiologist "
+                        "taking it): no other windows")
+    parser.add_argument("--windowed", action="store_true",
+                        help="with --study: start in a window, not full screen")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    args, _qt_arguments = parser.parse_known_args(list(argv)[1:])
+    return args
+
+
+def open_reader_study(path: Path, parent=None, full_screen: bool = True):
+    """Open ``path`` in a reader window; a damaged package gets a message naming it."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QMessageBox
+
+    from cxrgan_desktop.gui.reader_window import ReaderWindow
+    from cxrgan_desktop.quiz.package import PackageError, StudyPackage
+
+    try:
+        package = StudyPackage(path)
+    except PackageError as error:
+        QMessageBox.critical(parent, "Cannot open the study", f"{error}\n\nAsk the study "
+                             "organiser for a new copy of the .cxrstudy file.")
+        return None
+    window = ReaderWindow(package, parent=parent)
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    window.showFullScreen() if full_screen else window.show()
+    return window
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     runtime.configure_before_torch()
     argv = list(sys.argv if argv is None else argv)
+    args = parse_arguments(argv)
     app = create_application(argv)
+    if args.study is not None:
+        window = open_reader_study(args.study, full_screen=not args.windowed)
+        return app.exec() if window is not None else 1
     from cxrgan_desktop.gui.main_window import MainWindow
 
     window = MainWindow()

@@ -73,10 +73,11 @@ class ImageViewBox(pg.ViewBox):
         super().__init__(invertY=True, lockAspect=True, enableMenu=False, defaultPadding=0.0)
         self.window_button = Qt.MouseButton.LeftButton
         self.pan_modifier = Qt.KeyboardModifier.ControlModifier
+        self.window_locked = False  # True: the window button pans, the window stays
 
     def mouseDragEvent(self, ev, axis=None):
         button = ev.button()
-        panning = bool(ev.modifiers() & self.pan_modifier)
+        panning = bool(ev.modifiers() & self.pan_modifier) or self.window_locked
         if button == self.window_button and not panning:
             ev.accept()
             delta = ev.screenPos() - ev.buttonDownScreenPos()
@@ -234,6 +235,16 @@ class ImageViewer(QWidget):
         self.preferences = preferences
         self.view_box.window_button = BUTTONS[preferences.window_button]
         self.view_box.pan_modifier = MODIFIERS[preferences.pan_modifier]
+
+    def set_window_locked(self, locked: bool) -> None:
+        """Fix the window where it is: drags pan instead, and the window controls and the
+        histogram go (a reader study that shows every reader the same grey levels)."""
+        self.view_box.window_locked = locked
+        self.controls.setVisible(not locked)
+        self.histogram.setVisible(not locked)
+
+    def is_window_locked(self) -> bool:
+        return self.view_box.window_locked
 
     def displayed_bytes(self) -> np.ndarray | None:
         """The [H, W] uint8 pixels on screen, after any pending render."""
