@@ -152,10 +152,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
-    from cxrgan_desktop.fileio import atomic_write_json, atomic_write_text
     from cxrgan_desktop.quiz.analysis import analyse, report_text
+    from cxrgan_desktop.quiz.analysis_export import write_analysis
     from cxrgan_desktop.quiz.key import AnswerKeyError, read_key
-    from cxrgan_desktop.quiz.mrmc_export import write_imrmc, write_mrmcaov_csv
     from cxrgan_desktop.quiz.results_table import ResultsTableError, read_results
 
     try:
@@ -165,14 +164,9 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     except (ResultsTableError, AnswerKeyError) as error:
         raise UserError(str(error)) from error
     analysis = analyse(rows, labels)
-    out = args.out
-    atomic_write_json(out / "summary.json", analysis.to_dict())
-    text = report_text(analysis)
-    atomic_write_text(out / "report.txt", text)
-    write_mrmcaov_csv(rows, out / "mrmcaov.csv")
-    write_imrmc(rows, out / "imrmc_input.imrmc")
-    print(text, end="")
-    print(f"wrote {out}/summary.json, report.txt, mrmcaov.csv, imrmc_input.imrmc")
+    written = write_analysis(rows, analysis, args.out)
+    print(report_text(analysis), end="")
+    print(f"wrote {args.out}/" + ", ".join(path.name for path in written))
     return 0
 
 

@@ -57,6 +57,27 @@ class FIDPreferences:
 
 
 @dataclass
+class QuizPreferences:
+    """The study builder's last plan and the analysis inputs last used."""
+    real: list[str] = field(default_factory=list)  # folders of real images
+    synthetic: list[str] = field(default_factory=list)  # folders, when not from a model
+    model: str = ""  # installed model name, "" for folders
+    n_real: int = 50
+    n_synthetic: int = 50
+    seed: int = 0
+    practice: int = 2
+    image_size: int = 1024
+    bit_depth: int = 8
+    window_locked: bool = False
+    allow_back: bool = False
+    title: str = "Real or synthetic?"
+    out_folder: str = ""
+    name: str = "study"
+    key: str = ""  # the answer key last analysed
+    sessions: list[str] = field(default_factory=list)  # session files last analysed
+
+
+@dataclass
 class Settings:
     window_geometry: str = ""  # Qt's saveGeometry(), base64
     window_state: str = ""  # Qt's saveState(), base64
@@ -71,6 +92,7 @@ class Settings:
     viewer: ViewerPreferences = field(default_factory=ViewerPreferences)
     lco: LCOPreferences = field(default_factory=LCOPreferences)
     fid: FIDPreferences = field(default_factory=FIDPreferences)
+    quiz: QuizPreferences = field(default_factory=QuizPreferences)
 
 
 def settings_path() -> Path:

@@ -15,6 +15,8 @@ ABOUT_HTML = (
 SHORTCUTS = [
     ("Ctrl+G", "generate"), ("Ctrl+L", "synthesise the chosen findings (LCO)"),
     ("Ctrl+Shift+F", "the FID tab"), ("Esc", "cancel the running job"),
+    ("Ctrl+Shift+B", "build a reader study"), ("Ctrl+Shift+R", "take a reader study"),
+    ("Ctrl+Shift+A", "analyse a reader study (the Study tab)"),
     ("Ctrl+O", "open images (or drop files on the window)"), ("Ctrl+Shift+O", "open a model"),
     ("Ctrl+E", "export the selected images"), ("C", "compare two selected images"),
     ("Left / Right", "previous / next image"),
@@ -23,6 +25,9 @@ SHORTCUTS = [
     ("F", "fit to window"), ("1", "1:1 pixels"), ("Ctrl++ / Ctrl+-", "zoom in / out"),
     ("I", "invert"), ("R", "reset window and view"), ("2 … 9", "window presets"),
     ("F11", "full screen"), ("F1", "this sheet"),
+    ("Reader mode: 1 … 8", "rate the image (1 = most confidently real)"),
+    ("Reader mode: Space", "next, after a practice image's feedback"),
+    ("Reader mode: Backspace", "previous image, where the study allows it"),
 ]
 
 SHORTCUTS_HTML = "<table>" + "".join(

@@ -32,6 +32,7 @@ from cxrgan_desktop.gui.lco_panel import LCOPanel, LCOPanelRequest
 from cxrgan_desktop.gui.menus import build_menus
 from cxrgan_desktop.gui.model_library import ModelLibrary
 from cxrgan_desktop.gui.preferences_dialog import PreferencesDialog, to_viewer_preferences
+from cxrgan_desktop.gui.quiz_panel import QuizPanel
 from cxrgan_desktop.gui.train_panel import TrainPanel
 from cxrgan_desktop.gui.viewer import CompareView, ImageViewer
 from cxrgan_desktop.gui.worker import JobRunner
@@ -68,6 +69,8 @@ class MainWindow(QMainWindow):
         self.tasks.addTab(self.lco_panel, "Synthesise")
         self.tasks.addTab(self.train_panel, "Train")
         self.tasks.addTab(self.fid_panel, "FID")
+        self.quiz_panel = QuizPanel(self.settings)
+        self.tasks.addTab(self.quiz_panel, "Study")
         self.tasks.addTab(self.library, "Models")
         self.tasks_dock = self._dock("Tasks", self.tasks, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.gallery = Gallery()
@@ -135,6 +138,10 @@ class MainWindow(QMainWindow):
     def show_fid_panel(self) -> None:
         self.tasks_dock.show()
         self.tasks.setCurrentWidget(self.fid_panel)
+
+    def show_study_panel(self) -> None:
+        self.tasks_dock.show()
+        self.tasks.setCurrentWidget(self.quiz_panel)
 
     def cancel_job(self) -> None:
         if self.runner is not None and self.runner.is_running():

@@ -44,8 +44,12 @@ def _page(*widgets: QWidget, stretch_after: bool = True) -> QWidget:
     layout = QVBoxLayout(page)
     layout.setContentsMargins(80, 60, 80, 60)
     layout.addStretch(1)
-    for widget in widgets:
-        layout.addWidget(widget, 0, Qt.AlignmentFlag.AlignHCenter)
+    for widget in widgets:  # centred by stretches: an aligned item loses height-for-width
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(widget)
+        row.addStretch(1)
+        layout.addLayout(row)
     if stretch_after:
         layout.addStretch(2)
     return page
@@ -55,7 +59,7 @@ def _text(html: str, point_size: int = 13, width: int = 720) -> QLabel:
     label = QLabel(html)
     label.setWordWrap(True)
     label.setTextFormat(Qt.TextFormat.RichText)
-    label.setMaximumWidth(width)
+    label.setFixedWidth(width)  # a fixed width lets the layout give wrapped text its height
     font = label.font()
     font.setPointSize(point_size)
     label.setFont(font)

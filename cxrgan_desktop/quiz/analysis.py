@@ -149,6 +149,17 @@ def analyse(rows: list[ResultRow], labels: dict[str, list[str]] | None = None) -
         cohen_kappa=pairs, per_label=_per_label(rows, labels or {}))
 
 
+def reader_roc_curves(rows: list[ResultRow]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """reader -> (false positive rate, true positive rate) of their ratings, for plotting;
+    "synthetic" is the positive class, as for the AUC."""
+    by_reader: dict[str, list[ResultRow]] = defaultdict(list)
+    for row in rows:
+        by_reader[row.reader].append(row)
+    return {reader: stats.roc_points([r.rating for r in group],
+                                     [r.is_synthetic for r in group])
+            for reader, group in sorted(by_reader.items())}
+
+
 def _pct(value: float) -> str:
     return "n/a" if not math.isfinite(value) else f"{100 * value:.1f} %"
 
