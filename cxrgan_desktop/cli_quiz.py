@@ -33,6 +33,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--n-real", type=int, required=True)
     b.add_argument("--n-synthetic", type=int, required=True)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--readers", type=int, default=0, help="readers you plan for (recorded "
+                   "in the key; scoring warns when sessions are missing); 0: not said")
     b.add_argument("--practice", type=int, default=0,
                    help="practice cases per class (shown with feedback, never scored)")
     b.add_argument("--size", type=int, default=1024, help="image size in the package (px)")
@@ -65,6 +67,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     n.add_argument("results", type=Path)
     n.add_argument("--key", type=Path, help="the key, for a per-finding breakdown")
     n.add_argument("--out", type=Path, default=Path("analysis"))
+    n.add_argument("--plots", action="store_true", help="also draw the ROC and accuracy "
+                   "plots (PNG and PDF; needs no display)")
     n.set_defaults(func=cmd_analyse)
 
     m = actions.add_parser("simulate", help="sessions of simulated readers, to try the "
@@ -104,7 +108,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         plan = StudyPlan(args.real, args.n_real, args.n_synthetic,
                          synthetic=args.synthetic or [], model=args.model, seed=args.seed,
                          practice=args.practice, settings=_settings(args),
-                         device=str(resolve_device_option(args.device)))
+                         device=str(resolve_device_option(args.device)),
+                         readers=args.readers)
         result = run_job(lambda progress, cancel: build_study(
             plan, args.out, args.name, progress, cancel), None, "", "building",
             "nothing usable was written")
@@ -165,6 +170,10 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from error
     analysis = analyse(rows, labels)
     written = write_analysis(rows, analysis, args.out)
+    if args.plots:
+        from cxrgan_desktop.gui.study_plots import write_study_plots
+
+        written += write_study_plots(rows, analysis, args.out)
     print(report_text(analysis), end="")
     print(f"wrote {args.out}/" + ", ".join(path.name for path in written))
     return 0

@@ -66,6 +66,7 @@ class QuizPreferences:
     n_synthetic: int = 50
     seed: int = 0
     practice: int = 2
+    readers: int = 0
     image_size: int = 1024
     bit_depth: int = 8
     window_locked: bool = False

@@ -24,7 +24,7 @@ def test_build_simulate_score_analyse(sources, tmp_path, capsys):
     study = tmp_path / "study"
     assert main(["quiz", "build", "--real", str(real), "--synthetic", str(synthetic),
                  "--n-real", "15", "--n-synthetic", "15", "--size", "64", "--seed", "2",
-                 "--out", str(study), "--device", "cpu"]) == 0
+                 "--readers", "4", "--out", str(study), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "leak audit passed" in out and "never send" in out
     package, key = study / "study.cxrstudy", study / "study.key.json"
@@ -38,20 +38,24 @@ def test_build_simulate_score_analyse(sources, tmp_path, capsys):
     assert len(files) == 3
     results = tmp_path / "results.csv"
     assert main(["quiz", "score", str(key), *map(str, files), "--out", str(results)]) == 0
-    assert "90 answers from 3 reader(s)" in capsys.readouterr().out
+    scored_out = capsys.readouterr().out
+    assert "90 answers from 3 reader(s)" in scored_out
+    assert "planned for 4 readers; 3 session(s) given" in scored_out
     with open(results, newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["reader", "case", "truth", "rating", "answer", "seconds"]
     assert len(rows) == 91
 
     analysis = tmp_path / "analysis"
-    assert main(["quiz", "analyse", str(results), "--out", str(analysis)]) == 0
+    assert main(["quiz", "analyse", str(results), "--out", str(analysis), "--plots"]) == 0
     report = capsys.readouterr().out
     assert "all readers (pooled)" in report and "Fleiss' kappa" in report
     summary = json.loads((analysis / "summary.json").read_text())
     assert summary["pooled"]["n"] == 90 and len(summary["readers"]) == 3
     assert 0 <= summary["pooled"]["accuracy"] <= 1
     assert (analysis / "mrmcaov.csv").is_file() and (analysis / "imrmc_input.imrmc").is_file()
+    assert (analysis / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    assert (analysis / "accuracy.pdf").read_bytes()[:5] == b"%PDF-"
 
 
 def test_bad_inputs_are_user_errors(sources, tmp_path, capsys):

@@ -117,6 +117,8 @@ class StudyBuilderDialog(QDialog):
         self.practice = _spin(0, 50, 2, "practice images per class, shown first with "
                               "feedback and never scored")
         self.seed = _spin(0, 2**31 - 1, 0, "the same plan and seed build the same study")
+        self.readers = _spin(0, 1000, 0, "readers you plan for, kept in the key: analysis "
+                             "warns when sessions are missing (0: not said)")
         self.size = QComboBox()
         for size in IMAGE_SIZES:
             self.size.addItem(f"{size} × {size}", size)
@@ -146,7 +148,8 @@ class StudyBuilderDialog(QDialog):
         form.addRow("Synthetic:", self.synthetic)
         counts = QHBoxLayout()
         for label, box in (("real", self.n_real), ("synthetic", self.n_synthetic),
-                           ("practice per class", self.practice), ("seed", self.seed)):
+                           ("practice per class", self.practice), ("seed", self.seed),
+                           ("readers", self.readers)):
             counts.addWidget(QLabel(label))
             counts.addWidget(box)
         form.addRow("Counts:", counts)
@@ -213,6 +216,7 @@ class StudyBuilderDialog(QDialog):
         self.n_synthetic.setValue(p.n_synthetic)
         self.practice.setValue(p.practice)
         self.seed.setValue(p.seed)
+        self.readers.setValue(p.readers)
         self.size.setCurrentIndex(max(self.size.findData(p.image_size), 0))
         self.bit_depth.setCurrentIndex(max(self.bit_depth.findData(p.bit_depth), 0))
         self.window_locked.setChecked(p.window_locked)
@@ -229,6 +233,7 @@ class StudyBuilderDialog(QDialog):
         p.model = (self.model.currentData() or "") if self._uses_model() else ""
         p.n_real, p.n_synthetic = self.n_real.value(), self.n_synthetic.value()
         p.practice, p.seed = self.practice.value(), self.seed.value()
+        p.readers = self.readers.value()
         p.image_size, p.bit_depth = self.size.currentData(), self.bit_depth.currentData()
         p.window_locked, p.allow_back = (self.window_locked.isChecked(),
                                          self.allow_back.isChecked())
@@ -274,7 +279,8 @@ class StudyBuilderDialog(QDialog):
                          synthetic=[] if self._uses_model() else self.synthetic.paths(),
                          model=self.model.currentData() if self._uses_model() else None,
                          seed=self.seed.value(), practice=self.practice.value(),
-                         settings=self.settings(), device=self.device)
+                         settings=self.settings(), device=self.device,
+                         readers=self.readers.value())
 
     # -- the build --------------------------------------------------------------------------
     def start_build(self) -> None:

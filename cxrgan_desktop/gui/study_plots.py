@@ -9,12 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QMarginsF, QSizeF
+from PySide6.QtCore import QMarginsF, QRectF, QSizeF
 from PySide6.QtGui import QPageLayout, QPageSize, QPainter, QPdfWriter
 
-from cxrgan_desktop.quiz.analysis import ReaderStats
+from cxrgan_desktop.quiz.analysis import Analysis, ReaderStats, reader_roc_curves
+from cxrgan_desktop.quiz.results_table import ResultRow
 
-EXPORT_SIZE = (1200, 900)  # px of the PNG; the PDF keeps the same aspect
+PLOT_FILES = ("roc.png", "roc.pdf", "accuracy.png", "accuracy.pdf")
+EXPORT_SIZE = (1200, 900)
+_headless_app = None  # px of the PNG; the PDF keeps the same aspect
 POOLED_PEN = pg.mkPen("k", width=3)
 
 
@@ -80,7 +83,7 @@ class AccuracyPlot(_StudyPlot):
         low = np.array([r.accuracy_low for r in rows])
         high = np.array([r.accuracy_high for r in rows])
         self.addItem(pg.ErrorBarItem(x=x, y=accuracy, top=high - accuracy,
-                                     bottom=accuracy - low, beam=0.25, pen=pg.mkPen("k")))
+                                     bottom=accuracy - low, beam=0.25, pen=pg.mkPen("k", width=2)))
         brushes = [reader_colour(i, len(readers)) for i in range(len(readers))] + ["k"]
         self.plot(x, accuracy, pen=None, symbol="s", symbolSize=11, symbolBrush=brushes,
                   symbolPen="k")
@@ -91,15 +94,44 @@ class AccuracyPlot(_StudyPlot):
         self.setYRange(0, 1, padding=0.02)
 
 
+def study_plots(rows: list[ResultRow], analysis: Analysis) -> tuple[ROCPlot, AccuracyPlot]:
+    roc = ROCPlot()
+    roc.show_curves(reader_roc_curves(rows), {s.reader: s.auc for s in analysis.readers})
+    accuracy = AccuracyPlot()
+    accuracy.show_stats(analysis.readers, analysis.pooled)
+    return roc, accuracy
+
+
+def export_study_plots(roc: ROCPlot, accuracy: AccuracyPlot, folder: str | os.PathLike[str]
+                       ) -> list[Path]:
+    """PLOT_FILES into ``folder``."""
+    return [export_plot(roc if name.startswith("roc") else accuracy, Path(folder) / name)
+            for name in PLOT_FILES]
+
+
+def write_study_plots(rows: list[ResultRow], analysis: Analysis,
+                      folder: str | os.PathLike[str]) -> list[Path]:
+    """The figures without a window (``cxrgan quiz analyse --plots``, on a headless server):
+    Qt draws them offscreen when no application is running."""
+    global _headless_app
+    from PySide6.QtWidgets import QApplication
+
+    if QApplication.instance() is None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        _headless_app = QApplication([])  # kept: widgets must not outlive their application
+    roc, accuracy = study_plots(rows, analysis)
+    return export_study_plots(roc, accuracy, folder)
+
+
 def export_plot(plot: pg.PlotWidget, path: str | os.PathLike[str]) -> Path:
-    """Write ``plot`` as PNG (raster, EXPORT_SIZE) or PDF (vector) by the file's suffix,
+    """Write ``plot`` as PNG (EXPORT_SIZE) or PDF (PDF_DPI) by the file's suffix,
     atomically: a half-written figure never replaces a good one."""
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix not in (".png", ".pdf"):
         raise ValueError(f"{target.name}: plots are saved as .png or .pdf")
     if not plot.isVisible():
-        plot.resize(*EXPORT_SIZE)  # laid out at the export size even if never shown
+        _lay_out_unshown(plot)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.stem}.partial{suffix}")
     try:
@@ -113,23 +145,46 @@ def export_plot(plot: pg.PlotWidget, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def _write_png(plot: pg.PlotWidget, path: Path) -> None:
+def _lay_out_unshown(plot: pg.PlotWidget) -> None:
+    """Give a never-shown plot the export size and let its scene lay out, as showing it
+    would (without this, titles and axes keep their initial cramped geometry)."""
+    from PySide6.QtWidgets import QApplication
+
+    plot.resize(*EXPORT_SIZE)
+    plot.resizeEvent(None)  # pyqtgraph sizes its central item here
+    plot.getPlotItem().layout.activate()
+    QApplication.processEvents()
+
+
+def _plot_image(plot: pg.PlotWidget, width: int):
     from pyqtgraph.exporters import ImageExporter
 
     exporter = ImageExporter(plot.getPlotItem())
-    exporter.parameters()["width"] = EXPORT_SIZE[0]
-    if not exporter.export(str(path)) and not path.is_file():
+    exporter.parameters()["width"] = width
+    image = exporter.export(toBytes=True)
+    if image is None or image.isNull():
+        raise OSError("the plot could not be drawn")
+    return image
+
+
+def _write_png(plot: pg.PlotWidget, path: Path) -> None:
+    if not _plot_image(plot, EXPORT_SIZE[0]).save(str(path), "PNG"):
         raise OSError(f"{path.name}: the image could not be written")
 
 
 def _write_pdf(plot: pg.PlotWidget, path: Path) -> None:
-    width, height = plot.width(), plot.height()
+    """A page of EXPORT_SIZE points holding the plot drawn at twice the PNG's pixels.
+    Raster, not vector: Qt's PDF painter misplaces pyqtgraph's data items and pyqtgraph's
+    SVG exporter fails on these plots; at 144 dpi the hairlines stay visible (half a point)
+    and the text sharp in print."""
+    image = _plot_image(plot, 2 * EXPORT_SIZE[0])
+    points = QSizeF(EXPORT_SIZE[0], EXPORT_SIZE[0] * image.height() / image.width())
     writer = QPdfWriter(str(path))
-    writer.setResolution(72)  # one PDF point per widget pixel: text keeps its size
-    writer.setPageSize(QPageSize(QSizeF(width, height), QPageSize.Unit.Point))
+    writer.setResolution(144)
+    writer.setPageSize(QPageSize(points, QPageSize.Unit.Point))
     writer.setPageMargins(QMarginsF(0, 0, 0, 0), QPageLayout.Unit.Point)
     painter = QPainter(writer)
     try:
-        plot.render(painter)
+        painter.drawImage(QRectF(0, 0, writer.width(), writer.height()), image)
     finally:
         painter.end()

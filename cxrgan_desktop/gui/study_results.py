@@ -23,13 +23,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrgan_desktop.gui.study_plots import AccuracyPlot, ROCPlot, export_plot
-from cxrgan_desktop.quiz.analysis import Analysis, ReaderStats, reader_roc_curves, report_text
+from cxrgan_desktop.gui.study_plots import export_study_plots, study_plots
+from cxrgan_desktop.quiz.analysis import Analysis, ReaderStats, report_text
 from cxrgan_desktop.quiz.results_table import ResultRow
 
 COLUMNS = ("Reader", "n", "Accuracy", "95 % CI", "p (vs 50 %)", "Sensitivity", "Specificity",
            "AUC", "AUC 95 % CI", "s / case")
-PLOT_FILES = ("roc.png", "roc.pdf", "accuracy.png", "accuracy.pdf")
 
 
 def _pct(value: float) -> str:
@@ -73,11 +72,7 @@ class StudyResultsWindow(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents)
         self._fill_table()
-        self.roc_plot = ROCPlot()
-        self.roc_plot.show_curves(reader_roc_curves(rows),
-                                  {s.reader: s.auc for s in analysis.readers})
-        self.accuracy_plot = AccuracyPlot()
-        self.accuracy_plot.show_stats(analysis.readers, analysis.pooled)
+        self.roc_plot, self.accuracy_plot = study_plots(rows, analysis)
         self.report = QPlainTextEdit(report_text(analysis))
         self.report.setReadOnly(True)
         self.report.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
@@ -131,9 +126,7 @@ class StudyResultsWindow(QWidget):
         try:
             written = write_analysis(self.rows, self.analysis, folder,
                                      include_results=self.from_sessions)
-            for name in PLOT_FILES:
-                plot = self.roc_plot if name.startswith("roc") else self.accuracy_plot
-                written.append(export_plot(plot, folder / name))
+            written += export_study_plots(self.roc_plot, self.accuracy_plot, folder)
         except (OSError, ValueError) as error:
             QMessageBox.warning(self, "Export incomplete", f"{folder}: {error}")
             return []

@@ -43,10 +43,13 @@ class StudyPlan:
     practice: int = 0  # practice cases per class, never scored
     settings: StudySettings = field(default_factory=StudySettings)
     device: str = "cpu"
+    readers: int = 0  # readers the organiser plans for (0: not said); scoring checks it
 
     def __post_init__(self) -> None:
         if self.n_real < 1 or self.n_synthetic < 1:
             raise ValueError("a study needs at least one real and one synthetic case")
+        if self.readers < 0:
+            raise ValueError(f"reader count must be 0 or more, got {self.readers}")
         if bool(self.synthetic) == bool(self.model):
             raise ValueError("give synthetic images as folders or as a model, not both or "
                              "neither")

@@ -41,4 +41,8 @@ def score_sessions(key: StudyKey, sessions: list[ReaderSession]) -> Scored:
             scored.rows.append(ResultRow(
                 session.reader, answer.case, key.truth(answer.case), answer.rating,
                 scale.answer(answer.rating), answer.seconds))
+    planned = int(key.built.get("readers") or 0)
+    if planned and len(readers) != planned:
+        scored.warnings.append(f"the study was planned for {planned} readers; "
+                               f"{len(readers)} session(s) given")
     return scored
