@@ -18,6 +18,20 @@ def isolated_user_folders(tmp_path, monkeypatch):
     yield
 
 
+@pytest.fixture(scope="session")
+def phantom_study_sources(tmp_path_factory):
+    """make(n, size, seeds) -> (real folder, synthetic folder): two sets of procedural
+    phantoms standing in for the two classes of a reader study."""
+    from cxrgan_desktop.imaging.phantom import write_phantoms
+
+    def make(n: int, size: int, seeds: tuple[int, int]):
+        root = tmp_path_factory.mktemp("study_sources")
+        return (write_phantoms(root / "real", n=n, size=size, seed=seeds[0]),
+                write_phantoms(root / "synthetic", n=n, size=size, seed=seeds[1]))
+
+    return make
+
+
 # -- small models trained on phantoms, shared by the classifier and LCO tests -----------------
 
 LCO_LABELS = ("Cardiomegaly", "Effusion", "Pneumothorax")

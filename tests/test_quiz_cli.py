@@ -11,12 +11,8 @@ from cxrgan_desktop.cli import main
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory):
-    from cxrgan_desktop.imaging.phantom import write_phantoms
-
-    root = tmp_path_factory.mktemp("quiz_cli_sources")
-    return (write_phantoms(root / "real", n=20, size=64, seed=1),
-            write_phantoms(root / "synthetic", n=20, size=64, seed=2))
+def sources(phantom_study_sources):
+    return phantom_study_sources(20, 64, (1, 2))
 
 
 def test_build_simulate_score_analyse(sources, tmp_path, capsys):

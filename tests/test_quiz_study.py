@@ -21,12 +21,8 @@ from cxrgan_desktop.quiz.study import RatingScale, StudySettings
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory):
-    from cxrgan_desktop.imaging.phantom import write_phantoms
-
-    root = tmp_path_factory.mktemp("quiz_sources")
-    return (write_phantoms(root / "real", n=30, size=96, seed=1),
-            write_phantoms(root / "synthetic", n=30, size=96, seed=2))
+def sources(phantom_study_sources):
+    return phantom_study_sources(30, 96, (1, 2))
 
 
 @pytest.fixture(scope="module")

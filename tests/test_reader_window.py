@@ -19,12 +19,8 @@ from cxrgan_desktop.quiz.study import StudySettings
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory):
-    from cxrgan_desktop.imaging.phantom import write_phantoms
-
-    root = tmp_path_factory.mktemp("reader_sources")
-    return (write_phantoms(root / "real", n=8, size=64, seed=3),
-            write_phantoms(root / "synthetic", n=8, size=64, seed=4))
+def sources(phantom_study_sources):
+    return phantom_study_sources(8, 64, (3, 4))
 
 
 def _build(sources, folder, **settings):

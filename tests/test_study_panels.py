@@ -24,12 +24,8 @@ from cxrgan_desktop.settings import QuizPreferences, Settings
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory):
-    from cxrgan_desktop.imaging.phantom import write_phantoms
-
-    root = tmp_path_factory.mktemp("panel_sources")
-    return (write_phantoms(root / "real", n=14, size=64, seed=5),
-            write_phantoms(root / "synthetic", n=14, size=64, seed=6))
+def sources(phantom_study_sources):
+    return phantom_study_sources(14, 64, (5, 6))
 
 
 @pytest.fixture(scope="module")
