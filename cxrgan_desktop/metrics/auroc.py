@@ -42,3 +42,18 @@ def mean_defined(values: list[float]) -> float:
     """Mean of the defined (non-NaN) values; NaN when none is defined."""
     defined = [v for v in values if not math.isnan(v)]
     return float(np.mean(defined)) if defined else math.nan
+
+
+def placements(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's placement values: for each positive, the fraction of negatives it outranks;
+    for each negative, the fraction of positives that outrank it (ties count half). Their
+    means are the AUROC; their variances give its DeLong standard error. Sorting makes this
+    O((m + n) log) instead of the m x n comparison table."""
+    neg_sorted, pos_sorted = np.sort(neg), np.sort(pos)
+    below = np.searchsorted(neg_sorted, pos, side="left")
+    tied = np.searchsorted(neg_sorted, pos, side="right") - below
+    v10 = (below + 0.5 * tied) / neg.size
+    at_or_below = np.searchsorted(pos_sorted, neg, side="right")
+    tied = at_or_below - np.searchsorted(pos_sorted, neg, side="left")
+    v01 = (pos.size - at_or_below + 0.5 * tied) / pos.size
+    return v10, v01

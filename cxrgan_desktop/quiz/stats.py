@@ -18,6 +18,8 @@ import numpy as np
 from scipy import special
 from scipy.stats import beta, norm
 
+from cxrgan_desktop.metrics.auroc import placements
+
 # R's binom.test and scipy's binomtest treat probabilities within this relative distance of
 # P(X = k) as equal, so that rounding in the pmf does not decide which outcomes count as
 # "at least as extreme" (the symmetric p = 0.5 case would otherwise drop the mirror term).
@@ -103,20 +105,6 @@ def _split_classes(scores: Sequence[float] | np.ndarray,
     return values[labels], values[~labels]
 
 
-def _placements(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """DeLong's placement values: for each positive, the fraction of negatives it outranks;
-    for each negative, the fraction of positives that outrank it (ties count half). Sorting
-    makes this O((m + n) log) instead of the m x n comparison table."""
-    neg_sorted, pos_sorted = np.sort(neg), np.sort(pos)
-    below = np.searchsorted(neg_sorted, pos, side="left")
-    tied = np.searchsorted(neg_sorted, pos, side="right") - below
-    v10 = (below + 0.5 * tied) / neg.size
-    at_or_below = np.searchsorted(pos_sorted, neg, side="right")
-    tied = at_or_below - np.searchsorted(pos_sorted, neg, side="left")
-    v01 = (pos.size - at_or_below + 0.5 * tied) / pos.size
-    return v10, v01
-
-
 def roc_auc(scores: Sequence[float] | np.ndarray,
             positive: Sequence[bool] | np.ndarray) -> float:
     """Area under the empirical ROC curve, i.e. the chance a synthetic case outscores a real one
@@ -125,7 +113,7 @@ def roc_auc(scores: Sequence[float] | np.ndarray,
     pos, neg = _split_classes(scores, positive)
     if pos.size == 0 or neg.size == 0:
         return math.nan
-    v10, _ = _placements(pos, neg)
+    v10, _ = placements(pos, neg)
     return float(v10.mean())
 
 
@@ -147,7 +135,7 @@ def delong(scores: Sequence[float] | np.ndarray, positive: Sequence[bool] | np.n
     pos, neg = _split_classes(scores, positive)
     if pos.size == 0 or neg.size == 0:
         return DeLongResult(math.nan, math.nan, math.nan, math.nan)
-    v10, v01 = _placements(pos, neg)
+    v10, v01 = placements(pos, neg)
     auc = float(v10.mean())
     if pos.size < 2 or neg.size < 2:
         return DeLongResult(auc, math.nan, math.nan, math.nan)

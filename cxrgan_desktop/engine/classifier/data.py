@@ -13,11 +13,14 @@ validation until it holds the requested fraction of images.
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cxrgan_desktop.engine.training.dataset import DatasetSpec
 from cxrgan_desktop.engine.training.image_cache import (
@@ -46,6 +49,77 @@ class LabelledImages:
         """Images with each label, over ``indices`` (all images when None)."""
         rows = self.targets if indices is None else self.targets[indices]
         return rows.sum(axis=0)
+
+    def batch(self, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
+        """Images ``indices`` as ``[B, 1, R, R]`` float in [0, 1]."""
+        return self.cache.batch(self.resolution, indices)
+
+    @property
+    def description(self) -> str:
+        return self.cache.description
+
+    @property
+    def fingerprint(self) -> str:
+        return self.cache.fingerprint
+
+
+class PooledImages:
+    """Chosen images of several labelled sets as one training set (real plus synthetic, a
+    real subset, ...), with the interface the classifier trainer reads: ``batch``,
+    ``targets``, ``patient_ids``, ``label_names``, ``description``, ``fingerprint``.
+
+    Patient ids are renumbered per part, so a synthetic image can never share a "patient"
+    with a real one by coincidence of numbering.
+    """
+
+    def __init__(self, parts: Sequence[tuple[LabelledImages, np.ndarray]]) -> None:
+        if not parts:
+            raise ValueError("a pool needs at least one part")
+        names = {part.label_names for part, _ in parts}
+        if len(names) != 1:
+            raise ValueError("the pooled sets have different label names")
+        self.parts = [(part, np.asarray(indices, dtype=np.int64)) for part, indices in parts]
+        self.label_names = parts[0][0].label_names
+        self.resolution = parts[0][0].resolution
+        if any(part.resolution != self.resolution for part, _ in self.parts):
+            raise ValueError("the pooled sets are cached at different resolutions")
+        self.targets = np.concatenate([part.targets[ix] for part, ix in self.parts])
+        keys = np.concatenate([np.stack([np.full(len(ix), k), part.patient_ids[ix]], axis=1)
+                               for k, (part, ix) in enumerate(self.parts)])
+        self.patient_ids = np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
+        self._starts = np.cumsum([0] + [len(ix) for _, ix in self.parts])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def batch(self, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
+        wanted = np.asarray(indices, dtype=np.int64)
+        out: torch.Tensor | None = None
+        for k, (part, ix) in enumerate(self.parts):
+            inside = (wanted >= self._starts[k]) & (wanted < self._starts[k + 1])
+            if not inside.any():
+                continue
+            images = part.batch(ix[wanted[inside] - self._starts[k]])
+            if out is None:
+                out = images.new_empty((len(wanted), *images.shape[1:]))
+            out[torch.from_numpy(np.flatnonzero(inside))] = images
+        assert out is not None, "an empty batch"
+        return out
+
+    @property
+    def description(self) -> str:
+        return "; ".join(f"{len(ix)} of {part.description}" for part, ix in self.parts)
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for part, ix in self.parts:
+            digest.update(part.fingerprint.encode())
+            digest.update(ix.tobytes())
+        return digest.hexdigest()
+
+
+TrainingImages = LabelledImages | PooledImages
 
 
 def cache_resolution(input_size: int) -> int:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cxrgan_desktop.engine.classifier.data import LabelledImages, patient_split
+from cxrgan_desktop.engine.classifier.data import TrainingImages, patient_split
 from cxrgan_desktop.engine.classifier.files import save_classifier
 from cxrgan_desktop.engine.classifier.model import ClassifierSpec, PathologyClassifier
 from cxrgan_desktop.imaging.chestxray14 import FINDINGS
@@ -142,7 +142,7 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(classifier: PathologyClassifier, data: LabelledImages, indices: np.ndarray,
+def predict(classifier: PathologyClassifier, data: TrainingImages, indices: np.ndarray,
             device: torch.device, batch_size: int = 32, progress: ProgressFn = no_progress,
             cancel: threading.Event | None = None) -> np.ndarray:
     """Probabilities ``[len(indices), L]`` in eval mode."""
@@ -151,14 +151,14 @@ def predict(classifier: PathologyClassifier, data: LabelledImages, indices: np.n
     for start in range(0, len(indices), batch_size):
         check_cancel(cancel)
         chunk = indices[start:start + batch_size]
-        images = data.cache.batch(data.resolution, chunk).to(device)
+        images = data.batch(chunk).to(device)
         out.append(torch.sigmoid(classifier(images)).float().cpu().numpy())
         progress(min(start + batch_size, len(indices)) / len(indices),
                  f"{min(start + batch_size, len(indices))}/{len(indices)} images")
     return np.concatenate(out) if out else np.zeros((0, len(classifier.labels)), np.float32)
 
 
-def evaluate(classifier: PathologyClassifier, data: LabelledImages, indices: np.ndarray,
+def evaluate(classifier: PathologyClassifier, data: TrainingImages, indices: np.ndarray,
              device: torch.device, progress: ProgressFn = no_progress,
              cancel: threading.Event | None = None) -> EvaluationReport:
     """Per-label AUROC of ``classifier`` over images ``indices`` of ``data``.
@@ -176,12 +176,13 @@ def evaluate(classifier: PathologyClassifier, data: LabelledImages, indices: np.
     return EvaluationReport(labels, len(indices), probabilities)
 
 
-def train_classifier(config: ClassifierTrainConfig, data: LabelledImages, out_path: Path, *,
+def train_classifier(config: ClassifierTrainConfig, data: TrainingImages, out_path: Path, *,
                      device: torch.device, provenance: dict[str, Any] | None = None,
                      progress: ProgressFn = no_progress,
                      cancel: threading.Event | None = None) -> TrainingReport:
-    """Train on a patient-wise split of ``data``; write the best epoch's weights to
-    ``out_path`` (atomically, only at the end) and return the validation report."""
+    """Train on a patient-wise split of ``data`` (all of it: a held-out test set is the
+    caller's, kept out of ``data``); write the best epoch's weights to ``out_path``
+    (atomically, only at the end) and return the validation report."""
     if data.label_names != config.labels:
         raise ValueError("the data's label names differ from the config's labels")
     train_idx, val_idx = patient_split(data.patient_ids, config.val_fraction, config.seed)
@@ -209,7 +210,7 @@ def train_classifier(config: ClassifierTrainConfig, data: LabelledImages, out_pa
         for step in range(steps_per_epoch):
             check_cancel(cancel)
             chunk = np.sort(order[step * config.batch_size:(step + 1) * config.batch_size])
-            images = data.cache.batch(data.resolution, chunk)
+            images = data.batch(chunk)
             if config.augment:
                 images = augment(images, augment_rng)
             targets = torch.from_numpy(data.targets[chunk].astype(np.float32)).to(device)
@@ -242,8 +243,8 @@ def train_classifier(config: ClassifierTrainConfig, data: LabelledImages, out_pa
     split = {"train_images": len(train_idx), "val_images": len(val_idx),
              "train_patients": len(np.unique(data.patient_ids[train_idx])),
              "val_patients": len(np.unique(data.patient_ids[val_idx]))}
-    record = {"training_data": data.cache.description,
-              "training_data_fingerprint": data.cache.fingerprint,
+    record = {"training_data": data.description,
+              "training_data_fingerprint": data.fingerprint,
               "train_config": {**asdict(config), "labels": list(config.labels)},
               "split": split, "best_epoch": best[1], "history": history,
               "validation": validation.to_json()}

@@ -1,0 +1,1 @@
+"""Train on synthetic, test on real: does synthetic data help a classifier?"""
