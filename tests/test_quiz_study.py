@@ -236,3 +236,40 @@ def test_synthetic_cases_drawn_from_a_model(sources, phantom_generator, tmp_path
     drawn = sorted(c.source for c in key.cases.values() if c.truth == "synthetic")
     assert drawn == [f"model:{phantom_generator.name}#seed2/{i}" for i in range(4)]
     assert result.audit.passed, result.audit.text()
+
+
+def test_an_image_cannot_be_both_real_and_synthetic(sources, tmp_path):
+    import shutil
+
+    real, synthetic = sources
+    same_folder = StudyPlan([str(real)], 4, 4, synthetic=[str(real)],
+                            settings=StudySettings(image_size=64))
+    with pytest.raises(ValueError, match="both the real and the synthetic"):
+        build_study(same_folder, tmp_path / "a")
+    mixed = tmp_path / "mixed"  # other images plus one copy of a real one, renamed
+    shutil.copytree(synthetic, mixed)
+    copied = sorted(Path(real).glob("*.png"))[3]
+    shutil.copy(copied, mixed / "renamed.png")
+    plan = StudyPlan([str(real)], 4, 4, synthetic=[str(mixed)],
+                     settings=StudySettings(image_size=64))
+    with pytest.raises(ValueError, match=r"1 image\(s\).*renamed.png"):
+        build_study(plan, tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_each_reader_name_has_its_own_session(study, tmp_path):
+    package = StudyPackage(study.package)
+    first = open_session(package, "Dr Test", tmp_path)
+    first.record(first.order[0], 2, 1.0)
+    assert open_session(package, "  dr   TEST ", tmp_path).answers  # the same reader
+    for other in ("Dr_Test", "Dr/Test", "Dr Tester"):
+        session = open_session(package, other, tmp_path)
+        assert session.path != first.path and not session.answers, other
+    assert len({p.name.lower() for p in first.path.parent.iterdir()}) == 4
+    with pytest.raises(SessionError, match="empty"):
+        open_session(package, "   ", tmp_path)
+    planted = first.path.parent / "planted.json"  # a file under a reader's name, not theirs
+    planted.write_text(first.path.read_text())
+    planted.replace(open_session(package, "Dr X", tmp_path).path)
+    with pytest.raises(SessionError, match="session of 'Dr Test'"):
+        open_session(package, "Dr X", tmp_path)

@@ -128,6 +128,44 @@ def _from_model(model_name: str, count: int, seed: int, settings: StudySettings,
                        f"model:{model.name}#seed{seed}/{index}", [])
 
 
+def shared_sources(real: list[str], synthetic: list[str]) -> list[tuple[Path, Path]]:
+    """Pairs (real, synthetic) that are one image: the same file reached twice, or two
+    byte-identical files. Such a case would be in the key under both truths."""
+    real_files, synthetic_files = image_files(real), image_files(synthetic)
+    by_size: dict[int, list[Path]] = {}
+    for path in real_files:
+        by_size.setdefault(path.stat().st_size, []).append(path)
+    resolved = {path.resolve(): path for path in real_files}
+    digests: dict[Path, str] = {}
+
+    def digest(path: Path) -> str:
+        if path not in digests:
+            digests[path] = sha256_file(path)
+        return digests[path]
+
+    pairs = []
+    for path in synthetic_files:
+        if path.resolve() in resolved:
+            pairs.append((resolved[path.resolve()], path))
+            continue
+        for twin in by_size.get(path.stat().st_size, []):
+            if digest(twin) == digest(path):
+                pairs.append((twin, path))
+                break
+    return pairs
+
+
+def _refuse_shared_sources(plan: StudyPlan) -> None:
+    if not plan.synthetic:
+        return
+    pairs = shared_sources(plan.real, plan.synthetic)
+    if pairs:
+        real, synthetic = pairs[0]
+        raise ValueError(f"{len(pairs)} image(s) are among both the real and the synthetic "
+                         f"sources (for example {real} and {synthetic}); a case cannot be "
+                         "both. Choose separate folders.")
+
+
 def _gather(plan: StudyPlan, truth: str, count: int, rng: np.random.Generator,
             skipped: list[str], progress: ProgressFn,
             cancel: threading.Event | None) -> list[Prepared]:
@@ -152,6 +190,8 @@ def build_study(plan: StudyPlan, out_dir: str | Path, name: str = "study",
     out = Path(out_dir)
     rng = np.random.default_rng([plan.seed, 0x5175])
     skipped: list[str] = []
+    progress(0.0, "checking the sources")
+    _refuse_shared_sources(plan)
     n_practice = plan.practice
     real = _gather(plan, "real", plan.n_real + n_practice, rng, skipped,
                    sub_progress(progress, 0.0, 0.45), cancel)
