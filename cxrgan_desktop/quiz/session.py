@@ -107,11 +107,25 @@ def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def reader_slug(reader: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", reader.strip()).strip("_")
-    if not slug:
+def reader_identity(reader: str) -> str:
+    """Who a name means: spaces collapsed and case folded, so "Dr  Test" and "dr test" are
+    one reader (and one file on a case-insensitive disk), while "Dr/Test" is another."""
+    identity = " ".join(reader.split()).casefold()
+    if not identity:
         raise SessionError("the reader name is empty")
-    return slug[:60]
+    return identity
+
+
+def _legacy_slug(reader: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", reader.strip()).strip("_")[:60]
+
+
+def reader_slug(reader: str) -> str:
+    """The session file's stem: readable, plus a hash of the identity, because making a name
+    safe for a file system maps different names ("Dr/Test", "Dr_Test") to one string."""
+    identity = reader_identity(reader)
+    readable = re.sub(r"[^a-z0-9_-]+", "_", identity).strip("_")[:40] or "reader"
+    return f"{readable}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
 
 
 def sessions_dir() -> Path:
@@ -134,10 +148,18 @@ def open_session(package: StudyPackage, reader: str, folder: Path | None = None
                  ) -> ReaderSession:
     """Resume this reader's session of this study, or start one."""
     path = session_path(package, reader, folder)
-    if path.is_file():
-        session = load_session(path)
+    legacy = path.with_name(f"{_legacy_slug(reader)}.session.json")  # before 0.1 named so
+    for candidate in (path, legacy):
+        if not candidate.is_file():
+            continue
+        session = load_session(candidate)
         if session.study_id != package.study_id:
-            raise SessionError(f"{path} belongs to another study")
+            raise SessionError(f"{candidate} belongs to another study")
+        if reader_identity(session.reader) != reader_identity(reader):
+            if candidate == legacy:
+                continue  # another reader whose name made the same old file name
+            raise SessionError(f"{candidate} is the session of {session.reader!r}, not of "
+                               f"{reader.strip()!r}")
         return session
     seed, order = reader_order(package.study_id, reader, package.case_ids)
     session = ReaderSession(path, package.study_id, package.sha256, reader.strip(), seed, order,
