@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QStackedWidget,
     QTabWidget,
 )
@@ -40,6 +41,18 @@ from cxrgan_desktop.settings import Settings, load_settings, save_settings
 
 IMAGE_FILTER = "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)"
 MODEL_FILTER = "Model files (*.safetensors *.pth *.pt *.ckpt);;All files (*)"
+
+
+def _scrolling(panel) -> QScrollArea:
+    """A task panel that scrolls vertically when the screen is short (a 768 px laptop),
+    rather than forcing the main window taller than the screen."""
+    area = QScrollArea()
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setMinimumWidth(panel.minimumSizeHint().width() + 16)
+    return area
 
 
 class MainWindow(QMainWindow):
@@ -65,13 +78,11 @@ class MainWindow(QMainWindow):
         self.train_panel = TrainPanel()
         self.lco_panel = LCOPanel()
         self.fid_panel = FIDPanel()
-        self.tasks.addTab(self.generate_panel, "Generate")
-        self.tasks.addTab(self.lco_panel, "Synthesise")
-        self.tasks.addTab(self.train_panel, "Train")
-        self.tasks.addTab(self.fid_panel, "FID")
         self.quiz_panel = QuizPanel(self.settings)
-        self.tasks.addTab(self.quiz_panel, "Study")
-        self.tasks.addTab(self.library, "Models")
+        for panel, title in ((self.generate_panel, "Generate"), (self.lco_panel, "Synthesise"),
+                             (self.train_panel, "Train"), (self.fid_panel, "FID"),
+                             (self.quiz_panel, "Study"), (self.library, "Models")):
+            self.tasks.addTab(_scrolling(panel), title)
         self.tasks_dock = self._dock("Tasks", self.tasks, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.gallery = Gallery()
         self.gallery_dock = self._dock("Session images", self.gallery,
@@ -135,13 +146,17 @@ class MainWindow(QMainWindow):
         runner.start()
         return True
 
-    def show_fid_panel(self) -> None:
+    def show_task(self, panel) -> None:
         self.tasks_dock.show()
-        self.tasks.setCurrentWidget(self.fid_panel)
+        for index in range(self.tasks.count()):
+            if self.tasks.widget(index).widget() is panel:
+                self.tasks.setCurrentIndex(index)
+
+    def show_fid_panel(self) -> None:
+        self.show_task(self.fid_panel)
 
     def show_study_panel(self) -> None:
-        self.tasks_dock.show()
-        self.tasks.setCurrentWidget(self.quiz_panel)
+        self.show_task(self.quiz_panel)
 
     def cancel_job(self) -> None:
         if self.runner is not None and self.runner.is_running():

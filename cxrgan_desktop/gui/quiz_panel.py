@@ -30,6 +30,14 @@ SESSION_FILTER = "Reader sessions (*.session.json);;All files (*)"
 RESULTS_FILTER = "Results tables (*.csv);;All files (*)"
 
 
+def _note(html: str) -> QLabel:
+    """A wrapped explanatory line: the dock is narrow, and an unwrapped label would widen
+    the whole main window past the screen."""
+    label = QLabel(html)
+    label.setWordWrap(True)
+    return label
+
+
 class QuizPanel(QWidget):
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -41,7 +49,7 @@ class QuizPanel(QWidget):
         self.build_button.setToolTip("Real images and a model or folder of synthetic ones "
                                      "become one blinded package and a separate answer key")
         build_layout = QVBoxLayout(build)
-        build_layout.addWidget(QLabel("Makes <code>NAME.cxrstudy</code> for readers and "
+        build_layout.addWidget(_note("Makes <code>NAME.cxrstudy</code> for readers and "
                                       "<code>NAME.key.json</code> for you, and audits the "
                                       "package for anything that gives the answer away."))
         build_layout.addWidget(self.build_button)
@@ -51,7 +59,7 @@ class QuizPanel(QWidget):
         self.take_button.setToolTip("Full screen; answers are saved as they are given "
                                     "(Ctrl+Shift+R)")
         take_layout = QVBoxLayout(take)
-        take_layout.addWidget(QLabel("Or start the app as <code>cxrgan-desktop --study "
+        take_layout.addWidget(_note("Or start the app as <code>cxrgan-desktop --study "
                                      "FILE.cxrstudy</code> on the reader's computer."))
         take_layout.addWidget(self.take_button)
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QSignalBlocker, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -69,19 +71,30 @@ class WindowControls(QWidget):
         self.reset_button = _button("Reset")
         self.reset_button.setToolTip("Default window, no inversion, fit")
 
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(4, 2, 4, 2)
-        layout.addWidget(self.presets)
-        layout.addSpacing(6)
+        self.view_buttons = QWidget()  # Fit, 1:1, Reset: a second row when space is short
+        buttons = QHBoxLayout(self.view_buttons)
+        buttons.setContentsMargins(0, 0, 0, 0)
+        for button in (self.fit_button, self.one_button, self.reset_button):
+            buttons.addWidget(button)
+        self.first_row = QHBoxLayout()
+        self.first_row.addWidget(self.presets)
+        self.first_row.addSpacing(6)
         for text, box in (("Level", self.center), ("Width", self.width)):
             label = QLabel(text)
             label.setBuddy(box)
-            layout.addWidget(label)
-            layout.addWidget(box)
-        layout.addWidget(self.invert)
-        layout.addStretch(1)
-        for button in (self.fit_button, self.one_button, self.reset_button):
-            layout.addWidget(button)
+            self.first_row.addWidget(label)
+            self.first_row.addWidget(box)
+        self.first_row.addWidget(self.invert)
+        self.first_row.addStretch(1)
+        self.second_row = QHBoxLayout()
+        self.second_row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
+        layout.setSpacing(2)
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)
+        layout.addLayout(self.first_row)
+        layout.addLayout(self.second_row)
+        self._arrange(one_row=True)
 
         self._shown = Window(32768.0, 65536.0)
         self.center.valueChanged.connect(self._on_center_changed)
@@ -91,6 +104,31 @@ class WindowControls(QWidget):
         self.fit_button.clicked.connect(self.fitClicked)
         self.one_button.clicked.connect(self.oneToOneClicked)
         self.reset_button.clicked.connect(self.resetClicked)
+
+    # one row when it fits, else the view buttons wrap below (side-by-side compare is narrow)
+    def _arrange(self, one_row: bool) -> None:
+        self._one_row = one_row
+        self.first_row.removeWidget(self.view_buttons)
+        self.second_row.removeWidget(self.view_buttons)
+        (self.first_row if one_row else self.second_row).addWidget(self.view_buttons)
+
+    def _first_row_width(self) -> int:
+        items = [self.first_row.itemAt(i) for i in range(self.first_row.count())]
+        widths = [item.minimumSize().width() for item in items
+                  if item.widget() is not self.view_buttons]
+        margins = self.layout().contentsMargins()
+        return (sum(widths) + self.first_row.spacing() * len(widths) + margins.left()
+                + margins.right())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(self._first_row_width(), super().minimumSizeHint().height())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        one_row = event.size().width() >= (self._first_row_width() + self.first_row.spacing()
+                                   + self.view_buttons.sizeHint().width())
+        if one_row != self._one_row:  # not inside the resize: Qt is laying out right now
+            QTimer.singleShot(0, self, lambda: self._arrange(one_row))  # dies with self
 
     def show_window(self, window: Window) -> None:
         """Display ``window`` without reporting it back as an edit."""
