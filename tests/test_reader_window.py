@@ -62,7 +62,7 @@ def _enter(qtbot, window: ReaderWindow, name: str) -> None:
     qtbot.keyClicks(window.name_edit, name)
     qtbot.keyClick(window.name_edit, Qt.Key.Key_Return)
     assert window.pages.currentIndex() == 1, window.name_error.text()
-    qtbot.keyClick(window.start_button, Qt.Key.Key_Space)
+    qtbot.keyClick(window.start_button, Qt.Key.Key_Return)  # Enter, as on the name page
     assert window.pages.currentWidget() is window.reading_page
 
 

@@ -35,7 +35,7 @@ from cxrgan_desktop.quiz.session import ReaderSession, SessionError, open_sessio
 
 MIN_VIEW_SECONDS = 0.3  # ratings sooner than this after an image appears are ignored:
 # a double key press must not answer the next case unseen
-PAGE_STYLE = "QWidget#page { background: #1b1b1b; } QLabel { color: #e8e8e8; }"
+PAGE_STYLE = ("QWidget#page { background: #1b1b1b; } QLabel, QCheckBox { color: #e8e8e8; }")
 
 
 def _page(*widgets: QWidget, stretch_after: bool = True) -> QWidget:
@@ -220,6 +220,12 @@ class ReaderWindow(QWidget):
         self.next_button = QPushButton("Next (Space)")
         self.next_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.next_button.clicked.connect(self.next_after_feedback)
+        # the row keeps its height when empty, so the image does not jump when feedback shows
+        for widget in (self.feedback, self.next_button):
+            policy = widget.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            widget.setSizePolicy(policy)
+        self.feedback.setMinimumHeight(2 * self.feedback.fontMetrics().lineSpacing() + 16)
         feedback_row = QHBoxLayout()
         feedback_row.addWidget(self.feedback, 1)
         feedback_row.addWidget(self.next_button)
@@ -266,6 +272,13 @@ class ReaderWindow(QWidget):
             self._reading_shortcut("I", lambda: self.viewer.set_inverted(
                 not self.viewer.is_inverted()))
         self._reading_shortcut("F", self.viewer.fit)
+        self.start_shortcuts = []  # Enter leaves the instructions, as it leaves the name page
+        for key in ("Return", "Enter"):
+            shortcut = QShortcut(QKeySequence(key), self)
+            shortcut.setAutoRepeat(False)
+            shortcut.setEnabled(False)
+            shortcut.activated.connect(self.start_reading)
+            self.start_shortcuts.append(shortcut)
         full_screen = QShortcut(QKeySequence("F11"), self)
         full_screen.activated.connect(self.toggle_full_screen)
         self._set_reading_keys(False)
@@ -303,6 +316,8 @@ class ReaderWindow(QWidget):
                                   else "Start practice" if self._practice else "Start")
         self.pages.setCurrentIndex(1)
         self.start_button.setFocus()
+        for shortcut in self.start_shortcuts:
+            shortcut.setEnabled(True)
 
     def _instructions_html(self) -> str:
         assert self.session is not None
@@ -329,6 +344,8 @@ class ReaderWindow(QWidget):
         return "".join(parts)
 
     def start_reading(self) -> None:
+        for shortcut in self.start_shortcuts:
+            shortcut.setEnabled(False)
         self.pages.setCurrentWidget(self.reading_page)
         self._set_reading_keys(True)
         self.setFocus()

@@ -176,6 +176,9 @@ class ImageViewer(QWidget):
             self.view_box.setLimits(xMin=-margin, xMax=width + margin, yMin=-margin,
                                     yMax=height + margin, minXRange=4, minYRange=4)
         self._stored = stored
+        if self._hover_text:  # it named a pixel of the previous image
+            self._hover_text = ""
+            self.hoverLeft.emit()
         had_file_window = self._file_window is not None
         self._file_window = file_window
         self.histogram.set_histogram(*display.histogram(stored))
