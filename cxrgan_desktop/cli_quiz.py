@@ -30,21 +30,28 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--synthetic", nargs="+", help="folders or files of synthetic images "
                         "(an LCO archive's findings go into the key)")
     source.add_argument("--model", help="draw synthetic images from this model")
-    b.add_argument("--n-real", type=int, required=True)
-    b.add_argument("--n-synthetic", type=int, required=True)
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--n-real", type=int, required=True, help="real images readers rate "
+                   "(practice cases come on top)")
+    b.add_argument("--n-synthetic", type=int, required=True, help="synthetic images readers "
+                   "rate")
+    b.add_argument("--seed", type=int, default=0, help="decides which images are drawn, "
+                   "their ids and a model's latents: the same plan and seed build the same "
+                   "study")
     b.add_argument("--readers", type=int, default=0, help="readers you plan for (recorded "
                    "in the key; scoring warns when sessions are missing); 0: not said")
     b.add_argument("--practice", type=int, default=0,
                    help="practice cases per class (shown with feedback, never scored)")
     b.add_argument("--size", type=int, default=1024, help="image size in the package (px)")
-    b.add_argument("--bit-depth", type=int, default=8, choices=[8, 10, 12, 16])
+    b.add_argument("--bit-depth", type=int, default=8, choices=[8, 10, 12, 16],
+                   help="grey levels every image is quantised to (ChestX-ray14 is 8 bit)")
     b.add_argument("--lock-window", action="store_true", help="readers cannot change "
                    "window/level")
     b.add_argument("--allow-back", action="store_true", help="readers may revise answers")
     b.add_argument("--scale", help="rating labels, comma-separated, from most 'real' to most "
                    "'synthetic' (an even number; default: six points)")
-    b.add_argument("--title", default="Real or synthetic?")
+    b.add_argument("--title", default="Real or synthetic?", help="shown to readers")
+    b.add_argument("--no-practice-feedback", action="store_true", help="do not tell readers "
+                   "the truth after each practice image")
     b.add_argument("--instructions", type=Path, help="a text file shown before the study")
     b.add_argument("--name", default="study", help="file name stem of package and key")
     b.add_argument("--out", type=Path, required=True)
@@ -93,7 +100,7 @@ def _settings(args: argparse.Namespace):
         return StudySettings(title=args.title, instructions=instructions,
                              image_size=args.size, bit_depth=args.bit_depth,
                              window_locked=args.lock_window, allow_back=args.allow_back,
-                             scale=scale)
+                             practice_feedback=not args.no_practice_feedback, scale=scale)
     except (ValueError, OSError) as error:
         raise UserError(str(error)) from error
 

@@ -71,6 +71,7 @@ class QuizPreferences:
     bit_depth: int = 8
     window_locked: bool = False
     allow_back: bool = False
+    practice_feedback: bool = True
     title: str = "Real or synthetic?"
     out_folder: str = ""
     name: str = "study"

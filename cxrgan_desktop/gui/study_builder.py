@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -111,6 +112,9 @@ class StudyBuilderDialog(QDialog):
         self.model = QComboBox()
         for model in zoo.installed_models():
             self.model.addItem(model.name, model.name)
+        if self.model.count() == 0:
+            self.model.setPlaceholderText("no model installed: use folders, or import one "
+                                          "in the Models tab")
         self.synthetic = FolderList("synthetic images")
         self.n_real = _spin(1, 100_000, 50, "real images readers rate")
         self.n_synthetic = _spin(1, 100_000, 50, "synthetic images readers rate")
@@ -188,13 +192,29 @@ class StudyBuilderDialog(QDialog):
         after.addWidget(self.verdict, 1)
         after.addWidget(self.open_folder)
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(images)
-        layout.addWidget(reading)
-        layout.addWidget(output)
-        layout.addWidget(self.controls)
-        layout.addWidget(self.audit, 1)
-        layout.addLayout(after)
+        # the plan on the left, the audit's full report on the right: a FAIL line anywhere
+        # in it is in sight, and the dialog fits a 768 px high screen
+        plan = QWidget()
+        plan_layout = QVBoxLayout(plan)
+        plan_layout.setContentsMargins(0, 0, 0, 0)
+        for group in (images, reading, output):
+            plan_layout.addWidget(group)
+        plan_layout.addStretch(1)
+        plan_area = QScrollArea()
+        plan_area.setWidget(plan)
+        plan_area.setWidgetResizable(True)
+        plan_area.setFrameShape(QScrollArea.Shape.NoFrame)
+        plan_area.setMinimumWidth(plan.sizeHint().width() + 20)
+        left = QVBoxLayout()
+        left.addWidget(plan_area, 1)
+        left.addWidget(self.controls)
+        right = QVBoxLayout()
+        right.addWidget(QLabel("<b>Leak audit</b>"))
+        right.addWidget(self.audit, 1)
+        right.addLayout(after)
+        layout = QHBoxLayout(self)
+        layout.addLayout(left, 3)
+        layout.addLayout(right, 2)
         self.source.currentIndexChanged.connect(self._source_changed)
         self.controls.run_button.clicked.connect(self.start_build)
         self.controls.cancel_button.clicked.connect(self.cancel)
@@ -202,13 +222,13 @@ class StudyBuilderDialog(QDialog):
                        self.model.currentIndexChanged):
             signal.connect(self._update_can_run)
         self.load_preferences(preferences)
-        self.resize(760, 900)
+        self.resize(1240, 700)
 
     # -- preferences ------------------------------------------------------------------------
     def load_preferences(self, p: QuizPreferences) -> None:
         self.real.set_paths(p.real)
         self.synthetic.set_paths(p.synthetic)
-        use_model = bool(p.model) or not p.synthetic
+        use_model = (bool(p.model) or not p.synthetic) and self.model.count() > 0
         self.source.setCurrentIndex(0 if use_model else 1)
         if p.model:
             self.model.setCurrentIndex(max(self.model.findData(p.model), 0))
@@ -221,7 +241,7 @@ class StudyBuilderDialog(QDialog):
         self.bit_depth.setCurrentIndex(max(self.bit_depth.findData(p.bit_depth), 0))
         self.window_locked.setChecked(p.window_locked)
         self.allow_back.setChecked(p.allow_back)
-        self.feedback.setChecked(True)
+        self.feedback.setChecked(p.practice_feedback)
         self.title.setText(p.title)
         self.out_folder.setText(p.out_folder)
         self.name.setText(p.name)
@@ -237,6 +257,7 @@ class StudyBuilderDialog(QDialog):
         p.image_size, p.bit_depth = self.size.currentData(), self.bit_depth.currentData()
         p.window_locked, p.allow_back = (self.window_locked.isChecked(),
                                          self.allow_back.isChecked())
+        p.practice_feedback = self.feedback.isChecked()
         p.title, p.out_folder = self.title.text(), self.out_folder.text()
         p.name = self.name.text()
 
