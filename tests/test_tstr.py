@@ -1,0 +1,237 @@
+"""Train on synthetic, test on real: the statistics against direct computations and
+scikit-learn, the arms' composition, and the whole experiment on phantoms with a real LCO
+archive of the phantom generator as the synthetic side (resume and cancel included)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import threading
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score
+
+from cxrgan_desktop.engine.classifier.training import ClassifierTrainConfig
+from cxrgan_desktop.engine.tstr.arms import plan_arms
+from cxrgan_desktop.engine.tstr.config import TSTRConfig, load_config
+from cxrgan_desktop.engine.tstr.run import ARM_FILE, run_tstr
+from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv, write_data_entry_csv
+from cxrgan_desktop.jobs import Cancelled
+from cxrgan_desktop.metrics import auroc_compare as ac
+from tests.conftest import LCO_LABELS
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+def _brute_force_delong(a, b, truth):
+    """DeLong's paired test written from its definition: an m x n comparison table per model."""
+    def components(s):
+        pos, neg = s[truth], s[~truth]
+        table = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+        return table.mean(axis=1), table.mean(axis=0)
+
+    (a10, a01), (b10, b01) = components(a), components(b)
+    m, n = truth.sum(), (~truth).sum()
+
+    def cov(x, y):
+        return np.sum((x - x.mean()) * (y - y.mean())) / (len(x) - 1)
+
+    variance = (cov(a10, a10) + cov(b10, b10) - 2 * cov(a10, b10)) / m + \
+        (cov(a01, a01) + cov(b01, b01) - 2 * cov(a01, b01)) / n
+    difference = b10.mean() - a10.mean()
+    return difference, math.sqrt(variance), 2 * norm.sf(abs(difference) / math.sqrt(variance))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_paired_delong_matches_its_definition_and_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.random(90) < 0.35
+    a = np.round(truth * 0.8 + rng.normal(0, 1, 90), 1)  # rounded: many ties
+    b = np.round(truth * 1.3 + 0.6 * a + rng.normal(0, 1, 90), 1)
+    result = ac.delong_paired(a, b, truth)
+    difference, se, p = _brute_force_delong(a, b, truth)
+    assert result.auc_a == pytest.approx(roc_auc_score(truth, a), abs=1e-12)
+    assert result.auc_b == pytest.approx(roc_auc_score(truth, b), abs=1e-12)
+    assert result.difference == pytest.approx(difference, abs=1e-12)
+    assert result.se == pytest.approx(se, rel=1e-10)
+    assert result.p_value == pytest.approx(p, rel=1e-8)
+    assert result.low < result.difference < result.high
+
+
+def test_identical_models_do_not_differ_and_missing_classes_are_nan():
+    rng = np.random.default_rng(3)
+    truth, scores = rng.random(40) < 0.5, rng.random(40)
+    same = ac.delong_paired(scores, scores, truth)
+    assert same.difference == 0 and same.p_value == 1.0
+    assert math.isnan(ac.delong_paired(scores, scores, np.zeros(40, bool)).auc_a)
+
+
+def test_patient_bootstrap_draws_whole_patients_and_scores_each_resample():
+    rng = np.random.default_rng(4)
+    patients = np.repeat(np.arange(15), 3)  # three images per patient
+    truth = rng.random((45, 2)) < 0.4
+    probs = rng.random((45, 2))
+    resamples = ac.resample_indices(45, 50, seed=7, groups=patients)
+    for ix in resamples:
+        counts = np.bincount(patients[ix], minlength=15)
+        assert np.all(counts % 3 == 0)  # a patient comes with all three images or none
+    assert all(np.array_equal(x, y) for x, y in
+               zip(resamples, ac.resample_indices(45, 50, seed=7, groups=patients),
+                   strict=True))
+    boot = ac.bootstrap_aurocs(probs, truth, resamples)
+    ix = resamples[5]
+    assert boot[5, 1] == pytest.approx(roc_auc_score(truth[ix, 1], probs[ix, 1]))
+    assert ac.macro(boot)[5] == pytest.approx(boot[5].mean())
+    values = rng.normal(size=1000)
+    assert ac.percentile_interval(values) == pytest.approx(tuple(np.percentile(values,
+                                                                              [2.5, 97.5])))
+    assert ac.bootstrap_p_value(np.full(99, 0.1)) == pytest.approx(2 / 100)
+    assert ac.bootstrap_p_value(np.concatenate([-np.ones(50), np.ones(50)])) == 1.0
+
+
+# -- arms ---------------------------------------------------------------------------------------
+
+
+class _Set:
+    def __init__(self, patients):
+        self.patient_ids = np.asarray(patients)
+
+    def __len__(self):
+        return len(self.patient_ids)
+
+
+def test_arms_keep_test_patients_out_and_nest_the_scarce_subsets(tmp_path):
+    from cxrgan_desktop.engine.classifier.data import patient_split
+
+    real = _Set(np.repeat(np.arange(50), 2))
+    synthetic = _Set(np.arange(70))
+    config = _config(tmp_path, tmp_path, arms=("real", "synthetic", "mixed", "scarce"),
+                     mix_ratio=0.5, scarce_fractions=(0.2, 0.5))
+    train, test = patient_split(real.patient_ids, 0.2, 0)
+    arms = {arm.name: arm for arm in plan_arms(config, real, synthetic, train)}
+    assert list(arms) == ["real", "synthetic", "mixed", "real-20%", "real-20%+synthetic",
+                          "real-50%", "real-50%+synthetic"]
+    test_patients = set(real.patient_ids[test])
+    for arm in arms.values():
+        assert not test_patients & set(real.patient_ids[arm.real])
+    assert len(arms["mixed"].synthetic) == round(0.5 * len(train))
+    assert np.array_equal(arms["real-20%+synthetic"].synthetic, arms["mixed"].synthetic)
+    assert set(arms["real-20%"].real) < set(arms["real-50%"].real) < set(train)
+    assert len(set(real.patient_ids[arms["real-20%"].real])) == 8  # 20 % of 40 patients
+    assert len(arms["synthetic"].synthetic) == 70 and len(arms["synthetic"].real) == 0
+
+
+def test_config_files_are_checked(tmp_path):
+    (tmp_path / "synthetic").mkdir()
+    (tmp_path / "synthetic" / "Data_Entry_lco.csv").write_text("")
+    good = tmp_path / "experiment.toml"
+    good.write_text('real_images = "real"\nreal_labels = "real/labels.csv"\n'
+                    'synthetic_images = "synthetic"\nlabels = ["Effusion"]\n'
+                    '[classifier]\nepochs = 2\narchitecture = "densenet-small"\n')
+    config = load_config(good)
+    assert config.synthetic_labels == tmp_path / "synthetic" / "Data_Entry_lco.csv"
+    assert config.classifier.epochs == 2 and config.classifier.labels == ("Effusion",)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(good.read_text().replace("epochs = 2", "epoch = 2"))
+    with pytest.raises(ValueError, match="unknown setting.*epoch"):
+        load_config(bad)
+    with pytest.raises(ValueError, match="baseline"):
+        dataclasses.replace(config, arms=("synthetic",))
+
+
+# -- the whole experiment on phantoms -----------------------------------------------------------
+
+
+def _config(real_dir, synthetic_dir, **changes):
+    labels = changes.pop("labels", LCO_LABELS)
+    recipe = ClassifierTrainConfig(architecture="densenet-small", input_size=32, labels=labels,
+                                   epochs=2, batch_size=16)
+    return TSTRConfig(real_images=real_dir, real_labels=real_dir / "labels.csv",
+                      synthetic_images=synthetic_dir,
+                      synthetic_labels=synthetic_dir / "labels.csv", labels=labels,
+                      classifier=recipe, **{"bootstrap": 100, **changes})
+
+
+@pytest.fixture(scope="module")
+def experiment_data(lco_phantoms, phantom_generator, phantom_classifier, tmp_path_factory):
+    """Real: the phantoms, regrouped two images per patient (so the split has follow-ups to
+    keep together). Synthetic: an LCO archive of the phantom generator, steered by the
+    phantom classifier to the real label distribution."""
+    from cxrgan_desktop.engine.lco import LCOSettings
+    from cxrgan_desktop.engine.lco_archive import CSV_NAME, build_archive, distribution_plan
+    from cxrgan_desktop.imaging.phantom import LabelDistribution
+
+    root = tmp_path_factory.mktemp("tstr")
+    entries = read_data_entry_csv(lco_phantoms / "Data_Entry_phantom.csv")
+    grouped = [dataclasses.replace(e, patient_id=1000 + k // 2) for k, e in
+               enumerate(entries)]
+    write_data_entry_csv(root / "real_labels.csv", grouped)
+    _, loaded = phantom_classifier
+    distribution = LabelDistribution.independent(
+        {"Cardiomegaly": 0.4, "Effusion": 0.4, "Pneumothorax": 0.3})
+    plan = distribution_plan(distribution, 40, seed=2, labels=LCO_LABELS)
+    archive = root / "archive"
+    build_archive(phantom_generator, loaded, plan, archive,
+                  settings=LCOSettings(steps=30, learning_rate=0.1, restarts=1, batch_size=8))
+    return lco_phantoms, root / "real_labels.csv", archive, archive / CSV_NAME
+
+
+def test_the_experiment_runs_end_to_end_and_resumes(experiment_data, tmp_path):
+    real_dir, real_labels, archive, archive_labels = experiment_data
+    config = dataclasses.replace(
+        _config(real_dir, archive, arms=("real", "synthetic", "mixed", "scarce"),
+                scarce_fractions=(0.5,)), real_labels=real_labels,
+        synthetic_labels=archive_labels)
+    messages: list[str] = []
+    results = run_tstr(config, tmp_path / "out", progress=lambda f, m: messages.append(m))
+    split = results["split"]
+    assert split["shared_patients"] == 0
+    assert split["test_images"] + split["train_images"] == 240
+    assert split["train_patients"] + split["test_patients"] == 120
+    arms = results["arms"]
+    assert list(arms) == ["real", "synthetic", "mixed", "real-50%", "real-50%+synthetic"]
+    accepted = len(read_data_entry_csv(archive_labels))
+    assert arms["synthetic"]["composition"] == {"real_images": 0,
+                                                "synthetic_images": accepted,
+                                                "real_fraction": 1.0}
+    for name, arm in arms.items():
+        stats = arm["statistics"]
+        assert 0 <= stats["macro_low"] <= stats["macro_auroc"] <= stats["macro_high"] <= 1
+        assert [e["label"] for e in stats["labels"]] == list(LCO_LABELS)
+        assert ("macro_vs_real" in stats) == (name != "real")
+    on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert on_disk["arms"]["mixed"]["statistics"] == arms["mixed"]["statistics"]
+    text = (tmp_path / "out" / "results.txt").read_text()
+    assert "real-50%+synthetic" in text and "paired DeLong" in text
+
+    # a rerun trains nothing; a different bootstrap count only recomputes the statistics
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "arms").rglob(ARM_FILE)}
+    messages.clear()
+    again = run_tstr(dataclasses.replace(config, bootstrap=150), tmp_path / "out",
+                     progress=lambda f, m: messages.append(m))
+    assert sum("already done" in m for m in messages) == 5
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+    assert again["arms"]["real"]["statistics"]["macro_auroc"] == \
+        arms["real"]["statistics"]["macro_auroc"]
+
+
+def test_a_cancelled_experiment_continues_at_its_arm(experiment_data, tmp_path):
+    real_dir, real_labels, archive, archive_labels = experiment_data
+    config = dataclasses.replace(_config(real_dir, archive, arms=("real", "synthetic")),
+                                 real_labels=real_labels, synthetic_labels=archive_labels)
+    cancel = threading.Event()
+
+    def progress(fraction, message):
+        if "epoch" in message and len(list((tmp_path / "out").rglob(ARM_FILE))) == 1:
+            cancel.set()  # stop inside the second arm's training
+
+    with pytest.raises(Cancelled):
+        run_tstr(config, tmp_path / "out", progress=progress, cancel=cancel)
+    assert [p.parent.name for p in (tmp_path / "out").rglob(ARM_FILE)] == ["real"]
+    messages: list[str] = []
+    results = run_tstr(config, tmp_path / "out", progress=lambda f, m: messages.append(m))
+    assert any("real: already done" in m for m in messages)
+    assert set(results["arms"]) == {"real", "synthetic"}
