@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cxrgan_desktop import __version__, cli_fid, cli_lco, cli_quiz, runtime
+from cxrgan_desktop import __version__, cli_fid, cli_lco, cli_quiz, cli_tstr, runtime
 from cxrgan_desktop.cli_common import (
     UserError,
     add_device_option,
@@ -90,6 +90,9 @@ def _add_phantom(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=16, help="number of images")
     p.add_argument("--size", type=int, default=1024, help="width and height in pixels")
     p.add_argument("--seed", type=int, default=0, help="image k depends only on (seed, k)")
+    p.add_argument("--prevalence", metavar="FINDING=P,...", help="draw each finding "
+                   "independently with its own probability, e.g. Cardiomegaly=0.4,"
+                   "Effusion=0.4 (others never); default: ChestX-ray14's label combinations")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=_cmd_phantom)
 
@@ -158,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_lco.add_parsers(sub)
     cli_fid.add_parsers(sub)
     cli_quiz.add_parsers(sub)
+    cli_tstr.add_parsers(sub)
     return parser
 
 
@@ -266,11 +270,29 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
 
     if args.n < 1 or not 16 <= args.size <= 1024:
         raise UserError("--n must be at least 1 and --size between 16 and 1024")
+    distribution = _prevalence_option(args.prevalence) if args.prevalence else None
     out_dir = run_job(lambda progress, cancel: write_phantoms(
-        args.out, args.n, args.size, args.seed, progress=progress, cancel=cancel),
+        args.out, args.n, args.size, args.seed, distribution, progress=progress,
+        cancel=cancel),
         args.n, "img", "phantom", f"the finished images are listed in {args.out}")
     print(f"wrote {args.n} phantoms to {out_dir} (labels: Data_Entry_phantom.csv)")
     return 0
+
+
+def _prevalence_option(text: str):
+    from cxrgan_desktop.imaging.phantom import LabelDistribution
+
+    prevalences = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        try:
+            prevalences[name.strip()] = float(value)
+        except ValueError:
+            raise UserError(f"--prevalence: {part!r} is not FINDING=P") from None
+    try:
+        return LabelDistribution.independent(prevalences)
+    except ValueError as error:
+        raise UserError(f"--prevalence: {error}") from error
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
