@@ -90,6 +90,33 @@ def phantom_generator(lco_phantoms, tmp_path_factory):
     return load_generator(result.final_model)
 
 
+@pytest.fixture(scope="session")
+def experiment_data(lco_phantoms, phantom_generator, phantom_classifier, tmp_path_factory):
+    """Real: the phantoms, regrouped two images per patient (so the split has follow-ups to
+    keep together). Synthetic: an LCO archive of the phantom generator, steered by the
+    phantom classifier to the real label distribution."""
+    import dataclasses
+
+    from cxrgan_desktop.engine.lco import LCOSettings
+    from cxrgan_desktop.engine.lco_archive import CSV_NAME, build_archive, distribution_plan
+    from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv, write_data_entry_csv
+    from cxrgan_desktop.imaging.phantom import LabelDistribution
+
+    root = tmp_path_factory.mktemp("tstr")
+    entries = read_data_entry_csv(lco_phantoms / "Data_Entry_phantom.csv")
+    grouped = [dataclasses.replace(e, patient_id=1000 + k // 2) for k, e in
+               enumerate(entries)]
+    write_data_entry_csv(root / "real_labels.csv", grouped)
+    _, loaded = phantom_classifier
+    distribution = LabelDistribution.independent(
+        {"Cardiomegaly": 0.4, "Effusion": 0.4, "Pneumothorax": 0.3})
+    plan = distribution_plan(distribution, 40, seed=2, labels=LCO_LABELS)
+    archive = root / "archive"
+    build_archive(phantom_generator, loaded, plan, archive,
+                  settings=LCOSettings(steps=30, learning_rate=0.1, restarts=1, batch_size=8))
+    return lco_phantoms, root / "real_labels.csv", archive, archive / CSV_NAME
+
+
 # -- the FID network on deterministic random weights (the published file is not reachable) ---
 
 @pytest.fixture(scope="session")

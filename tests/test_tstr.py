@@ -18,7 +18,7 @@ from cxrgan_desktop.engine.classifier.training import ClassifierTrainConfig
 from cxrgan_desktop.engine.tstr.arms import plan_arms
 from cxrgan_desktop.engine.tstr.config import TSTRConfig, load_config
 from cxrgan_desktop.engine.tstr.run import ARM_FILE, run_tstr
-from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv, write_data_entry_csv
+from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv
 from cxrgan_desktop.jobs import Cancelled
 from cxrgan_desktop.metrics import auroc_compare as ac
 from tests.conftest import LCO_LABELS
@@ -155,30 +155,6 @@ def _config(real_dir, synthetic_dir, **changes):
                       classifier=recipe, **{"bootstrap": 100, **changes})
 
 
-@pytest.fixture(scope="module")
-def experiment_data(lco_phantoms, phantom_generator, phantom_classifier, tmp_path_factory):
-    """Real: the phantoms, regrouped two images per patient (so the split has follow-ups to
-    keep together). Synthetic: an LCO archive of the phantom generator, steered by the
-    phantom classifier to the real label distribution."""
-    from cxrgan_desktop.engine.lco import LCOSettings
-    from cxrgan_desktop.engine.lco_archive import CSV_NAME, build_archive, distribution_plan
-    from cxrgan_desktop.imaging.phantom import LabelDistribution
-
-    root = tmp_path_factory.mktemp("tstr")
-    entries = read_data_entry_csv(lco_phantoms / "Data_Entry_phantom.csv")
-    grouped = [dataclasses.replace(e, patient_id=1000 + k // 2) for k, e in
-               enumerate(entries)]
-    write_data_entry_csv(root / "real_labels.csv", grouped)
-    _, loaded = phantom_classifier
-    distribution = LabelDistribution.independent(
-        {"Cardiomegaly": 0.4, "Effusion": 0.4, "Pneumothorax": 0.3})
-    plan = distribution_plan(distribution, 40, seed=2, labels=LCO_LABELS)
-    archive = root / "archive"
-    build_archive(phantom_generator, loaded, plan, archive,
-                  settings=LCOSettings(steps=30, learning_rate=0.1, restarts=1, batch_size=8))
-    return lco_phantoms, root / "real_labels.csv", archive, archive / CSV_NAME
-
-
 def test_the_experiment_runs_end_to_end_and_resumes(experiment_data, tmp_path):
     real_dir, real_labels, archive, archive_labels = experiment_data
     config = dataclasses.replace(
@@ -235,3 +211,108 @@ def test_a_cancelled_experiment_continues_at_its_arm(experiment_data, tmp_path):
     results = run_tstr(config, tmp_path / "out", progress=lambda f, m: messages.append(m))
     assert any("real: already done" in m for m in messages)
     assert set(results["arms"]) == {"real", "synthetic"}
+
+
+# -- results for the window and the figures -----------------------------------------------------
+
+
+def _arm(kind, real, synthetic, fraction, macro, labels=(0.7, 0.8)):
+    stats = {"macro_auroc": macro, "macro_low": macro - 0.1, "macro_high": macro + 0.05,
+             "labels": [{"label": name, "auroc": value,
+                         "low": None if value is None else value - 0.1,
+                         "high": None if value is None else value + 0.1, "positives": 5}
+                        for name, value in zip(("Effusion", "Mass"), labels, strict=True)]}
+    if kind != "real":
+        stats["macro_vs_real"] = {"difference": macro - 0.75, "low": -0.2, "high": 0.1,
+                                  "p_bootstrap": 0.3}
+    return {"kind": kind, "statistics": stats,
+            "composition": {"real_images": real, "synthetic_images": synthetic,
+                            "real_fraction": fraction}}
+
+
+def _results():
+    return {"arms": {"real": _arm("real", 100, 0, 1.0, 0.75),
+                     "synthetic": _arm("synthetic", 0, 80, 1.0, 0.6),
+                     "mixed": _arm("mixed", 100, 80, 1.0, 0.77),
+                     "real-20%": _arm("scarce", 20, 0, 0.2, 0.62, (None, 0.62)),
+                     "real-20%+synthetic": _arm("scarce", 20, 80, 0.2, 0.7)},
+            "split": {"test_images": 30, "test_patients": 20}, "bootstrap": 100}
+
+
+def test_the_figures_take_the_main_arms_and_the_learning_curve():
+    from cxrgan_desktop.engine.tstr.results import (
+        label_intervals,
+        learning_curve,
+        main_arms,
+        summary_rows,
+    )
+
+    results = _results()
+    assert main_arms(results) == ["real", "synthetic", "mixed"]
+    assert label_intervals(results, "mixed")[-1] == pytest.approx((0.77, 0.67, 0.82))
+    curve = learning_curve(results)
+    assert [f for f, _ in curve["real only"]] == [0.2, 1.0]
+    assert [p[0] for _, p in curve["real + synthetic"]] == [0.7, 0.77]
+    del results["arms"]["real-20%"], results["arms"]["real-20%+synthetic"]
+    assert learning_curve(results) == {}
+    header, rows = summary_rows(_results())
+    assert header[-2:] == ["Effusion", "Mass"]
+    assert rows[0][5] == "baseline" and rows[1][5] == "-0.150"
+    assert rows[3][-2] == "–"  # an undefined AUROC is shown, not hidden
+
+
+def test_an_experiment_file_round_trips(tmp_path):
+    from cxrgan_desktop.engine.tstr.config import shared_findings, write_config
+
+    for side, rows in (("real", "a.png,Effusion|Mass\nb.png,No Finding\n"),
+                       ("synthetic", "c.png,Effusion\nd.png,Nodule\n")):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "Data_Entry.csv").write_text(
+            "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
+            "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]\n"
+            + "".join(f"{line},0,{k},40,M,PA,8,8,0.1,0.1\n"
+                      for k, line in enumerate(rows.strip().split("\n"))))
+    assert shared_findings(tmp_path / "real" / "Data_Entry.csv",
+                           tmp_path / "synthetic" / "Data_Entry.csv") == ("Effusion",)
+    config = _config(tmp_path / "real", tmp_path / "synthetic", labels=("Effusion",),
+                     arms=("real", "scarce"), scarce_fractions=(0.3,), seed=4)
+    config = dataclasses.replace(config, real_labels=tmp_path / "real" / "Data_Entry.csv",
+                                 synthetic_labels=tmp_path / "synthetic" / "Data_Entry.csv")
+    for name in ("experiment.toml", "experiment.json"):
+        written = write_config(config, tmp_path / name)
+        assert load_config(written) == config
+    assert 'real_images = "real"' in (tmp_path / "experiment.toml").read_text()
+
+
+def test_cxrgan_tstr_runs_resumes_and_draws(experiment_data, tmp_path, capsys):
+    import tomllib
+
+    from cxrgan_desktop.cli import main
+
+    real_dir, real_labels, archive, _ = experiment_data
+    assert main(["tstr", "--example"]) == 0
+    example = tomllib.loads(capsys.readouterr().out)
+    assert {"real_images", "synthetic_images", "arms", "classifier"} <= set(example)
+    experiment = tmp_path / "phantoms.toml"
+    experiment.write_text(
+        f'real_images = "{real_dir}"\nreal_labels = "{real_labels}"\n'
+        f'synthetic_images = "{archive}"\nlabels = {list(LCO_LABELS)!r}\n'
+        'arms = ["real", "synthetic", "scarce"]\nscarce_fractions = [0.5]\nbootstrap = 100\n'
+        '[classifier]\narchitecture = "densenet-small"\ninput_size = 32\nepochs = 1\n')
+    assert main(["tstr", str(experiment), "--device", "cpu"]) == 0
+    out = tmp_path / "phantoms-results"
+    printed = capsys.readouterr().out
+    assert "real-50%+synthetic" in printed and "wrote" in printed
+    for name in ("results.json", "results.txt", "auroc.png", "auroc.pdf",
+                 "learning_curve.png", "learning_curve.pdf"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "auroc.pdf").read_bytes().startswith(b"%PDF")
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob(ARM_FILE)}
+    assert len(stamps) == 4
+    assert main(["tstr", str(experiment), "--device", "cpu", "--json", "--no-plots"]) == 0
+    assert json.loads(capsys.readouterr().out)["arms"].keys() == {
+        "real", "synthetic", "real-50%", "real-50%+synthetic"}
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}  # nothing trained again
+    assert main(["tstr", str(tmp_path / "missing.toml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["tstr"]) == 2

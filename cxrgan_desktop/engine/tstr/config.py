@@ -123,3 +123,55 @@ def load_config(path: str | Path) -> TSTRConfig:
             **{**recipe, "labels": tuple(data.get("labels", FINDINGS))}))
     except (TypeError, ValueError) as error:
         raise ValueError(f"{file}: {error}") from error
+
+
+def shared_findings(real_labels: str | Path, synthetic_labels: str | Path) -> tuple[str, ...]:
+    """The findings with positives in both label files, in ChestX-ray14 order: the labels an
+    experiment can measure (a label absent from either side has no AUROC or no training
+    signal)."""
+    from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv
+
+    present = [set().union(*(e.findings for e in read_data_entry_csv(path)))
+               for path in (real_labels, synthetic_labels)]
+    return tuple(f for f in FINDINGS if f in present[0] and f in present[1])
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def write_config(config: TSTRConfig, path: str | Path) -> Path:
+    """Save ``config`` where ``cxrgan tstr`` reads it: TOML, or JSON by the suffix. Paths
+    below the file's folder are written relative to it, so the folder can move."""
+    from cxrgan_desktop.fileio import atomic_write_text
+
+    file = Path(path)
+    data = config.to_json()
+    for key in ("real_images", "real_labels", "synthetic_images", "synthetic_labels"):
+        data[key] = _relative(Path(data[key]), file.parent)
+    recipe = data.pop("classifier")
+    recipe.pop("labels")  # the experiment's labels are the recipe's
+    recipe.pop("name")  # each arm names its own classifier
+    if file.suffix.lower() == ".json":
+        text = json.dumps({**data, "classifier": recipe}, indent=1) + "\n"
+    else:
+        lines = ["# cxrgan tstr experiment (written by cxrgan-desktop)"]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in data.items()]
+        lines += ["", "[classifier]"]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in recipe.items()]
+        text = "\n".join(lines) + "\n"
+    atomic_write_text(file, text)
+    return file

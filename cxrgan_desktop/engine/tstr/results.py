@@ -95,3 +95,72 @@ def results_table(results: dict[str, Any]) -> str:
                 text += f"; vs real {v['difference']:+.3f}, p {_fmt(v['p_delong'], 4)}"
             lines.append(text)
     return "\n".join(lines) + "\n"
+
+
+# -- what the figures show (kept here, without Qt, so that it is tested on its own) ---------
+
+Interval = tuple[float | None, float | None, float | None]  # estimate, low, high
+
+
+def main_arms(results: dict[str, Any]) -> list[str]:
+    """The arms trained on all real training patients (or none): real, synthetic, mixed."""
+    return [name for name, arm in results["arms"].items() if arm["kind"] != "scarce"]
+
+
+def label_intervals(results: dict[str, Any], arm: str) -> list[Interval]:
+    """Per-label AUROC with its interval, then the macro AUROC's, for one arm."""
+    stats = results["arms"][arm]["statistics"]
+    per_label = [(e["auroc"], e["low"], e["high"]) for e in stats["labels"]]
+    return [*per_label, (stats["macro_auroc"], stats["macro_low"], stats["macro_high"])]
+
+
+def learning_curve(results: dict[str, Any]) -> dict[str, list[tuple[float, Interval]]]:
+    """Macro AUROC against the fraction of real training patients, without and with the
+    fixed synthetic set; the full-data end of each curve is the real and the mixed arm.
+    Empty when the experiment had no scarce arms."""
+    arms = results["arms"]
+    if not any(arm["kind"] == "scarce" for arm in arms.values()):
+        return {}
+    curves: dict[str, list[tuple[float, Interval]]] = {"real only": [],
+                                                       "real + synthetic": []}
+    for arm in arms.values():
+        if arm["kind"] not in ("scarce", "real", "mixed"):
+            continue
+        composition, stats = arm["composition"], arm["statistics"]
+        series = "real + synthetic" if composition["synthetic_images"] else "real only"
+        point = (stats["macro_auroc"], stats["macro_low"], stats["macro_high"])
+        curves[series].append((float(composition["real_fraction"]), point))
+    return {series: sorted(points, key=lambda p: p[0]) for series, points in curves.items()
+            if points}
+
+
+SUMMARY_COLUMNS = ("Arm", "Real", "Synthetic", "Macro AUROC", "95 % CI", "vs real",
+                   "95 % CI (diff.)", "p")
+
+
+def summary_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the results table the window shows: one row per arm, the macro
+    comparison, then each label's AUROC; undefined values as –."""
+    def text(value: float | None, digits: int = 3) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    first = next(iter(results["arms"].values()))
+    labels = [e["label"] for e in first["statistics"]["labels"]]
+    header = [*SUMMARY_COLUMNS, *labels]
+    rows = []
+    for name, arm in results["arms"].items():
+        stats, composition = arm["statistics"], arm["composition"]
+        versus = stats.get("macro_vs_real")
+        row = [name, str(composition["real_images"]), str(composition["synthetic_images"]),
+               text(stats["macro_auroc"]),
+               f"{text(stats['macro_low'])} – {text(stats['macro_high'])}"]
+        if versus is None:
+            row += ["baseline", "", ""]
+        else:
+            difference = versus["difference"]
+            row += ["–" if difference is None else f"{difference:+.3f}",
+                    f"{text(versus['low'])} – {text(versus['high'])}",
+                    text(versus["p_bootstrap"], 4)]
+        row += [text(e["auroc"]) for e in stats["labels"]]
+        rows.append(row)
+    return header, rows
