@@ -80,6 +80,27 @@ class QuizPreferences:
 
 
 @dataclass
+class TSTRPreferences:
+    """The train-on-synthetic experiment last set up in the TSTR tab."""
+    real_images: str = ""
+    real_labels: str = ""
+    synthetic_images: str = ""
+    synthetic_labels: str = ""  # "" = the synthetic folder's Data_Entry*.csv
+    labels: str = ""  # comma-separated; "" = the findings both label files have
+    arms: list[str] = field(default_factory=lambda: ["real", "synthetic", "mixed"])
+    mix_ratio: float = 1.0
+    scarce_fractions: str = "0.1, 0.25, 0.5"
+    architecture: str = "densenet121"
+    input_size: int = 256
+    epochs: int = 10
+    batch_size: int = 16
+    seed: int = 0
+    test_fraction: float = 0.2
+    bootstrap: int = 1000
+    out_folder: str = ""
+
+
+@dataclass
 class Settings:
     window_geometry: str = ""  # Qt's saveGeometry(), base64
     window_state: str = ""  # Qt's saveState(), base64
@@ -95,6 +116,7 @@ class Settings:
     lco: LCOPreferences = field(default_factory=LCOPreferences)
     fid: FIDPreferences = field(default_factory=FIDPreferences)
     quiz: QuizPreferences = field(default_factory=QuizPreferences)
+    tstr: TSTRPreferences = field(default_factory=TSTRPreferences)
 
 
 def settings_path() -> Path:

@@ -17,6 +17,7 @@ SHORTCUTS = [
     ("Ctrl+Shift+F", "the FID tab"), ("Esc", "cancel the running job"),
     ("Ctrl+Shift+B", "build a reader study"), ("Ctrl+Shift+R", "take a reader study"),
     ("Ctrl+Shift+A", "analyse a reader study (the Study tab)"),
+    ("Ctrl+Shift+T", "train on synthetic, test on real (the TSTR tab)"),
     ("Ctrl+O", "open images (or drop files on the window)"), ("Ctrl+Shift+O", "open a model"),
     ("Ctrl+E", "export the selected images"), ("C", "compare two selected images"),
     ("Left / Right", "previous / next image"),

@@ -35,6 +35,7 @@ from cxrgan_desktop.gui.model_library import ModelLibrary
 from cxrgan_desktop.gui.preferences_dialog import PreferencesDialog, to_viewer_preferences
 from cxrgan_desktop.gui.quiz_panel import QuizPanel
 from cxrgan_desktop.gui.train_panel import TrainPanel
+from cxrgan_desktop.gui.tstr_panel import TSTRPanel
 from cxrgan_desktop.gui.viewer import CompareView, ImageViewer
 from cxrgan_desktop.gui.worker import JobRunner
 from cxrgan_desktop.settings import Settings, load_settings, save_settings
@@ -79,9 +80,11 @@ class MainWindow(QMainWindow):
         self.lco_panel = LCOPanel()
         self.fid_panel = FIDPanel()
         self.quiz_panel = QuizPanel(self.settings)
+        self.tstr_panel = TSTRPanel(self.settings.tstr, self.settings.device)
         for panel, title in ((self.generate_panel, "Generate"), (self.lco_panel, "Synthesise"),
                              (self.train_panel, "Train"), (self.fid_panel, "FID"),
-                             (self.quiz_panel, "Study"), (self.library, "Models")):
+                             (self.quiz_panel, "Study"), (self.tstr_panel, "TSTR"),
+                             (self.library, "Models")):
             self.tasks.addTab(_scrolling(panel), title)
         self.tasks_dock = self._dock("Tasks", self.tasks, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.gallery = Gallery()
@@ -151,6 +154,9 @@ class MainWindow(QMainWindow):
         for index in range(self.tasks.count()):
             if self.tasks.widget(index).widget() is panel:
                 self.tasks.setCurrentIndex(index)
+
+    def show_tstr_panel(self) -> None:
+        self.show_task(self.tstr_panel)
 
     def show_fid_panel(self) -> None:
         self.show_task(self.fid_panel)
@@ -487,6 +493,10 @@ class MainWindow(QMainWindow):
                 runner.cancel()
                 runner.wait(10_000)
         self.train_panel.shutdown()
+        if self.tstr_panel.is_running():
+            self.tstr_panel.cancel()  # finished arms are kept; the next run continues
+            self.tstr_panel.runner.wait(30_000)
+        self.tstr_panel.store_preferences()
         self.generate_panel.store_settings(self.settings)
         self.lco_panel.store_settings(self.settings.lco)
         self.fid.store_settings()
