@@ -15,3 +15,15 @@ import os
 
 def configure_before_torch() -> None:
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+
+def cli_command() -> list[str]:
+    """How to start ``cxrgan`` as a child process (the Train tab runs training so): this
+    interpreter with ``-m cxrgan_desktop``, or, in a frozen bundle, whose executable cannot
+    take ``-m``, the ``cxrgan`` executable beside it."""
+    import sys
+    from pathlib import Path
+
+    if getattr(sys, "frozen", False):
+        return [str(Path(sys.executable).with_name("cxrgan"))]
+    return [sys.executable, "-m", "cxrgan_desktop"]

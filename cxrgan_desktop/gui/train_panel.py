@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pyqtgraph as pg
@@ -34,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from cxrgan_desktop.gui.train_monitor import RunMonitor, eta_seconds, format_duration
+from cxrgan_desktop.runtime import cli_command
 
 PRESET_LABELS = {"quick256": "Quick 256 px (small network)", "paper1024": "Paper 1024 px",
                  "finetune": "Fine-tune a model"}
@@ -132,7 +132,7 @@ class TrainPanel(QWidget):
         """The ``cxrgan train`` command line the panel runs (shown to the user, too)."""
         choice = self.preset.currentData()
         config = self.config_file.text().strip() if choice == "file" else choice
-        args = [sys.executable, "-m", "cxrgan_desktop", "train", config]
+        args = [*cli_command(), "train", config]
         if self.data_dir.text().strip():
             args += ["--data", self.data_dir.text().strip()]
         if self.labels.text().strip():
