@@ -34,6 +34,12 @@ def models_dir() -> Path:
     return data_dir() / "models"
 
 
+def resource_path(name: str) -> Path:
+    """A file the GUI loads at run time (icons), found beside the code: the same in a source
+    checkout, an installed wheel and a frozen bundle, whatever the working directory."""
+    return Path(__file__).resolve().parent / "resources" / name
+
+
 def bundled_models_dir() -> Path:
     """Model cards (and small weights) shipped inside the package."""
     return Path(__file__).resolve().parent / "models"

@@ -1,0 +1,7 @@
+"""Frozen entry point of the window (PyInstaller runs this file as __main__)."""
+
+import sys
+
+from cxrgan_desktop.gui.app import main
+
+sys.exit(main())
