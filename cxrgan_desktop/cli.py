@@ -63,14 +63,20 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser(
-        "import-model", help="check a weights file and install it as a native model",
+        "import-model", help="check a weights file (or download a known model) and install it",
         description="Load a generator file (the paper's released .pth in any of its "
                     "containers, or a native .safetensors), verify it, and install it in your "
                     "models folder as a native .safetensors. Nothing in the file is executed. "
-                    "Example: cxrgan import-model Final_Full_Model.pth --name "
+                    "With --download, fetch a known model's published archive first (see "
+                    "'cxrgan models'). Examples: cxrgan import-model Final_Full_Model.pth "
+                    "--name segal2020-pggan-cxr14; cxrgan import-model --download "
                     "segal2020-pggan-cxr14")
-    p.add_argument("file", type=Path, help="the weights file")
-    p.add_argument("--name", help="installed model name (default: the file's stem)")
+    p.add_argument("file", type=Path, nargs="?", help="the weights file")
+    p.add_argument("--download", metavar="MODEL_ID", help="download and install this known "
+                   "model (its SHA-256 is printed and recorded: none is published)")
+    p.add_argument("--url", help="with --download: fetch from this mirror instead")
+    p.add_argument("--name", help="installed model name (default: the file's stem, or the "
+                   "known model's id)")
     p.add_argument("--force", action="store_true", help="replace an installed model of that name")
     p.set_defaults(func=_cmd_import_model)
 
@@ -229,24 +235,28 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_model(args: argparse.Namespace) -> int:
-    from cxrgan_desktop import paths
-    from cxrgan_desktop.engine.checkpoints import save_generator
+    from cxrgan_desktop.cli_progress import run_job
+    from cxrgan_desktop.download import DownloadDamaged, DownloadFailed
+    from cxrgan_desktop.engine.checkpoints import CheckpointError
+    from cxrgan_desktop.model_install import InstallError, fetch_known_model, install_model
 
-    model = load_model(str(args.file))
-    name = args.name or args.file.stem
-    target = paths.models_dir() / f"{name}.safetensors"
-    if target.exists() and not args.force:
-        raise UserError(f"a model named {name!r} is already installed at {target}; "
-                        "use --force to replace it or --name to choose another name")
-    provenance = dict(model.provenance)
-    provenance.setdefault("imported_from", args.file.name)
-    provenance.setdefault("imported_sha256", model.sha256)
-    save_generator(target, model.generator, model.adapter, name, provenance,
-                   discriminator=None)
-    print(f"{args.file}: {model.source_format}, {model.resolution}x{model.resolution}, "
-          f"channels {list(model.config.channels)}, latent {model.config.latent_size}")
-    print(f"SHA-256 of the source file: {model.sha256}")
-    print(f"installed as {name!r}: {target}")
+    if bool(args.file) == bool(args.download):
+        raise UserError("give a weights file or --download MODEL_ID (one of them)")
+    try:
+        if args.download:
+            if args.name and args.name != args.download:
+                raise UserError("--download installs under the known model's id; --name "
+                                "does not apply")
+            installed = run_job(lambda progress, cancel: fetch_known_model(
+                args.download, url=args.url, force=args.force, progress=progress,
+                cancel=cancel), None, "", "download", "nothing was installed")
+        else:
+            installed = install_model(args.file, args.name, args.force)
+    except (InstallError, CheckpointError, DownloadFailed, DownloadDamaged) as error:
+        raise UserError(str(error)) from error
+    print(f"{args.file or args.download}: {installed.description}")
+    print(f"SHA-256 of the source file: {installed.sha256}")
+    print(f"installed as {installed.name!r}: {installed.path}")
     return 0
 
 

@@ -88,7 +88,8 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     hint = ""
     if str(name_or_path) in card_ids:
         hint = (f" The model {name_or_path!r} is known but its weights are not installed: "
-                f"import them with 'cxrgan import-model FILE --name {name_or_path}'.")
+                f"'cxrgan import-model --download {name_or_path}' fetches them, or import a "
+                f"copy with 'cxrgan import-model FILE --name {name_or_path}'.")
     raise ModelNotFoundError(f"no model file or installed model named {str(name_or_path)!r} "
                              f"(installed: {names}).{hint}")
 

@@ -11,26 +11,21 @@ the GUI).
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
 import shutil
-import tempfile
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cxrgan_desktop import paths
+from cxrgan_desktop.download import DownloadDamaged, DownloadFailed, download_file, temporary_beside
 from cxrgan_desktop.fileio import sha256_file
-from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
+from cxrgan_desktop.jobs import ProgressFn, no_progress
 
 if TYPE_CHECKING:  # torch loads only when the network does: the GUI starts without it
     import torch
 
-CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -132,23 +127,10 @@ def install_weights(source: str | os.PathLike[str], spec: WeightsSpec | None = N
     verify_weights(source, spec)
     target = cached_path(spec)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _temporary_beside(target) as tmp:
+    with temporary_beside(target) as tmp:
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
     return target
-
-
-@contextlib.contextmanager
-def _temporary_beside(target: Path):
-    """A temporary name in the target's folder (so the final rename is atomic), removed on
-    any failure."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(name)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
 
 
 def download_weights(spec: WeightsSpec | None = None, *, url: str | None = None,
@@ -159,40 +141,13 @@ def download_weights(spec: WeightsSpec | None = None, *, url: str | None = None,
     spec = spec or standard_spec()
     url = url or spec.url
     target = cached_path(spec)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    received = 0
-    with _temporary_beside(target) as tmp:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, \
-                    open(tmp, "wb") as out:
-                expected = int(response.headers.get("Content-Length") or 0)
-                while True:
-                    check_cancel(cancel)
-                    chunk = response.read(CHUNK)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    if expected:
-                        progress(received / expected, f"downloading {spec.file_name}: "
-                                 f"{received / 1e6:.1f} of {expected / 1e6:.1f} MB")
-                out.flush()
-                os.fsync(out.fileno())
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            reason = getattr(error, "reason", None) or error
-            raise WeightsMissing(spec, [target], f"download from {url} failed: {reason}"
-                                 ) from error
-        if expected and received != expected:
-            raise WeightsMissing(spec, [target], f"download from {url} was interrupted after "
-                                 f"{received} of {expected} bytes")
-        hexdigest = digest.hexdigest()
-        if not hexdigest.startswith(spec.sha256_prefix):
-            raise WeightsError(f"the file downloaded from {url} is damaged or not "
-                               f"{spec.file_name}: its SHA-256 starts {hexdigest[:8]}, expected "
-                               f"{spec.sha256_prefix}. Nothing was installed; try again later.")
-        os.replace(tmp, target)
+    try:
+        download_file(url, target, sha256_prefix=spec.sha256_prefix, label=spec.file_name,
+                      timeout=timeout, progress=progress, cancel=cancel)
+    except DownloadFailed as error:
+        raise WeightsMissing(spec, [target], str(error)) from error
+    except DownloadDamaged as error:
+        raise WeightsError(str(error)) from error
     progress(1.0, f"installed {target}")
     return target
 
