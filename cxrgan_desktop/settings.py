@@ -112,6 +112,7 @@ class Settings:
     generate_random_seed: bool = True
     generate_batch_size: int = 2
     device: str = "auto"
+    show_welcome: bool = True  # the welcome window at start-up while no model is installed
     viewer: ViewerPreferences = field(default_factory=ViewerPreferences)
     lco: LCOPreferences = field(default_factory=LCOPreferences)
     fid: FIDPreferences = field(default_factory=FIDPreferences)

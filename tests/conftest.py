@@ -117,6 +117,65 @@ def experiment_data(lco_phantoms, phantom_generator, phantom_classifier, tmp_pat
     return lco_phantoms, root / "real_labels.csv", archive, archive / CSV_NAME
 
 
+# -- a published model archive, served on loopback -------------------------------------------
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def paper_file() -> bytes:
+    """A generator in the paper's layout (small widths), as torch.save writes it."""
+    import io
+
+    import torch
+
+    from tests.reference.segal_layout import random_segal_generator_state
+
+    buffer = io.BytesIO()
+    torch.save(random_segal_generator_state((32, 32, 16, 8), 16, seed=5), buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def archive_server(paper_file):
+    """(URL, archives): a loopback server publishing zips as the paper's model zoo does."""
+    import http.server
+    import threading
+
+    archives = {"/good.zip": _zip({"00020_PGGAN_CHEST_XRAY/Final_Full_Model.pth": paper_file,
+                                   "00020_PGGAN_CHEST_XRAY/__init__.py": b"# medigan glue\n"}),
+                "/other.zip": _zip({"README.txt": b"nothing here"}),
+                "/broken.zip": b"PK\x03\x04 not really a zip"}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = archives.get(self.path.split("?")[0])
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", archives
+    httpd.shutdown()
+    httpd.server_close()
+
+
 # -- the FID network on deterministic random weights (the published file is not reachable) ---
 
 @pytest.fixture(scope="session")

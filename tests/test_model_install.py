@@ -4,65 +4,15 @@ the paper's zip is published), a file the user has, and the errors that leave no
 from __future__ import annotations
 
 import hashlib
-import http.server
-import io
 import re
-import threading
-import zipfile
 
 import pytest
-import torch
 
 from cxrgan_desktop import paths, zoo
 from cxrgan_desktop.cli import main
 from cxrgan_desktop.engine.checkpoints import load_generator
-from tests.reference.segal_layout import random_segal_generator_state
 
 CARD = "segal2020-pggan-cxr14"
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def paper_file() -> bytes:
-    """A generator in the paper's layout (small widths), as torch.save writes it."""
-    buffer = io.BytesIO()
-    torch.save(random_segal_generator_state((32, 32, 16, 8), 16, seed=5), buffer)
-    return buffer.getvalue()
-
-
-@pytest.fixture
-def server(paper_file):
-    archives = {"/good.zip": _zip({"00020_PGGAN_CHEST_XRAY/Final_Full_Model.pth": paper_file,
-                                   "00020_PGGAN_CHEST_XRAY/__init__.py": b"# medigan glue\n"}),
-                "/other.zip": _zip({"README.txt": b"nothing here"}),
-                "/broken.zip": b"PK\x03\x04 not really a zip"}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = archives.get(self.path.split("?")[0])
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", archives
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def _downloads_left() -> list[str]:
@@ -70,8 +20,8 @@ def _downloads_left() -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def test_a_known_model_downloads_and_installs_with_its_hashes(server, paper_file, capsys):
-    url, archives = server
+def test_a_known_model_downloads_and_installs_with_its_hashes(archive_server, paper_file, capsys):
+    url, archives = archive_server
     assert main(["import-model", "--download", CARD, "--url", f"{url}/good.zip"]) == 0
     printed = capsys.readouterr().out
     assert hashlib.sha256(paper_file).hexdigest() in printed
@@ -93,8 +43,8 @@ def test_a_known_model_downloads_and_installs_with_its_hashes(server, paper_file
     ("/other.zip", "holds no Final_Full_Model.pth"),
     ("/broken.zip", "broken.zip|not"),  # not a zip: handed to the loader, which refuses it
     ("/missing.zip", "missing.zip failed: Not Found")])
-def test_a_bad_download_installs_nothing(server, path, message, capsys):
-    url, _ = server
+def test_a_bad_download_installs_nothing(archive_server, path, message, capsys):
+    url, _ = archive_server
     assert main(["import-model", "--download", CARD, "--url", f"{url}{path}"]) == 2
     assert CARD not in {m.name for m in zoo.installed_models()}
     assert re.search(message, capsys.readouterr().err)

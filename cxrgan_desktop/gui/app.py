@@ -82,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     window = MainWindow()
     window.show()
+    window.maybe_show_welcome()
     if args.images:
         window.load_image_files(args.images)
     return app.exec()

@@ -155,6 +155,32 @@ class MainWindow(QMainWindow):
             if self.tasks.widget(index).widget() is panel:
                 self.tasks.setCurrentIndex(index)
 
+    # -- first run ----------------------------------------------------------------------------
+    def maybe_show_welcome(self) -> None:
+        """At start-up: the welcome window while no model is installed, unless turned off."""
+        from cxrgan_desktop import zoo
+
+        if self.settings.show_welcome and not zoo.installed_models():
+            self.show_welcome()
+
+    def show_welcome(self):
+        from cxrgan_desktop.gui.welcome_dialog import WelcomeDialog
+
+        dialog = WelcomeDialog(self.settings.show_welcome, self)
+        dialog.installed.connect(self._model_installed)
+        dialog.trainRequested.connect(lambda: self.show_task(self.train_panel))
+        dialog.show_at_start.toggled.connect(
+            lambda on: setattr(self.settings, "show_welcome", on))
+        dialog.show()
+        self.welcome = dialog
+        return dialog
+
+    def _model_installed(self, installed) -> None:
+        self.generate_panel.refresh_models(select=str(installed.path))
+        self.library.refresh()
+        self._update_model_label()
+        self.statusBar().showMessage(f"Installed {installed.name}", 8000)
+
     def show_tstr_panel(self) -> None:
         self.show_task(self.tstr_panel)
 

@@ -86,5 +86,7 @@ def build_menus(window) -> None:
     _action(window, view, "F&ull screen", window._toggle_full_screen, "F11")
 
     help_menu = bar.addMenu("&Help")
+    _action(window, help_menu, "&Welcome…", window.show_welcome, None,
+            "What the application does, and how to get a model (download, import, train)")
     _action(window, help_menu, "&Keyboard shortcuts", window.show_shortcuts, "F1")
     _action(window, help_menu, "&About cxrgan-desktop", window.show_about)
