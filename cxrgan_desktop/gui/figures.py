@@ -53,6 +53,21 @@ def offscreen_application() -> None:
         _headless_app = QApplication([])  # kept: widgets must not outlive their application
 
 
+def export_with_feedback(parent, folder: Path, write) -> list[Path]:
+    """Run ``write()`` (which returns the files it wrote) and tell the user what happened:
+    the files written, or why the export is incomplete."""
+    from PySide6.QtWidgets import QMessageBox
+
+    try:
+        written = write()
+    except (OSError, ValueError) as error:
+        QMessageBox.warning(parent, "Export incomplete", f"{folder}: {error}")
+        return []
+    QMessageBox.information(parent, "Exported", f"Wrote {len(written)} files to {folder}:\n"
+                            + ", ".join(p.name for p in written))
+    return written
+
+
 def export_plots(plots: dict[str, pg.PlotWidget], folder: str | os.PathLike[str]
                  ) -> list[Path]:
     """``{stem: plot}`` as ``stem.png`` and ``stem.pdf`` in ``folder``."""

@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QTableWidget,
@@ -23,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cxrgan_desktop.gui.figures import export_with_feedback
 from cxrgan_desktop.gui.study_plots import export_study_plots, study_plots
 from cxrgan_desktop.quiz.analysis import Analysis, ReaderStats, report_text
 from cxrgan_desktop.quiz.results_table import ResultRow
@@ -123,13 +123,9 @@ class StudyResultsWindow(QWidget):
     def export_to(self, folder: Path) -> list[Path]:
         from cxrgan_desktop.quiz.analysis_export import write_analysis
 
-        try:
-            written = write_analysis(self.rows, self.analysis, folder,
-                                     include_results=self.from_sessions)
-            written += export_study_plots(self.roc_plot, self.accuracy_plot, folder)
-        except (OSError, ValueError) as error:
-            QMessageBox.warning(self, "Export incomplete", f"{folder}: {error}")
-            return []
-        QMessageBox.information(self, "Exported", f"Wrote {len(written)} files to {folder}:\n"
-                                + ", ".join(p.name for p in written))
-        return written
+        def write() -> list[Path]:
+            return write_analysis(self.rows, self.analysis, folder,
+                                  include_results=self.from_sessions) + \
+                export_study_plots(self.roc_plot, self.accuracy_plot, folder)
+
+        return export_with_feedback(self, folder, write)

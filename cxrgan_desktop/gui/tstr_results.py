@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QTableWidget,
@@ -24,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from cxrgan_desktop.engine.tstr.results import results_table, summary_rows
-from cxrgan_desktop.gui.figures import export_plots
+from cxrgan_desktop.gui.figures import export_plots, export_with_feedback
 from cxrgan_desktop.gui.tstr_plots import tstr_plots
 
 TAB_TITLES = {"auroc": "AUROC per finding", "learning_curve": "Learning curve"}
@@ -93,15 +92,11 @@ class TSTRResultsWindow(QWidget):
     def export_to(self, folder: Path) -> list[Path]:
         from cxrgan_desktop.fileio import atomic_write_json, atomic_write_text
 
-        try:
+        def write() -> list[Path]:
             folder.mkdir(parents=True, exist_ok=True)
             atomic_write_json(folder / "results.json", self.results)
             atomic_write_text(folder / "results.txt", results_table(self.results))
-            written = [folder / "results.json", folder / "results.txt"]
-            written += export_plots(self.plots, folder)
-        except (OSError, ValueError) as error:
-            QMessageBox.warning(self, "Export incomplete", f"{folder}: {error}")
-            return []
-        QMessageBox.information(self, "Exported", f"Wrote {len(written)} files to {folder}:\n"
-                                + ", ".join(p.name for p in written))
-        return written
+            return [folder / "results.json", folder / "results.txt",
+                    *export_plots(self.plots, folder)]
+
+        return export_with_feedback(self, folder, write)
