@@ -8,10 +8,7 @@ package-relative paths, and the PNG writer. Exit status 0 only when the image wa
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 
 def render_one_job(model_name: str | None, out: Path):

@@ -28,11 +28,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cxrgan_desktop.engine.classifier.installed import ARCHITECTURE_NAMES
 from cxrgan_desktop.gui.job_controls import JobControls
 from cxrgan_desktop.gui.worker import JobRunner
 from cxrgan_desktop.settings import TSTRPreferences
 
-ARCHITECTURES = ("densenet121", "densenet-small")  # engine.classifier's, without torch
 CSV_FILTER = "Label files (*.csv);;All files (*)"
 OPTIONAL_ARMS = (("synthetic", "Synthetic only", "trained on the synthetic archive alone"),
                  ("mixed", "Real + synthetic", "all real training images plus synthetic ones "
@@ -144,7 +144,7 @@ class TSTRPanel(QWidget):
         recipe = QGroupBox("Classifier recipe (the same for every arm)")
         recipe_form = QFormLayout(recipe)
         self.architecture = QComboBox()
-        self.architecture.addItems(ARCHITECTURES)
+        self.architecture.addItems(ARCHITECTURE_NAMES)
         self.architecture.setToolTip("densenet121: CheXNet's network; densenet-small: 13x "
                                      "fewer operations, for CPUs")
         self.input_size = _spin(32, 1024, "Pixels the classifier sees")
