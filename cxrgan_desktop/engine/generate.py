@@ -2,14 +2,29 @@
 
 ``image_format="dicom"`` writes synthetic Secondary Capture files, one study and series per
 call (see :mod:`cxrgan_desktop.imaging.dicom_export`). Shared by ``cxrgan generate`` and the
-GUI's Generate panel. Every image is written atomically and the manifest is written whether
-the job finishes or is cancelled, so a stopped run leaves whole files that the manifest
-describes.
+GUI's Generate panel.
+
+The manifest describes exactly the files beside it, however the run ends:
+
+- The folder is locked while the job writes it (:mod:`cxrgan_desktop.output_lock`).
+- A folder that holds an earlier run is refused unless the caller says ``overwrite`` (the
+  earlier run's files go: those its manifest lists and those named like ours, never
+  anything else) or ``resume`` (only when the recipe - model, latents, count, format,
+  window, precision - is the same; the images its manifest lists are kept).
+- Before the first image is written or removed, the manifest is rewritten for the new
+  recipe with ``"complete": false``; after each batch it lists the images written so far,
+  and only at the end does it say ``"complete": true``. Every file is written atomically, so
+  a killed run leaves whole files and a manifest that lists only images of its recipe; the
+  same command with ``resume`` finishes it, and removes images the manifest does not list.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import hashlib
+import json
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +37,12 @@ from cxrgan_desktop import __version__
 from cxrgan_desktop.engine.checkpoints import LoadedGenerator
 from cxrgan_desktop.engine.devices import describe_device
 from cxrgan_desktop.engine.render import Renderer, latents_for_seed
-from cxrgan_desktop.fileio import atomic_write_json, atomic_writer, sha256_file
+from cxrgan_desktop.fileio import (
+    atomic_write_json,
+    atomic_writer,
+    remove_orphan_temps,
+    sha256_file,
+)
 from cxrgan_desktop.imaging.dicom_export import (
     SyntheticImageInfo,
     SyntheticSeries,
@@ -32,7 +52,8 @@ from cxrgan_desktop.imaging.dicom_export import (
 )
 from cxrgan_desktop.imaging.png16 import write_png16
 from cxrgan_desktop.imaging.windowing import Window, unit_window
-from cxrgan_desktop.jobs import Cancelled, ProgressFn, check_cancel, no_progress
+from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
+from cxrgan_desktop.output_lock import OutputFolderError, output_lock
 
 MANIFEST_NAME = "manifest.json"
 LATENTS_NAME = "latents.npy"
@@ -44,6 +65,7 @@ FORMAT_DESCRIPTIONS = {
              "little endian, 16-bit MONOCHROME2, stored value = round(65535 * pixel), "
              "marked synthetic (Conversion Type SYN)",
 }
+IMAGE_RE = re.compile(r"^img_\d{5,}\.(png|dcm)$")  # numbered_name's files, both formats
 LATENT_RECIPE = "numpy.random.default_rng([seed, index]).standard_normal(latent_size), float32"
 
 
@@ -84,6 +106,7 @@ def generate_to_folder(model: LoadedGenerator, out_dir: str | Path, *,
                        latents: np.ndarray | None = None, latents_source: Path | None = None,
                        batch_size: int = 4, device: str = "cpu", precision: str = "float32",
                        image_format: str = "png16", window: Window | None = None,
+                       overwrite: bool = False, resume: bool = False,
                        progress: ProgressFn = no_progress,
                        cancel: threading.Event | None = None,
                        on_image: Callable[[int, np.ndarray, Path], None] | None = None
@@ -93,7 +116,9 @@ def generate_to_folder(model: LoadedGenerator, out_dir: str | Path, *,
     ``image_format`` is ``"png16"`` or ``"dicom"``; ``window`` (stored units 0..65535, default
     the full range) is the Window Center/Width written into DICOM files. ``on_image(index,
     image01, path)`` is called after each file is written (the GUI fills its gallery from it).
-    Raises :class:`Cancelled` after writing the manifest of what was finished.
+    A folder holding an earlier run raises :class:`OutputFolderError` unless ``overwrite``
+    (replace it) or ``resume`` (continue it; same recipe only) is given. Raises
+    :class:`~cxrgan_desktop.jobs.Cancelled` after writing the manifest of what was finished.
     """
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"unknown image format {image_format!r}; choose from {IMAGE_FORMATS}")
@@ -101,6 +126,8 @@ def generate_to_folder(model: LoadedGenerator, out_dir: str | Path, *,
         raise ValueError("batch size must be at least 1")
     if window is not None and image_format != "dicom":
         raise ValueError("a stored window applies to the DICOM format only")
+    if overwrite and resume:
+        raise ValueError("overwrite and resume exclude each other")
     latent_size = model.config.latent_size
     if latents is None:
         if n is None or n < 1 or seed is None:
@@ -108,20 +135,75 @@ def generate_to_folder(model: LoadedGenerator, out_dir: str | Path, *,
         latents = latents_for_seed(seed, n, latent_size)
     count = len(latents)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    recipe = _recipe(model, seed, latents, image_format, window, precision)
+    with output_lock(out, "generate"):
+        return _generate_locked(model, out, latents, recipe, seed, latents_source, batch_size,
+                                device, precision, image_format, window, overwrite, resume,
+                                progress, cancel, on_image, count)
+
+
+def existing_run(out_dir: str | Path) -> str | None:
+    """A line describing the earlier generate run in ``out_dir``, or None if it holds none.
+
+    The GUI asks this before it starts, to offer overwriting instead of failing.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        return None
+    manifest, ours = _earlier_run(out)
+    if manifest is None and not ours:
+        return None
+    return _describe_earlier(out, manifest, ours)
+
+
+def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
+                     recipe: dict[str, Any], seed: int | None, latents_source: Path | None,
+                     batch_size: int, device: str, precision: str, image_format: str,
+                     window: Window | None, overwrite: bool, resume: bool,
+                     progress: ProgressFn, cancel: threading.Event | None,
+                     on_image: Callable[[int, np.ndarray, Path], None] | None,
+                     count: int) -> GenerateResult:
+    """The job, with the folder's lock held (see the module's docstring for the order)."""
+    remove_orphan_temps(out)  # we hold the lock: every temporary file is a killed run's
+    manifest, ours = _earlier_run(out)
+    kept: dict[int, Path] = {}
+    series: SyntheticSeries | None = None
+    if manifest is not None or ours:
+        if resume:
+            kept, series = _resumable(out, manifest, ours, recipe, count, image_format)
+        elif not overwrite:
+            raise OutputFolderError(
+                f"{_describe_earlier(out, manifest, ours)}; overwrite it (--overwrite), "
+                "continue it with the same settings (--resume), or choose another folder")
     renderer = Renderer(model, device, precision)
     result = GenerateResult(out)
     if image_format == "dicom":
-        result.series = new_synthetic_series(model.name, model.sha256)
+        result.series = series or new_synthetic_series(model.name, model.sha256)
+    result.files = [kept[i] for i in sorted(kept)]
+
+    def write_manifest() -> None:
+        atomic_write_json(result.manifest, _manifest(
+            model, renderer, result, seed, latents_source, batch_size, precision, count,
+            image_format, window, recipe))
+
+    # The manifest names the new recipe, incomplete, before any earlier file is touched.
+    write_manifest()
+    keep = {p.name for p in result.files} | {MANIFEST_NAME}
+    for path in ours:  # an earlier run's images, or strays a killed run wrote unlisted
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
     _save_latents(out / LATENTS_NAME, latents)
-    progress(0.0, f"0/{count} images")
+    done = set(kept)
+    progress(len(done) / count, f"{len(done)}/{count} images")
     try:
         for start in range(0, count, batch_size):
             check_cancel(cancel)
-            images = renderer.render(latents[start:start + batch_size]).numpy()
-            for offset, image in enumerate(images):
+            indices = [i for i in range(start, min(start + batch_size, count)) if i not in done]
+            if not indices:
+                continue
+            images = renderer.render(latents[indices]).numpy()
+            for index, image in zip(indices, images, strict=True):
                 check_cancel(cancel)
-                index = start + offset
                 path = out / image_name(index, count, image_format)
                 if result.series is not None:
                     info = SyntheticImageInfo(
@@ -131,18 +213,110 @@ def generate_to_folder(model: LoadedGenerator, out_dir: str | Path, *,
                 else:
                     write_png16(path, image[0])
                 result.files.append(path)
+                done.add(index)
                 if on_image is not None:  # the GUI's gallery, as each file lands
                     on_image(index, image[0], path)
-            done = len(result.files)
-            progress(done / count, f"{done}/{count} images")
-    except Cancelled:
+            result.files.sort()
+            write_manifest()
+            progress(len(done) / count, f"{len(done)}/{count} images")
+    except BaseException:  # cancel, Ctrl-C, a full disk: the manifest lists what is whole
         result.cancelled = True
+        with contextlib.suppress(OSError):  # on a full disk the last one (a subset) stays
+            write_manifest()
         raise
-    finally:
-        atomic_write_json(result.manifest, _manifest(
-            model, renderer, result, seed, latents_source, batch_size, precision, count,
-            image_format, window))
+    write_manifest()
     return result
+
+
+def _earlier_run(out: Path) -> tuple[dict[str, Any] | None, list[Path]]:
+    """The earlier manifest (``{}`` if unreadable, None if absent) and our files beside it."""
+    manifest: dict[str, Any] | None = None
+    path = out / MANIFEST_NAME
+    if path.exists():
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            manifest = {}
+        if not isinstance(manifest, dict):
+            manifest = {}
+    listed = set()
+    if manifest:
+        listed = {e.get("file") for e in manifest.get("images", []) if isinstance(e, dict)}
+    ours = sorted(p for p in out.iterdir()
+                  if p.is_file() and (IMAGE_RE.match(p.name) or p.name in listed
+                                      or p.name == LATENTS_NAME))
+    return manifest, ours
+
+
+def _describe_earlier(out: Path, manifest: dict[str, Any] | None, ours: list[Path]) -> str:
+    images = sum(1 for p in ours if IMAGE_RE.match(p.name))
+    if manifest is None:
+        return f"{out} holds {images} generated image(s) without a {MANIFEST_NAME}"
+    if not manifest:
+        return f"{out} holds an earlier run with an unreadable {MANIFEST_NAME}"
+    state = "complete" if manifest.get("complete") else "unfinished"
+    source = manifest.get("latents", {}).get("source") if isinstance(
+        manifest.get("latents"), dict) else None
+    what = f"latents {source}" if source else f"seed {manifest.get('seed')}"
+    return (f"{out} holds an earlier run ({what}, {len(manifest.get('images', []))} of "
+            f"{manifest.get('requested')} images, {state})")
+
+
+def _resumable(out: Path, manifest: dict[str, Any] | None, ours: list[Path],
+               recipe: dict[str, Any], count: int, image_format: str
+               ) -> tuple[dict[int, Path], SyntheticSeries | None]:
+    """The images of the earlier run to keep, and its DICOM series; raises unless the
+    earlier run had the same recipe."""
+    if not manifest:
+        raise OutputFolderError(
+            f"{_describe_earlier(out, manifest, ours)}: it cannot be resumed; overwrite it "
+            "(--overwrite) or choose another folder")
+    theirs = manifest.get("recipe")
+    if not isinstance(theirs, dict):
+        raise OutputFolderError(f"{_describe_earlier(out, manifest, ours)}, written by a "
+                                "version that did not record its recipe: it cannot be "
+                                "resumed; overwrite it (--overwrite) or choose another folder")
+    if theirs != recipe:
+        changed = sorted(k for k in set(theirs) | set(recipe) if theirs.get(k) != recipe.get(k))
+        raise OutputFolderError(f"{_describe_earlier(out, manifest, ours)} made with other "
+                                f"settings (they differ in: {', '.join(changed)}); repeat "
+                                "its command to resume it, overwrite it (--overwrite), or "
+                                "choose another folder")
+    kept: dict[int, Path] = {}
+    for entry in manifest.get("images", []):
+        try:
+            index, name = int(entry["index"]), str(entry["file"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        path = out / name
+        if 0 <= index < count and name == image_name(index, count, image_format) \
+                and path.is_file():
+            kept[index] = path
+    series = None
+    dicom = manifest.get("dicom")
+    if image_format == "dicom" and isinstance(dicom, dict) and "series" in dicom:
+        try:
+            series = SyntheticSeries.from_dict(dicom["series"])
+        except (KeyError, TypeError, ValueError):
+            series = None
+        if series is None:  # files of another series must not join this one
+            kept = {}
+    return kept, series
+
+
+def _recipe(model: LoadedGenerator, seed: int | None, latents: np.ndarray, image_format: str,
+            window: Window | None, precision: str) -> dict[str, Any]:
+    """What decides the images: a resume must ask for the same (device and batch size only
+    move values by rounding, so they are recorded in the manifest but not compared)."""
+    shown = None
+    if image_format == "dicom":
+        w = window or unit_window()
+        shown = [w.center, w.width]
+    return {"model_sha256": model.sha256, "seed": seed,
+            "latents_sha256": hashlib.sha256(np.ascontiguousarray(
+                latents, dtype=np.float32).tobytes()).hexdigest(),
+            "n": len(latents), "format": image_format, "window": shown,
+            "precision": precision}
 
 
 def _save_latents(path: Path, latents: np.ndarray) -> None:
@@ -153,7 +327,8 @@ def _save_latents(path: Path, latents: np.ndarray) -> None:
 def _manifest(model: LoadedGenerator, renderer: Renderer, result: GenerateResult,
               seed: int | None, latents_source: Path | None, batch_size: int, precision: str,
               requested: int, image_format: str = "png16",
-              window: Window | None = None) -> dict[str, Any]:
+              window: Window | None = None,
+              recipe: dict[str, Any] | None = None) -> dict[str, Any]:
     latents_info: dict[str, Any] = {"file": LATENTS_NAME}
     if latents_source is not None:
         latents_info.update(source=latents_source.name, source_sha256=sha256_file(latents_source))
@@ -173,12 +348,18 @@ def _manifest(model: LoadedGenerator, renderer: Renderer, result: GenerateResult
         "format": FORMAT_DESCRIPTIONS[image_format],
         "requested": requested,
         "complete": len(result.files) == requested and not result.cancelled,
-        "images": [{"index": i, "file": p.name} for i, p in enumerate(result.files)],
+        "recipe": recipe,
+        "images": [{"index": _index_of(p), "file": p.name} for p in result.files],
     }
     if result.series is not None:
         shown = window or unit_window()
         manifest["dicom"] = {"study_instance_uid": result.series.study_uid,
                              "series_instance_uid": result.series.series_uid,
                              "patient_id": result.series.patient_id,
-                             "window": {"center": shown.center, "width": shown.width}}
+                             "window": {"center": shown.center, "width": shown.width},
+                             "series": result.series.to_dict()}
     return manifest
+
+
+def _index_of(path: Path) -> int:
+    return int(path.stem.split("_", 1)[1])
