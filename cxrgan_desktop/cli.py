@@ -22,6 +22,7 @@ from cxrgan_desktop.cli_common import (
 )
 
 EXIT_ERROR, EXIT_CANCELLED = 2, 130
+KEPT_ON_DISK_ERROR = "files written before are whole; none is left half-written"
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +53,13 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    "Width stored in the files, in stored units 0..65535 (default: the full "
                    "range, 32768,65536)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    used = p.add_mutually_exclusive_group()
+    used.add_argument("--overwrite", action="store_true", help="the output folder holds an "
+                      "earlier run: remove its images, latents and manifest first (other "
+                      "files are left alone)")
+    used.add_argument("--resume", action="store_true", help="continue an unfinished run in "
+                      "the output folder; only with the same model, seed or latents, --n, "
+                      "--format, --window and --precision")
     p.set_defaults(func=_cmd_generate)
 
 
@@ -203,8 +211,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         model, args.out, n=args.n, seed=None if latents is not None else args.seed,
         latents=latents, latents_source=args.latents, batch_size=args.batch_size,
         device=str(device), precision=args.precision, image_format=args.image_format,
-        window=window, progress=progress, cancel=cancel), count, "img", "generate",
-        f"the finished images and manifest.json are in {args.out}")
+        window=window, overwrite=args.overwrite, resume=args.resume, progress=progress,
+        cancel=cancel), count, "img", "generate",
+        f"the finished images and manifest.json are in {args.out}; add --resume to finish "
+        "them")
     print(f"wrote {len(result.files)} images and {result.manifest}")
     return 0
 
@@ -363,7 +373,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         if context.is_main:
             result = run_job(job, None, "", "train", f"checkpoint saved; resume with: cxrgan "
-                             f"train {args.config} --run-dir {run_dir}")
+                             f"train {args.config} --run-dir {run_dir}",
+                             kept_on_error=f"the last saved checkpoint is kept; resume with: "
+                             f"cxrgan train {args.config} --run-dir {run_dir}")
         else:
             result = job(no_progress, None)
     except (ValueError, CheckpointError, DeviceError) as error:
@@ -404,15 +416,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_ERROR
     from cxrgan_desktop.cli_progress import JobCancelled
+    from cxrgan_desktop.fileio import disk_error_message
+    from cxrgan_desktop.output_lock import OutputFolderError
 
     try:
         return int(args.func(args))
-    except UserError as error:
+    except (UserError, OutputFolderError) as error:
         print(f"cxrgan: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except JobCancelled as stopped:
         print(stopped, file=sys.stderr)
         return EXIT_CANCELLED
+    except OSError as error:  # a full or read-only disk: one line, not a traceback
+        message = disk_error_message(error)
+        if message is None:
+            raise
+        kept = getattr(error, "cxrgan_kept", None) or KEPT_ON_DISK_ERROR
+        print(f"cxrgan: {message} (stopped; {kept})", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -61,11 +61,12 @@ Result = TypeVar("Result")
 
 
 def run_job(job: Callable[[Any, threading.Event], Result], total: int | None, unit: str,
-            description: str, kept: str) -> Result:
+            description: str, kept: str, kept_on_error: str | None = None) -> Result:
     """Run ``job(progress, cancel)`` with a progress bar and Ctrl-C as cancel.
 
     ``kept`` tells the user what a stopped job left behind; the CLI's main turns the
-    :class:`JobCancelled` it raises into exit code 130.
+    :class:`JobCancelled` it raises into exit code 130. An OSError (a full or read-only disk)
+    carries ``kept_on_error`` (default ``kept``) to main's one-line message.
     """
     from cxrgan_desktop.jobs import Cancelled
 
@@ -75,5 +76,9 @@ def run_job(job: Callable[[Any, threading.Event], Result], total: int | None, un
             return job(bar, cancel)
     except Cancelled as error:
         raise JobCancelled(f"cancelled; {kept}") from error
+    except OSError as error:
+        if getattr(error, "cxrgan_kept", None) is None:
+            error.cxrgan_kept = kept_on_error or kept  # type: ignore[attr-defined]
+        raise
     finally:
         bar.close()

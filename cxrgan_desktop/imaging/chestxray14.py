@@ -197,6 +197,12 @@ def write_data_entry_csv(path: str | os.PathLike[str], entries: Iterable[DataEnt
     path = Path(path)
     if path.suffix == ".gz":
         raise ValueError(f"{path}: write the label file uncompressed (.csv)")
+    atomic_write_text(path, data_entry_csv_text(entries))
+
+
+def data_entry_csv_text(entries: Iterable[DataEntry]) -> str:
+    """The text :func:`write_data_entry_csv` writes (for jobs that write it together with
+    another file, see ``fileio.atomic_write_many``)."""
     buffer = io.StringIO()
     # The header is written raw: its last two names contain commas that the dataset leaves
     # unquoted, so that each splits into two fields exactly as the data rows do.
@@ -218,4 +224,4 @@ def write_data_entry_csv(path: str | os.PathLike[str], entries: Iterable[DataEnt
                 _format_float(e.pixel_spacing_y),
             ]
         )
-    atomic_write_text(path, buffer.getvalue())
+    return buffer.getvalue()

@@ -2,9 +2,15 @@
 
 Why: tests, demos, FID checks and classifier training need labelled chest images, and the
 real ones cannot ship. Image ``k`` depends only on ``(seed, k)``, so a run of 100 and the first
-100 of a run of 1000 are identical, and a cancelled run can be resumed or extended into the same
-folder. Files are written whole (atomically); the label file and manifest always describe
-exactly the images present.
+100 of a run of 1000 are identical, and a cancelled or killed run is resumed, or a finished one
+extended, by running the same command into the same folder.
+
+The folder is locked while the job writes it. Before the first image, the manifest (with
+``"complete": false``) names the settings, so a folder never holds images of unknown settings.
+Images are written whole (atomically). The label file and manifest are rebuilt from the images
+actually present and written together (both temporary files first, then both renames, so a
+full disk changes neither); a kill can leave them behind the images on disk, and the next run
+lists those images (it does not render them again) and removes orphaned temporary files.
 
 :func:`contact_sheet` draws the labelled examples of ``docs/phantom_examples.png``::
 
@@ -20,9 +26,11 @@ Folder layout::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -33,8 +41,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 import cxrgan_desktop
-from cxrgan_desktop.fileio import atomic_write_json
-from cxrgan_desktop.imaging.chestxray14 import DataEntry, write_data_entry_csv
+from cxrgan_desktop.fileio import atomic_write_many, remove_orphan_temps
+from cxrgan_desktop.imaging.chestxray14 import DataEntry, data_entry_csv_text
 from cxrgan_desktop.imaging.phantom.anatomy import FIELD_OF_VIEW_MM
 from cxrgan_desktop.imaging.phantom.labels import LabelDistribution
 from cxrgan_desktop.imaging.phantom.render import (
@@ -44,6 +52,7 @@ from cxrgan_desktop.imaging.phantom.render import (
 )
 from cxrgan_desktop.imaging.png16 import write_png16
 from cxrgan_desktop.jobs import Cancelled, ProgressFn, check_cancel, no_progress
+from cxrgan_desktop.output_lock import OutputFolderError, output_lock
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,7 @@ MANIFEST_NAME = "manifest.json"
 FORMAT = "cxrgan-phantom-set/1"
 PATIENT_ID_OFFSET = 900_000  # synthetic patient ids cannot collide with ChestX-ray14 ids (<= 30805)
 _SAVE_EVERY_S = 2.0
+_IMAGE_RE = re.compile(r"^phantom_(\d{5,})\.png$")
 
 
 def image_name(k: int) -> str:
@@ -77,7 +87,7 @@ def phantom_item(seed: int, k: int, size: int, distribution: LabelDistribution
 
 
 def _manifest(seed: int, n_requested: int, n_written: int, size: int,
-              distribution: LabelDistribution) -> dict[str, Any]:
+              distribution: LabelDistribution, complete: bool = False) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "software": "cxrgan-desktop",
@@ -85,6 +95,7 @@ def _manifest(seed: int, n_requested: int, n_written: int, size: int,
         "seed": int(seed),
         "n": int(n_written),
         "n_requested": int(n_requested),
+        "complete": bool(complete),
         "size": int(size),
         "pixel_spacing_mm": pixel_spacing_mm(size),
         "image_format": "16-bit grayscale PNG, MONOCHROME2, [0, 65535] = [black, white]",
@@ -94,24 +105,37 @@ def _manifest(seed: int, n_requested: int, n_written: int, size: int,
     }
 
 
-def _check_existing(out_dir: Path, seed: int, size: int, distribution: LabelDistribution) -> int:
-    """How many images an earlier compatible run left; raises if the folder holds another set."""
+def _present(folder: Path) -> set[int]:
+    """Indices of the phantom images in ``folder`` (whole: every one was written atomically)."""
+    found = set()
+    for entry in os.scandir(folder):
+        match = _IMAGE_RE.match(entry.name)
+        if match and entry.is_file():
+            found.add(int(match.group(1)))
+    return found
+
+
+def _check_existing(out_dir: Path, seed: int, size: int, distribution: LabelDistribution,
+                    present: set[int]) -> None:
+    """Raise unless the folder is new or holds a set with the same settings."""
     path = out_dir / MANIFEST_NAME
     if not path.exists():
-        if any(out_dir.glob("phantom_*.png")):
-            raise ValueError(f"{out_dir} holds phantom images but no {MANIFEST_NAME}; "
-                             "choose an empty folder")
-        return 0
+        if present:
+            raise OutputFolderError(f"{out_dir} holds phantom images but no {MANIFEST_NAME} "
+                                    "(their settings are unknown); choose an empty folder")
+        return
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: unreadable manifest ({exc}); choose an empty folder") from exc
+        raise OutputFolderError(f"{path}: unreadable manifest ({exc}); choose an empty "
+                                "folder") from exc
     mine = {"seed": int(seed), "size": int(size), "label_distribution": distribution.to_json()}
-    theirs = {key: old.get(key) for key in mine}
-    if old.get("format") != FORMAT or theirs != json.loads(json.dumps(mine)):
-        raise ValueError(f"{out_dir} holds a phantom set with other settings (seed, size or "
-                         "label distribution); choose another folder to keep both")
-    return int(old.get("n", 0))
+    theirs = {key: old.get(key) for key in mine} if isinstance(old, dict) else {}
+    if not isinstance(old, dict) or old.get("format") != FORMAT \
+            or theirs != json.loads(json.dumps(mine)):
+        raise OutputFolderError(f"{out_dir} holds a phantom set with other settings (seed, "
+                                "size or label distribution); choose another folder to keep "
+                                "both")
 
 
 def write_phantoms(
@@ -126,53 +150,71 @@ def write_phantoms(
     """Write ``n`` phantoms of ``size`` x ``size`` pixels into ``out_dir``; return the folder.
 
     Images already present from an earlier run with the same seed, size and distribution are
-    kept (not re-rendered), so a cancelled run resumes and a finished one extends. On cancel
+    kept (not re-rendered), so a cancelled or killed run resumes and a finished one extends
+    (a folder that already holds more than ``n`` keeps and lists them all). On cancel
     :class:`~cxrgan_desktop.jobs.Cancelled` is raised after the label file and manifest have
-    been written for the images completed.
+    been written for the images present. Raises
+    :class:`~cxrgan_desktop.output_lock.OutputFolderError` for a folder holding another set
+    or being written by another process.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     dist = distribution if distribution is not None else LabelDistribution.chestxray14()
     folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    already = _check_existing(folder, seed, size, dist)
+    with output_lock(folder, "phantom"):
+        _write_locked(folder, n, size, seed, dist, progress, cancel)
+    return folder
+
+
+def _write_locked(folder: Path, n: int, size: int, seed: int, dist: LabelDistribution,
+                  progress: ProgressFn, cancel: threading.Event | None) -> None:
+    remove_orphan_temps(folder)  # we hold the lock: every temporary file is a killed run's
+    present = _present(folder)
+    _check_existing(folder, seed, size, dist, present)
+    total = max([n, *(k + 1 for k in present)])
     spacing = pixel_spacing_mm(size)
-    entries: list[DataEntry] = []
+    entries: dict[int, DataEntry] = {}
+
+    def entry(k: int, labels: frozenset[str], a: Any) -> DataEntry:
+        return DataEntry(
+            image_index=image_name(k), findings=labels, follow_up=0,
+            patient_id=PATIENT_ID_OFFSET + k, age=a.age, gender="F" if a.female else "M",
+            view_position="PA", width=size, height=size,
+            pixel_spacing_x=spacing, pixel_spacing_y=spacing)
+
+    def save(complete: bool = False) -> None:
+        rows = [entries[k] for k in sorted(entries)]
+        atomic_write_many({
+            folder / CSV_NAME: data_entry_csv_text(rows).encode(),
+            folder / MANIFEST_NAME: (json.dumps(_manifest(
+                seed, total, len(rows), size, dist, complete), indent=2) + "\n").encode()})
+
+    for k in sorted(present):  # kept from an earlier run: labels and patient only
+        labels, rng = phantom_item(seed, k, size, dist)
+        entries[k] = entry(k, labels, patient_anatomy(rng))
+    save()  # the settings are on disk, marked incomplete, before the first new image
     last_save = time.monotonic()
-
-    def save() -> None:
-        write_data_entry_csv(folder / CSV_NAME, entries)
-        atomic_write_json(folder / MANIFEST_NAME,
-                          _manifest(seed, max(n, already), max(len(entries), already), size, dist))
-
     try:
-        for k in range(max(n, already)):
+        for k in range(total):
             check_cancel(cancel)
+            if k in entries:
+                continue
             labels, rng = phantom_item(seed, k, size, dist)
-            path = folder / image_name(k)
-            if k < already and path.exists():
-                a = patient_anatomy(rng)  # kept from the earlier run: labels and patient only
-            else:
-                rendered = render_phantom_detailed(size, labels, rng)
-                write_png16(path, rendered.image)
-                a = rendered.anatomy
-            entries.append(DataEntry(
-                image_index=image_name(k), findings=labels, follow_up=0,
-                patient_id=PATIENT_ID_OFFSET + k, age=a.age, gender="F" if a.female else "M",
-                view_position="PA", width=size, height=size,
-                pixel_spacing_x=spacing, pixel_spacing_y=spacing))
-            progress((k + 1) / max(n, 1), f"phantom {k + 1} of {n}")
+            rendered = render_phantom_detailed(size, labels, rng)
+            write_png16(folder / image_name(k), rendered.image)
+            entries[k] = entry(k, labels, rendered.anatomy)
+            progress((k + 1) / max(total, 1), f"phantom {k + 1} of {total}")
             if time.monotonic() - last_save > _SAVE_EVERY_S:
                 save()
                 last_save = time.monotonic()
     except BaseException as exc:  # cancel, Ctrl-C, a full disk: describe what was written
-        save()
+        with contextlib.suppress(OSError):  # a full disk keeps the last pair (consistent)
+            save()
         if isinstance(exc, Cancelled):
             log.info("phantom job cancelled after %d images in %s", len(entries), folder)
         raise
-    save()
+    save(complete=True)
     log.info("wrote %d phantoms (%d px, seed %d) to %s", len(entries), size, seed, folder)
-    return folder
 
 
 # -- documentation image ------------------------------------------------------------------
