@@ -4,22 +4,33 @@ Order of operations follows the DICOM grayscale pipeline (PS3.3 C.11): stored va
 Modality LUT (Rescale Slope/Intercept, or a Modality LUT Sequence) -> VOI (Window
 Center/Width, the first of several, through the project's linear VOI function; or a VOI LUT
 Sequence; else robust percentiles) -> MONOCHROME1 is inverted so that 0 is always black.
+
+Files that decode but describe no sensible image are refused rather than normalised into a
+blank one: a Rescale Slope of 0 (every pixel the same value) or a non-finite slope or
+intercept, and NaN or infinite pixel values. An unusable VOI window (width 0, or not a
+number) is only a display hint, and the pixels are fine: it is ignored, the image is
+normalised by robust percentiles instead, and a warning says so. Attribute values that
+cannot be parsed (``NumberOfFrames = "1A"``, a bad VR) are reported as such.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing, get_decoder
 
-from cxrgan_desktop.imaging.readers import ImageReadError, LoadedImage
+from cxrgan_desktop.imaging.readers import (
+    ImageReadError,
+    LoadedImage,
+    open_image_file,
+    require_finite,
+)
 from cxrgan_desktop.imaging.windowing import Window, apply_window, percentile_window
-
-log = logging.getLogger(__name__)
 
 RADIOGRAPH_MODALITIES = {"CR", "DX", "DR", "RG", "SC", "OT", "MG", "PX", "IO"}
 WARNED_MODALITIES = {"MR", "CT"}
@@ -30,23 +41,49 @@ EXTRA_DECODES = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10
                  "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203", "1.2.840.10008.1.2.5",
                  "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.50",
                  "1.2.840.10008.1.2.4.51"}
+# what malformed attribute values raise inside pydicom and numpy
+_ATTRIBUTE_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError,
+                     NotImplementedError, OverflowError, ZeroDivisionError)
 
 
-def read_dicom(path: Path) -> LoadedImage:
+def read_dicom(path: Path, handle: BinaryIO | None = None) -> LoadedImage:
+    """Read the DICOM file ``path`` (from ``handle`` when the caller opened it already).
+
+    Raises :class:`ImageReadError` for files that are not DICOM, are damaged, hold no
+    image, or hold values that make no image; see the module notes.
+    """
+    if handle is None:
+        with open_image_file(path) as own:
+            return read_dicom(path, own)
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(handle)
     except InvalidDicomError as error:
         raise ImageReadError(path, f"not a DICOM file ({error})") from error
+    except MemoryError:
+        raise
     except Exception as error:  # truncated headers fail deep inside the parser
-        raise ImageReadError(path, f"damaged DICOM file ({error})") from error
+        raise ImageReadError(path, f"damaged DICOM file ({type(error).__name__}: "
+                             f"{error})") from error
+    try:
+        return _to_image(path, ds)
+    except _ATTRIBUTE_ERRORS as error:  # e.g. NumberOfFrames "1A", a sequence where a number
+        raise ImageReadError(path, f"invalid DICOM attribute value ({type(error).__name__}: "
+                             f"{error})") from error
+
+
+def _to_image(path: Path, ds: pydicom.Dataset) -> LoadedImage:
     warnings: list[str] = []
     _check_is_image(path, ds, warnings)
     stored = _decode_first_frame(path, ds, warnings)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         stored = _grey_from_colour(path, stored, photometric)
+    if stored.dtype.kind == "f":
+        require_finite(path, stored, "stored pixel values")
+    _check_rescale(path, ds)
     values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
-    pixels, normalisation = _voi_to_unit(ds, values)
+    require_finite(path, values, "pixel values after the Modality LUT")
+    pixels, normalisation = _voi_to_unit(path, ds, values, warnings)
     if photometric == "MONOCHROME1":
         pixels = 1.0 - pixels
         normalisation += "; MONOCHROME1 inverted"
@@ -55,6 +92,24 @@ def read_dicom(path: Path) -> LoadedImage:
                        file_format="DICOM", photometric=photometric,
                        normalisation=normalisation, sop_instance_uid=str(sop) if sop else None,
                        modality=str(ds.get("Modality", "")) or None, warnings=tuple(warnings))
+
+
+def _check_rescale(path: Path, ds: pydicom.Dataset) -> None:
+    """Refuse a Rescale Slope/Intercept that would make the image blank or not a number
+    (pydicom applies them when both are present)."""
+    if ds.get("ModalityLUTSequence") or "RescaleSlope" not in ds \
+            or "RescaleIntercept" not in ds:
+        return
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        raw = ds[keyword].value
+        if raw is None or raw == "":
+            raise ImageReadError(path, f"{keyword} is present but empty")
+        value = float(raw)
+        if not math.isfinite(value):
+            raise ImageReadError(path, f"{keyword} is {raw}, not a finite number")
+    if float(ds.RescaleSlope) == 0.0:
+        raise ImageReadError(path, "RescaleSlope is 0: every pixel would have the same value "
+                             "(a blank image)")
 
 
 def _check_is_image(path: Path, ds: pydicom.Dataset, warnings: list[str]) -> None:
@@ -112,34 +167,52 @@ def _grey_from_colour(path: Path, stored: np.ndarray, photometric: str) -> np.nd
                          "only grayscale radiographs are supported")
 
 
-def _voi_to_unit(ds: pydicom.Dataset, values: np.ndarray) -> tuple[np.ndarray, str]:
-    """Normalise modality values to [0, 1] with the file's own VOI when it has one."""
+def _voi_to_unit(path: Path, ds: pydicom.Dataset, values: np.ndarray, warnings: list[str]
+                 ) -> tuple[np.ndarray, str]:
+    """Normalise modality values to [0, 1] with the file's own VOI when it has one; an
+    unusable window is ignored with a warning (the pixels are fine, only the hint is not)."""
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
         item = ds.VOILUTSequence[0]
         bits = int(item.LUTDescriptor[2])
+        if not 1 <= bits <= 16:
+            raise ImageReadError(path, f"VOI LUT Descriptor gives {bits} bits per entry "
+                                 "(1 to 16 allowed)")
         indices = values.astype(np.int64) if np.array_equal(values, np.round(values)) else values
         out = apply_voi(indices, ds, index=0).astype(np.float64) / (2**bits - 1)
         return np.clip(out, 0.0, 1.0), f"VOI LUT Sequence (first of {len(ds.VOILUTSequence)})"
     if "WindowCenter" in ds and "WindowWidth" in ds:
-        center, width, count = _first_window(ds)
-        function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
-        label = f"window c={center:g} w={width:g}" + (f" (first of {count})" if count > 1 else "")
-        if function == "LINEAR" and width >= 1:
-            return apply_window(values, Window(center, width)), label
-        if function in ("LINEAR_EXACT", "SIGMOID") and width > 0:
-            y_min, y_max = voi_output_range(ds)
-            out = (apply_windowing(values, ds, index=0) - y_min) / (y_max - y_min)
-            return np.clip(out, 0.0, 1.0), f"{label}, VOI LUT function {function}"
-        log.warning("ignoring invalid window (c=%s, w=%s, %s)", center, width, function)
+        window_values = _first_window(ds)
+        if window_values is None:
+            warnings.append("ignored an unreadable VOI window (Window Center/Width empty or "
+                            "not numbers); normalised by percentiles instead")
+        else:
+            center, width, count = window_values
+            function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
+            label = (f"window c={center:g} w={width:g}"
+                     + (f" (first of {count})" if count > 1 else ""))
+            usable = math.isfinite(center) and math.isfinite(width)
+            if usable and function == "LINEAR" and width >= 1:
+                return apply_window(values, Window(center, width)), label
+            if usable and function in ("LINEAR_EXACT", "SIGMOID") and width > 0:
+                y_min, y_max = voi_output_range(ds)
+                if y_max > y_min:
+                    out = (apply_windowing(values, ds, index=0) - y_min) / (y_max - y_min)
+                    return np.clip(out, 0.0, 1.0), f"{label}, VOI LUT function {function}"
+            warnings.append(f"ignored an unusable VOI window (c={center:g}, w={width:g}, "
+                            f"{function}); normalised by percentiles instead")
     window = percentile_window(values)
     return apply_window(values, window), (f"percentiles 0.5-99.5 (window c={window.center:g} "
                                           f"w={window.width:g})")
 
 
-def _first_window(ds: pydicom.Dataset) -> tuple[float, float, int]:
+def _first_window(ds: pydicom.Dataset) -> tuple[float, float, int] | None:
+    """The first Window Center/Width and how many there are; None when unreadable."""
     centers, widths = ds["WindowCenter"], ds["WindowWidth"]
-    center = float(centers.value[0] if centers.VM > 1 else centers.value)
-    width = float(widths.value[0] if widths.VM > 1 else widths.value)
+    try:
+        center = float(centers.value[0] if centers.VM > 1 else centers.value)
+        width = float(widths.value[0] if widths.VM > 1 else widths.value)
+    except (TypeError, ValueError, IndexError):
+        return None
     return center, width, max(int(centers.VM), 1)
 
 

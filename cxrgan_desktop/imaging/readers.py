@@ -2,18 +2,30 @@
 
 ``read_image(path)`` returns a :class:`LoadedImage`: float32 H x W pixels in [0, 1]
 (0 = black, MONOCHROME2 sense) plus what a report needs (format, size, photometric
-interpretation, how values were normalised, SOP Instance UID, warnings). Every failure is an
-:class:`ImageReadError` naming the file and the problem; :func:`scan_images` walks folders
-and reports unreadable files instead of stopping.
+interpretation, how values were normalised, SOP Instance UID, warnings).
+
+The guarantee every batch relies on: whatever goes wrong while reading one file (the
+operating system refusing it, a decoder tripping over damaged bytes, absurd sizes, values
+that decode but make no image) comes out of :func:`read_image` as an :class:`ImageReadError`
+naming the file and what happened, never as another exception. :func:`scan_images` walks
+folders and yields every file either read or as :class:`Skipped` with its reason, so one bad
+file never stops a convert, a training cache, a quiz build, an FID folder or the window's
+Open.
+
+Files are opened once, without blocking (``O_NONBLOCK``) and only after ``stat`` says they
+are regular files, so a named pipe or a device among the inputs is reported, not waited on.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -21,15 +33,35 @@ from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
 
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
+UNKNOWN_TYPE = "not an image file (unknown type)"
+
+AnyPath = str | bytes | os.PathLike[str]
+
+
+def display_path(path: AnyPath) -> str:
+    """``path`` as text that can always be printed and written as UTF-8.
+
+    POSIX file names are bytes; Python keeps undecodable ones as lone surrogates, which
+    crash ``print`` and UTF-8 writes. Here such bytes become ``\\xNN`` escapes instead.
+    """
+    text = os.fsdecode(path)
+    try:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeError:  # a surrogate that did not come from a file name
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class ImageReadError(Exception):
-    """A file that cannot be read as an image; the message names the file and the problem."""
+    """A file that cannot be read as an image; the message names the file and the problem.
 
-    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}")
+    ``path`` keeps the name as given (it may hold undecodable bytes as surrogates); the
+    message uses :func:`display_path`, so printing an error never fails.
+    """
+
+    def __init__(self, path: AnyPath, problem: str) -> None:
+        self.path = os.fsdecode(path)
+        self.problem = " ".join(problem.split())  # one line: reports list one file a line
+        super().__init__(f"{display_path(self.path)}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -52,30 +84,203 @@ class LoadedImage:
         return int(self.pixels.shape[1])
 
 
-def is_dicom_file(path: Path) -> bool:
-    """DICOM Part 10 files carry 'DICM' after a 128-byte preamble."""
+# -- why a file cannot be opened ------------------------------------------------------------
+
+_ERRNO_REASONS = {
+    errno.ENOENT: "no such file",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied (operation not permitted)",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EISDIR: "a folder, not a file",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.ELOOP: "too many levels of symbolic links (a link loop)",
+    errno.EIO: "input/output error while reading (a failing disk or network share?)",
+    errno.EMFILE: "too many open files in this process",
+    errno.ENFILE: "too many open files on this system",
+    errno.ENOMEM: "not enough memory",
+    errno.ENXIO: "no such device (a device or socket file)",
+    errno.ENODEV: "no such device",
+    errno.ETIMEDOUT: "timed out (a network share?)",
+    errno.ESTALE: "stale file handle (a network share changed under the reader)",
+    errno.EAGAIN: "the file is not ready to be read (a pipe or device)",
+}
+
+
+def os_error_reason(error: OSError) -> str:
+    """A short, specific reason for an ``OSError`` from opening or reading a file.
+
+    Decoders (Pillow) raise ``OSError`` without an errno for damaged data; those keep their
+    own message, since it says what is wrong with the bytes.
+    """
+    if error.errno is None:
+        return str(error) or type(error).__name__
+    reason = _ERRNO_REASONS.get(error.errno)
+    if reason is None:
+        reason = (error.strerror or os.strerror(error.errno)).lower()
+    return reason
+
+
+def _kind_problem(mode: int) -> str | None:
+    """Why a ``stat`` mode is not a file to read (None: a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder, not a file"
+    for test, kind in ((stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return f"not a regular file ({kind})"
+    return "not a regular file"
+
+
+def _name_problem(error: Exception) -> str:
+    if isinstance(error, UnicodeError):
+        return "the file name cannot be encoded for this file system (invalid characters)"
+    return f"invalid file name ({error})"  # e.g. an embedded NUL
+
+
+def file_problem(path: AnyPath) -> str | None:
+    """Why ``path`` is not a readable regular file with content, without opening it (None:
+    it is one). ``stat`` never blocks, so pipes and devices are told apart before any open."""
     try:
-        with open(path, "rb") as handle:
+        info = os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ENOENT and os.path.islink(path):
+            return "a broken symbolic link (its target does not exist)"
+        return os_error_reason(error)
+    except (UnicodeError, ValueError) as error:
+        return _name_problem(error)
+    kind = _kind_problem(info.st_mode)
+    if kind is not None:
+        return kind
+    if info.st_size == 0:
+        return "the file is empty"
+    return None
+
+
+def open_image_file(path: AnyPath) -> BinaryIO:
+    """Open ``path`` for reading, or raise :class:`ImageReadError` saying why not.
+
+    ``stat`` first (a FIFO or device is refused before any open), then ``O_NONBLOCK`` and a
+    second check on the open descriptor, so a file swapped for a pipe in between cannot
+    block the reader either.
+    """
+    problem = file_problem(path)
+    if problem is not None:
+        raise ImageReadError(path, problem)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        raise ImageReadError(path, os_error_reason(error)) from error
+    except (UnicodeError, ValueError) as error:
+        raise ImageReadError(path, _name_problem(error)) from error
+    try:
+        info = os.fstat(fd)
+        problem = _kind_problem(info.st_mode) or (
+            "the file is empty" if info.st_size == 0 else None)
+        if problem is not None:
+            raise ImageReadError(path, problem)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def is_dicom_file(path: AnyPath) -> bool:
+    """DICOM Part 10 files carry 'DICM' after a 128-byte preamble. False for anything that
+    cannot be opened (never blocks on a pipe)."""
+    try:
+        with open_image_file(path) as handle:
             head = handle.read(132)
-    except OSError:
+    except (ImageReadError, OSError):
         return False
+    return _is_dicom_head(head)
+
+
+def _is_dicom_head(head: bytes) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def read_image(path: str | os.PathLike[str]) -> LoadedImage:
-    """Read a PNG, JPEG, TIFF or DICOM file (decided by content, not only by name)."""
-    file = Path(path)
-    if not file.is_file():
-        raise ImageReadError(file, "no such file")
-    if file.stat().st_size == 0:
-        raise ImageReadError(file, "the file is empty")
-    if is_dicom_file(file) or file.suffix.lower() in DICOM_SUFFIXES:
-        from cxrgan_desktop.imaging.dicom_reader import read_dicom
+# -- reading one file -----------------------------------------------------------------------
 
-        return read_dicom(file)
-    from cxrgan_desktop.imaging.raster_reader import read_raster
+def read_image(path: AnyPath) -> LoadedImage:
+    """Read a PNG, JPEG, TIFF or DICOM file (decided by content, not only by name).
 
-    return read_raster(file)
+    Raises :class:`ImageReadError` for every failure of this one file, with a reason that
+    says what happened (permission denied, not a regular file, damaged data, an image too
+    large, values that are not finite ...). Only ``KeyboardInterrupt``/``SystemExit`` and
+    the like pass through unchanged.
+    """
+    file = Path(os.fsdecode(path))
+    try:
+        with open_image_file(file) as handle:
+            dicom = _is_dicom_head(handle.read(132))
+            handle.seek(0)
+            if dicom or file.suffix.lower() in DICOM_SUFFIXES:
+                from cxrgan_desktop.imaging.dicom_reader import read_dicom
+
+                image = read_dicom(file, handle)
+            else:
+                from cxrgan_desktop.imaging.raster_reader import read_raster
+
+                image = read_raster(file, handle)
+    except ImageReadError:
+        raise
+    except MemoryError as error:
+        raise ImageReadError(file, "not enough memory to decode it (the file claims a "
+                             "huge image)") from error
+    except OSError as error:  # the disk, not the data: EIO, a vanished network share ...
+        raise ImageReadError(file, os_error_reason(error)) from error
+    except RecursionError as error:
+        raise ImageReadError(file, "damaged file (nesting too deep to parse)") from error
+    except Exception as error:  # a decoder can fail in any way on crafted bytes
+        raise ImageReadError(file, f"cannot be decoded ({type(error).__name__}: "
+                             f"{error})") from error
+    return _validated(image)
+
+
+def require_finite(path: AnyPath, values: np.ndarray, what: str = "pixel values") -> None:
+    """Refuse NaN or infinite values: windowing would turn them into silent black or white."""
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = int(values.size - np.count_nonzero(finite))
+        raise ImageReadError(path, f"{bad} of {values.size} {what} are not finite numbers "
+                             "(NaN or infinity); refusing rather than guessing")
+
+
+def _validated(image: LoadedImage) -> LoadedImage:
+    """The library's contract for every read image: 2-D, float32, finite, in [0, 1]."""
+    pixels = image.pixels
+    if pixels.ndim != 2 or min(pixels.shape) < 1:
+        raise ImageReadError(image.source, f"decoded to an array of shape {pixels.shape}, "
+                             "not a 2-D image")
+    if pixels.dtype != np.float32:
+        raise ImageReadError(image.source, f"decoded to {pixels.dtype}, expected float32")
+    require_finite(image.source, pixels, "normalised pixel values")
+    if pixels.min() < 0.0 or pixels.max() > 1.0:
+        raise ImageReadError(image.source, "normalised pixel values fall outside [0, 1]")
+    return image
+
+
+# -- batches --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file (or folder) of a batch that was not read, and why."""
+
+    source: Path
+    reason: str
+
+    @property
+    def shown(self) -> str:
+        """The source as printable text (see :func:`display_path`)."""
+        return display_path(self.source)
+
+    def __str__(self) -> str:
+        return f"{self.shown}: {self.reason}"
 
 
 def is_candidate(path: Path) -> bool:
@@ -84,46 +289,122 @@ def is_candidate(path: Path) -> bool:
     return suffix in RASTER_SUFFIXES or suffix in DICOM_SUFFIXES or is_dicom_file(path)
 
 
-def iter_files(inputs: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Files named, and files below folders named (recursive, sorted, hidden ones skipped)."""
+def _is_dir(path: Path) -> bool:
+    """``Path.is_dir`` without its exceptions (it raises for a too long name)."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def iter_entries(inputs: Iterable[AnyPath]) -> Iterator[Path | Skipped]:
+    """Every file named, and every file below folders named (recursive, sorted), as a path;
+    what is not searched comes out as :class:`Skipped` instead of vanishing: hidden files
+    and folders, folders that cannot be listed, links to folders (not followed, so a link
+    loop cannot recurse forever)."""
     for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if not name.startswith("."):
-                        yield Path(root) / name
-        else:
+        path = Path(os.fsdecode(item))
+        if not _is_dir(path):
             yield path
+            continue
+        unlisted: list[OSError] = []
+        for root, dirs, files in os.walk(path, onerror=unlisted.append):
+            while unlisted:
+                error = unlisted.pop(0)
+                where = Path(error.filename) if error.filename else Path(root)
+                yield Skipped(where, f"folder not searched: {os_error_reason(error)}")
+            here = Path(root)
+            keep = []
+            for name in sorted(dirs):
+                if name.startswith("."):
+                    yield Skipped(here / name, "hidden folder, not searched")
+                elif os.path.islink(here / name):
+                    yield Skipped(here / name, "a link to a folder, not followed")
+                else:
+                    keep.append(name)
+            dirs[:] = keep
+            for name in sorted(files):
+                if name.startswith("."):
+                    yield Skipped(here / name, "hidden file, not read")
+                else:
+                    yield here / name
+        while unlisted:  # the top folder itself could not be listed
+            error = unlisted.pop(0)
+            yield Skipped(Path(error.filename or path),
+                          f"folder not searched: {os_error_reason(error)}")
 
 
-def image_files(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """The existing files below ``inputs`` worth trying as images (see :func:`is_candidate`)."""
-    return [p for p in iter_files(inputs) if p.is_file() and is_candidate(p)]
+def iter_files(inputs: Iterable[AnyPath]) -> Iterator[Path]:
+    """The paths of :func:`iter_entries` (what it lists as skipped is left out)."""
+    for entry in iter_entries(inputs):
+        if isinstance(entry, Path):
+            yield entry
 
 
-@dataclass(frozen=True)
-class Skipped:
-    source: Path
-    reason: str
+def candidate_problem(path: Path) -> str | None:
+    """Why ``path`` is not worth reading as an image (None: it is): missing, not a regular
+    file, empty, unreadable, or of an unknown type."""
+    problem = file_problem(path)
+    if problem is not None:
+        return problem
+    if path.suffix.lower() in RASTER_SUFFIXES | DICOM_SUFFIXES:
+        return None
+    try:
+        with open_image_file(path) as handle:
+            head = handle.read(132)
+    except ImageReadError as error:
+        return error.problem
+    except OSError as error:
+        return os_error_reason(error)
+    return None if _is_dicom_head(head) else UNKNOWN_TYPE
 
 
-def scan_images(inputs: Iterable[str | os.PathLike[str]], progress: ProgressFn = no_progress,
+def sort_image_files(inputs: Iterable[AnyPath]) -> tuple[list[Path], list[Skipped]]:
+    """The files below ``inputs`` worth reading as images, and every other path with the
+    reason it is not (so a batch can list it instead of losing it silently)."""
+    files: list[Path] = []
+    skipped: list[Skipped] = []
+    for entry in iter_entries(inputs):
+        if isinstance(entry, Skipped):
+            skipped.append(entry)
+            continue
+        problem = candidate_problem(entry)
+        if problem is None:
+            files.append(entry)
+        else:
+            skipped.append(Skipped(entry, problem))
+    return files, skipped
+
+
+def image_files(inputs: Iterable[AnyPath]) -> list[Path]:
+    """The files below ``inputs`` that are images or may be, for callers that read each
+    with :func:`read_image` and report its :class:`ImageReadError`: files of an image type
+    that cannot be read (empty, a pipe, permission denied ...) are included, so that the
+    caller lists them with the reason; only files of a known non-image type (and what
+    :func:`iter_entries` does not search) are left out. :func:`sort_image_files` lists
+    those too."""
+    return [path for path in iter_files(inputs) if candidate_problem(path) != UNKNOWN_TYPE]
+
+
+def read_or_skip(path: Path) -> LoadedImage | Skipped:
+    """One file of a batch: the image, or :class:`Skipped` with the reason."""
+    problem = candidate_problem(path)
+    if problem is not None:
+        return Skipped(path, problem)
+    try:
+        return read_image(path)
+    except ImageReadError as error:
+        return Skipped(path, error.problem)
+
+
+def scan_images(inputs: Iterable[AnyPath], progress: ProgressFn = no_progress,
                 cancel: threading.Event | None = None
                 ) -> Iterator[LoadedImage | Skipped]:
     """Read every image under ``inputs``; unreadable or non-image files come out as
-    :class:`Skipped` with the reason, so one bad file never aborts a scan."""
-    files = list(iter_files(inputs))
-    for done, path in enumerate(files):
+    :class:`Skipped` with the reason, so one bad file never aborts a scan. Every path below
+    the inputs comes out exactly once."""
+    entries = list(iter_entries(inputs))
+    for done, entry in enumerate(entries):
         check_cancel(cancel)
-        if not path.exists():
-            yield Skipped(path, "no such file or folder")
-        elif not is_candidate(path):
-            yield Skipped(path, "not an image file (unknown type)")
-        else:
-            try:
-                yield read_image(path)
-            except ImageReadError as error:
-                yield Skipped(path, error.problem)
-        progress((done + 1) / max(len(files), 1), f"{done + 1}/{len(files)} files")
+        yield entry if isinstance(entry, Skipped) else read_or_skip(entry)
+        progress((done + 1) / max(len(entries), 1), f"{done + 1}/{len(entries)} files")
