@@ -318,20 +318,24 @@ def _prevalence_option(text: str):
 def _cmd_convert(args: argparse.Namespace) -> int:
     from cxrgan_desktop.cli_progress import run_job
     from cxrgan_desktop.imaging.convert import convert_images
+    from cxrgan_desktop.imaging.readers import display_path, file_problem
 
-    missing = [str(p) for p in args.inputs if not p.exists()]
+    # only a mistyped input stops here; any other problem is listed per file by convert
+    missing = [display_path(p) for p in args.inputs if file_problem(p) == "no such file"]
     if missing:
         raise UserError(f"no such file or folder: {', '.join(missing)}")
     report = run_job(lambda progress, cancel: convert_images(
         args.inputs, args.out, progress=progress, cancel=cancel), None, "", "convert",
         f"what was converted is listed in {args.out / 'conversion_report.csv'}")
-    for skipped in report.skipped:
-        print(f"skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} file(s):", file=sys.stderr)
+        for skipped in report.skipped:
+            print(f"  {skipped.shown}: {skipped.reason}", file=sys.stderr)
     for image, _ in report.converted:
         for warning in image.warnings:
-            print(f"warning {image.source}: {warning}", file=sys.stderr)
+            print(f"warning {display_path(image.source)}: {warning}", file=sys.stderr)
     print(f"converted {len(report.converted)} image(s), skipped {len(report.skipped)}; "
-          f"report: {report.report_path}")
+          f"report: {display_path(report.report_path)}")
     return 0
 
 

@@ -9,6 +9,7 @@ the same name in different folders do not collide.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import threading
@@ -18,12 +19,19 @@ from pathlib import Path
 
 from cxrgan_desktop.fileio import atomic_write_text
 from cxrgan_desktop.imaging.png16 import write_png16
-from cxrgan_desktop.imaging.readers import LoadedImage, Skipped, scan_images
+from cxrgan_desktop.imaging.readers import (
+    LoadedImage,
+    Skipped,
+    display_path,
+    is_folder,
+    scan_images,
+)
 from cxrgan_desktop.jobs import Cancelled, ProgressFn, no_progress
 
 REPORT_NAME = "conversion_report.csv"
 REPORT_COLUMNS = ("status", "source", "output", "sop_instance_uid", "format", "width",
                   "height", "photometric", "normalisation", "note")
+MAX_NAME_BYTES = 200  # file systems allow 255; flattened folder names can exceed it
 
 
 @dataclass
@@ -41,7 +49,7 @@ class ConvertReport:
 def output_name(source: Path, roots: list[Path]) -> str:
     """A flat, collision-free PNG name from the path relative to the input it came from."""
     for root in roots:
-        if root.is_dir():
+        if is_folder(root):  # Path.is_dir raises for a too long name
             try:
                 relative = source.resolve().relative_to(root.resolve())
                 break
@@ -51,7 +59,18 @@ def output_name(source: Path, roots: list[Path]) -> str:
         relative = Path(source.name)
     stem = "__".join(relative.with_suffix("").parts) if relative.suffix else "__".join(
         relative.parts)
-    return f"{stem}.png"
+    return _short_enough(f"{stem}.png")
+
+
+def _short_enough(name: str) -> str:
+    """``name``, or its start plus a hash of the whole when it is too long for a file
+    system (flattening deep folders with long names easily passes 255 bytes)."""
+    raw = os.fsencode(name)
+    if len(raw) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    head = raw[:MAX_NAME_BYTES - len(digest) - 6].decode("utf-8", "ignore")
+    return f"{head}_{digest}.png"
 
 
 def convert_images(inputs: Iterable[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
@@ -88,11 +107,12 @@ def _report_csv(report: ConvertReport) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(REPORT_COLUMNS)
     for image, output in report.converted:
-        writer.writerow(["converted", image.source, output.name, image.sop_instance_uid or "",
+        writer.writerow(["converted", display_path(image.source), display_path(output.name),
+                         image.sop_instance_uid or "",
                          image.file_format, image.width, image.height, image.photometric,
                          image.normalisation, "; ".join(image.warnings)])
     for skipped in report.skipped:
-        writer.writerow(["skipped", skipped.source, "", "", "", "", "", "", "", skipped.reason])
+        writer.writerow(["skipped", skipped.shown, "", "", "", "", "", "", "", skipped.reason])
     if report.cancelled:
         writer.writerow(["cancelled", "", "", "", "", "", "", "", "",
                          "the conversion was stopped; files after this point were not read"])

@@ -289,7 +289,7 @@ def is_candidate(path: Path) -> bool:
     return suffix in RASTER_SUFFIXES or suffix in DICOM_SUFFIXES or is_dicom_file(path)
 
 
-def _is_dir(path: Path) -> bool:
+def is_folder(path: Path) -> bool:
     """``Path.is_dir`` without its exceptions (it raises for a too long name)."""
     try:
         return stat.S_ISDIR(os.stat(path).st_mode)
@@ -304,7 +304,7 @@ def iter_entries(inputs: Iterable[AnyPath]) -> Iterator[Path | Skipped]:
     loop cannot recurse forever)."""
     for item in inputs:
         path = Path(os.fsdecode(item))
-        if not _is_dir(path):
+        if not is_folder(path):
             yield path
             continue
         unlisted: list[OSError] = []
