@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import zipfile
 from pathlib import Path
 
 from cxrgan_desktop.cli_common import UserError, add_device_option, resolve_device_option
@@ -34,9 +35,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "(practice cases come on top)")
     b.add_argument("--n-synthetic", type=int, required=True, help="synthetic images readers "
                    "rate")
-    b.add_argument("--seed", type=int, default=0, help="decides which images are drawn, "
-                   "their ids and a model's latents: the same plan and seed build the same "
-                   "study")
+    b.add_argument("--seed", type=int, default=0, help="decides which source images are "
+                   "drawn and a model's latents (the same plan and seed choose the same "
+                   "images); case ids, which case is which and the order come from the "
+                   "operating system's randomness and are kept only in the key")
     b.add_argument("--readers", type=int, default=0, help="readers you plan for (recorded "
                    "in the key; scoring warns when sessions are missing); 0: not said")
     b.add_argument("--practice", type=int, default=0,
@@ -54,6 +56,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "the truth after each practice image")
     b.add_argument("--instructions", type=Path, help="a text file shown before the study")
     b.add_argument("--name", default="study", help="file name stem of package and key")
+    b.add_argument("--force", action="store_true", help="write the package even when the "
+                   "leak audit fails (it is removed otherwise); the failures stay in the "
+                   "output")
     b.add_argument("--out", type=Path, required=True)
     add_device_option(b)
     b.set_defaults(func=cmd_build)
@@ -109,7 +114,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from cxrgan_desktop import zoo
     from cxrgan_desktop.cli_progress import run_job
     from cxrgan_desktop.engine.checkpoints import CheckpointError
-    from cxrgan_desktop.quiz.builder import StudyPlan, build_study
+    from cxrgan_desktop.quiz.builder import AuditFailed, StudyPlan, build_study
 
     try:
         plan = StudyPlan(args.real, args.n_real, args.n_synthetic,
@@ -118,8 +123,13 @@ def cmd_build(args: argparse.Namespace) -> int:
                          device=str(resolve_device_option(args.device)),
                          readers=args.readers)
         result = run_job(lambda progress, cancel: build_study(
-            plan, args.out, args.name, progress, cancel), None, "", "building",
-            "nothing usable was written")
+            plan, args.out, args.name, progress, cancel, force=args.force), None, "",
+            "building", "nothing usable was written")
+    except AuditFailed as failed:
+        print(failed.report.text())
+        print("the leak audit FAILED: no package was written (fix the sources, or --force "
+              "to write it anyway for inspection)")
+        return 1
     except (ValueError, zoo.ModelNotFoundError, CheckpointError) as error:
         raise UserError(str(error)) from error
     print(result.audit.text())
@@ -135,11 +145,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from cxrgan_desktop.quiz.key import AnswerKeyError, read_key
-    from cxrgan_desktop.quiz.leak_audit import audit_package
+    from cxrgan_desktop.quiz.leak_audit import audit_package, hash_check
 
     try:
-        report = audit_package(args.package, read_key(args.key))
-    except (AnswerKeyError, OSError, ValueError) as error:
+        key = read_key(args.key)
+        report = audit_package(args.package, key)
+        report.checks.insert(0, hash_check(args.package, key))
+    except (AnswerKeyError, OSError, ValueError, zipfile.BadZipFile, KeyError) as error:
         raise UserError(str(error)) from error
     print(report.text())
     return 0 if report.passed else 1

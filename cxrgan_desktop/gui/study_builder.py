@@ -3,6 +3,7 @@ leak audit's verdict on the package, shown before anything is handed to a reader
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import QUrl, Signal
@@ -316,10 +317,13 @@ class StudyBuilderDialog(QDialog):
 
         def job(progress, cancel):
             from cxrgan_desktop.engine.devices import resolve_device
-            from cxrgan_desktop.quiz.builder import build_study
+            from cxrgan_desktop.quiz.builder import AuditFailed, build_study
 
             plan.device = str(resolve_device(device)) if plan.model else "cpu"
-            return build_study(plan, out, name, progress, cancel)
+            try:
+                return build_study(plan, out, name, progress, cancel)
+            except AuditFailed as failed:
+                return failed  # shown like a result: the report is what the organiser needs
 
         self.runner = JobRunner(job, "build study", parent=self)
         self.runner.progress.connect(self.controls.show_progress)
@@ -342,6 +346,11 @@ class StudyBuilderDialog(QDialog):
         self.controls.status.setText(message)
 
     def _built(self, result) -> None:
+        from cxrgan_desktop.quiz.builder import AuditFailed
+
+        if isinstance(result, AuditFailed):
+            self._refused(result)
+            return
         self.result = result
         lines = [result.audit.text(), "", f"package (give to readers): {result.package}",
                  f"answer key (keep; never send): {result.key}"]
@@ -357,6 +366,16 @@ class StudyBuilderDialog(QDialog):
         self.open_folder.setEnabled(True)
         self.controls.status.setText("Built.")
         self.built.emit(result)
+
+    def _refused(self, failed) -> None:
+        """The audit failed, so the builder wrote no package: say which checks, plainly."""
+        failing = [c for c in failed.report.failures() if c.blocking]
+        self.audit.setPlainText(failed.report.text() + "\n\nNo package was written.")
+        items = "".join(f"<li><b>{html.escape(c.name)}</b>: {html.escape(c.detail)}</li>"
+                        for c in failing)
+        self.verdict.setText("<b style='color:#b02020'>Leak audit FAILED: no package was "
+                             f"written.</b> Failed checks:<ul>{items}</ul>")
+        self.controls.status.setText("Not built: the leak audit failed.")
 
     def _show_files(self) -> None:
         if self.result is not None:

@@ -3,13 +3,22 @@ package and the key, and audit the package for leaks.
 
 Real images come from folders (any format the viewer reads); synthetic ones from folders
 (an LCO archive's findings are carried into the key, for a per-finding breakdown) or drawn
-from a model with the study seed. Choices are seeded, so the same plan builds the same study.
+from a model with the study seed. Which source images are drawn (and a model's latents)
+follows the seed, so the same plan chooses the same images; everything a reader must not
+learn (the case ids, which case is which source, the practice order) comes from the
+operating system's randomness and is recorded only in the key: a seed can be guessed and
+replayed (see :mod:`cxrgan_desktop.quiz.seed_replay`).
+
+The package is written under a hidden name, audited, and only then given its final name: a
+package that fails the leak audit is removed unless the organiser forces it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -26,10 +35,17 @@ from cxrgan_desktop.quiz.key import KeyCase, StudyKey, write_key
 from cxrgan_desktop.quiz.leak_audit import AuditReport, audit_package
 from cxrgan_desktop.quiz.package import SUFFIX, write_package
 from cxrgan_desktop.quiz.pipeline import prepare_case
-from cxrgan_desktop.quiz.study import StudySettings
+from cxrgan_desktop.quiz.study import ID_ALPHABET, ID_LENGTH, StudySettings
 
-ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: ids get read aloud
-ID_LENGTH = 8
+
+class AuditFailed(Exception):
+    """The leak audit failed, so no package was written; ``report`` says which checks."""
+
+    def __init__(self, report: AuditReport) -> None:
+        self.report = report
+        failed = [c for c in report.failures() if c.blocking]
+        super().__init__("the leak audit FAILED, so no package was written (" +
+                         "; ".join(f"{c.name}: {c.detail}" for c in failed) + ")")
 
 
 @dataclass
@@ -70,12 +86,21 @@ class BuildResult:
     skipped: list[str]
 
 
-def case_ids(count: int, rng: np.random.Generator) -> list[str]:
-    """Distinct random ids of one length and alphabet, drawn without regard to class."""
+def case_ids(count: int) -> list[str]:
+    """Distinct ids of one length and alphabet from the operating system's randomness,
+    sorted, so that their order says nothing either."""
     ids: set[str] = set()
     while len(ids) < count:
-        ids.add("".join(rng.choice(list(ID_ALPHABET), ID_LENGTH)))
+        ids.add("".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH)))
     return sorted(ids)
+
+
+def secret_layout(n_items: int) -> tuple[list[str], list[int]]:
+    """(ids, assignment): fresh ids, and for each item (scored first, then practice) the
+    index of the id it gets. Both unguessable; kept only in the key."""
+    assignment = list(range(n_items))
+    secrets.SystemRandom().shuffle(assignment)
+    return case_ids(n_items), assignment
 
 
 def _lco_labels(image: Path) -> list[str]:
@@ -91,9 +116,10 @@ def _lco_labels(image: Path) -> list[str]:
 
 
 def _from_files(inputs: list[str], count: int, rng: np.random.Generator,
-                settings: StudySettings, skipped: list[str],
+                settings: StudySettings, skipped: list[str], file_counts: list[int],
                 cancel: threading.Event | None) -> Iterator[Prepared]:
     files = image_files(inputs)
+    file_counts.append(len(files))
     order = rng.permutation(len(files))
     made = 0
     for index in order:
@@ -167,14 +193,16 @@ def _refuse_shared_sources(plan: StudyPlan) -> None:
 
 
 def _gather(plan: StudyPlan, truth: str, count: int, rng: np.random.Generator,
-            skipped: list[str], progress: ProgressFn,
+            skipped: list[str], file_counts: list[int], progress: ProgressFn,
             cancel: threading.Event | None) -> list[Prepared]:
     if truth == "real":
-        source = _from_files(plan.real, count, rng, plan.settings, skipped, cancel)
+        source = _from_files(plan.real, count, rng, plan.settings, skipped, file_counts,
+                             cancel)
     elif plan.model:
         source = _from_model(plan.model, count, plan.seed, plan.settings, plan.device, cancel)
     else:
-        source = _from_files(plan.synthetic, count, rng, plan.settings, skipped, cancel)
+        source = _from_files(plan.synthetic, count, rng, plan.settings, skipped,
+                             file_counts, cancel)
     out = []
     for item in source:
         out.append(item)
@@ -184,46 +212,59 @@ def _gather(plan: StudyPlan, truth: str, count: int, rng: np.random.Generator,
 
 def build_study(plan: StudyPlan, out_dir: str | Path, name: str = "study",
                 progress: ProgressFn = no_progress,
-                cancel: threading.Event | None = None) -> BuildResult:
+                cancel: threading.Event | None = None, force: bool = False) -> BuildResult:
     """Write ``<name>.cxrstudy`` (for readers) and ``<name>.key.json`` (for the organiser
-    only) into ``out_dir``, and audit the package."""
+    only) into ``out_dir`` once the package passes the leak audit. A failing audit raises
+    :class:`AuditFailed` and leaves no package, unless ``force``."""
     out = Path(out_dir)
-    rng = np.random.default_rng([plan.seed, 0x5175])
+    rng = np.random.default_rng([plan.seed, 0x5175])  # chooses source images only
     skipped: list[str] = []
+    file_counts: list[int] = []  # candidate files per folder source, for the audit's replay
     progress(0.0, "checking the sources")
     _refuse_shared_sources(plan)
     n_practice = plan.practice
-    real = _gather(plan, "real", plan.n_real + n_practice, rng, skipped,
+    real = _gather(plan, "real", plan.n_real + n_practice, rng, skipped, file_counts,
                    sub_progress(progress, 0.0, 0.45), cancel)
     synthetic = _gather(plan, "synthetic", plan.n_synthetic + n_practice, rng, skipped,
-                        sub_progress(progress, 0.45, 0.9), cancel)
+                        file_counts, sub_progress(progress, 0.45, 0.9), cancel)
     practice_items = [("real", p) for p in real[plan.n_real:]] + \
         [("synthetic", p) for p in synthetic[plan.n_synthetic:]]
     scored = [("real", p) for p in real[:plan.n_real]] + \
         [("synthetic", p) for p in synthetic[:plan.n_synthetic]]
-    ids = case_ids(len(scored) + len(practice_items), rng)
-    assignment = rng.permutation(len(ids))  # which id each item gets: independent of class
+    ids, assignment = secret_layout(len(scored) + len(practice_items))
     scored_ids = [ids[i] for i in assignment[:len(scored)]]
     practice_ids = [ids[i] for i in assignment[len(scored):]]
-    practice_order = rng.permutation(len(practice_items))
+    practice_order = list(range(len(practice_items)))
+    secrets.SystemRandom().shuffle(practice_order)
     study_id = secrets.token_hex(8)
     check_cancel(cancel)
     progress(0.9, "writing the package")
     package_path = out / f"{name}{SUFFIX}"
-    write_package(package_path, study_id, plan.settings,
-                  {cid: item.levels for cid, (_, item) in zip(scored_ids, scored, strict=True)},
-                  [(practice_ids[i], practice_items[i][0], practice_items[i][1].levels)
-                   for i in practice_order])
-    key = StudyKey(
-        study_id=study_id, package_sha256=sha256_file(package_path), seed=plan.seed,
-        cases={cid: KeyCase(truth, item.source, item.labels)
-               for cid, (truth, item) in zip(scored_ids, scored, strict=True)},
-        built=_plan_record(plan))
-    key_path = out / f"{name}.key.json"
-    write_key(key_path, key)
-    progress(0.95, "auditing the package for leaks")
-    report = audit_package(package_path, key)
-    progress(1.0, "audit passed" if report.passed else "audit FAILED")
+    unaudited = out / f".{name}{SUFFIX}.unaudited"
+    try:
+        write_package(unaudited, study_id, plan.settings,
+                      {cid: item.levels for cid, (_, item) in zip(scored_ids, scored,
+                                                                   strict=True)},
+                      [(practice_ids[i], practice_items[i][0], practice_items[i][1].levels)
+                       for i in practice_order])
+        built = _plan_record(plan)
+        built["source_files"] = file_counts
+        key = StudyKey(
+            study_id=study_id, package_sha256=sha256_file(unaudited), seed=plan.seed,
+            cases={cid: KeyCase(truth, item.source, item.labels)
+                   for cid, (truth, item) in zip(scored_ids, scored, strict=True)},
+            built=built)
+        progress(0.95, "auditing the package for leaks")
+        report = audit_package(unaudited, key)
+        if not report.passed and not force:
+            raise AuditFailed(report)
+        key_path = out / f"{name}.key.json"
+        write_key(key_path, key)
+        os.replace(unaudited, package_path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            unaudited.unlink()
+    progress(1.0, "audit passed" if report.passed else "audit FAILED (package forced)")
     return BuildResult(package_path, key_path, report, skipped)
 
 

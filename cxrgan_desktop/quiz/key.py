@@ -53,9 +53,13 @@ def read_key(path: str | os.PathLike[str]) -> StudyKey:
         if data.get("format") != KEY_FORMAT:
             raise ValueError(f"format is {data.get('format')!r}")
         cases = {cid: KeyCase(**value) for cid, value in data["cases"].items()}
+        for cid, case in cases.items():
+            if case.truth not in ("real", "synthetic"):
+                raise ValueError(f"case {cid!r} has truth {case.truth!r}; a key says 'real' or "
+                                 "'synthetic'")
         return StudyKey(data["study_id"], data["package_sha256"], int(data["seed"]), cases,
                         data.get("built", {}))
     except FileNotFoundError as error:
         raise AnswerKeyError(f"{file}: no such file") from error
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise AnswerKeyError(f"{file}: not a reader-study answer key ({error})") from error

@@ -3,8 +3,10 @@
 Run on every package the builder writes, and on demand (``cxrgan quiz audit``). With the key
 in hand it checks what a reader could see without looking at the anatomy: the entry names,
 their sizes and compressed sizes, the image dimensions and dtype, the file headers and
-archive metadata, the timestamps, the order, and the pixel statistics that betray a
-pipeline rather than a patient (number of grey levels used, extremes, clipped fractions).
+archive metadata, the timestamps, the order, the pixel statistics that betray a pipeline
+rather than a patient (number of grey levels used, extremes, clipped fractions), and whether
+replaying seeded draws for any of a range of seeds predicts the truth
+(:mod:`cxrgan_desktop.quiz.seed_replay`).
 
 Exact properties (sizes, headers, timestamps) must be identical for every case. Orders and
 per-image statistics are compared between the classes with a Mann-Whitney test; a check
@@ -26,10 +28,12 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import mannwhitneyu
 
+from cxrgan_desktop.fileio import sha256_file
+from cxrgan_desktop.quiz import seed_replay
 from cxrgan_desktop.quiz.key import StudyKey
 from cxrgan_desktop.quiz.package import CASE_DIR, FIXED_TIME, PRACTICE_DIR
+from cxrgan_desktop.quiz.study import is_case_id
 
-ID_PATTERN = re.compile(r"^[a-z0-9]{8}$")
 P_LIMIT, AUC_MARGIN = 1e-3, 0.3
 
 
@@ -110,6 +114,7 @@ def audit_package(path: str | Path, key: StudyKey) -> AuditReport:
         report.checks.append(_id_character_check(ids, synthetic))
         report.checks += _archive_checks(cases, infos)
         report.checks.append(_order_check(ids, manifest, synthetic))
+        report.checks.append(replay_check(key, [p["id"] for p in manifest.get("practice", [])]))
         headers, statistics = [], []
         shapes = []
         for info in cases:
@@ -133,6 +138,29 @@ def audit_package(path: str | Path, key: StudyKey) -> AuditReport:
     return report
 
 
+def replay_check(key: StudyKey, practice_ids: list[str],
+                 seeds: range = seed_replay.SEEDS_TRIED) -> Check:
+    """Replay the old builder's seeded draws for every seed in ``seeds`` and the key's own,
+    with the source folders' file counts as recorded, and with none drawn first."""
+    counts = [int(c) for c in key.built.get("source_files", [])]
+    hypotheses = {tuple(counts), tuple(counts[:1]), ()}
+    truth = {case: key.truth(case) for case in key.cases}
+    findings = seed_replay.replay_attack(truth, practice_ids, sorted(hypotheses),
+                                         sorted({*seeds, key.seed}))
+    passed, detail = seed_replay.judge(findings)
+    return Check("seed replay", passed, detail)
+
+
+def hash_check(path: str | Path, key: StudyKey) -> Check:
+    """The key names its package by SHA-256: a package changed since the build (or another
+    study's) is not the one the key describes."""
+    actual = sha256_file(path)
+    if actual == key.package_sha256:
+        return Check("package hash", True, "the package is the one this key was made with")
+    return Check("package hash", False, f"the package's SHA-256 is {actual}, the key's is "
+                 f"{key.package_sha256}: changed since the build, or another study's package")
+
+
 def _npy_header_length(data: bytes) -> int:
     """Bytes up to the array data: magic, version, header length field, header."""
     major = data[6]
@@ -143,9 +171,9 @@ def _npy_header_length(data: bytes) -> int:
 
 def _name_checks(ids: list[str], key: StudyKey, infos: list[zipfile.ZipInfo]) -> list[Check]:
     checks = []
-    odd = [i for i in ids if not ID_PATTERN.match(i)]
+    odd = [i for i in ids if not is_case_id(i)]
     checks.append(Check("case names", not odd,
-                        "every id is 8 random lower-case letters and digits" if not odd else
+                        "every id is 8 random letters and digits of one alphabet" if not odd else
                         f"{len(odd)} id(s) of another form, e.g. {odd[0]!r}"))
     stems = {Path(c.source.split("#")[0]).stem.lower() for c in key.cases.values()}
     stems = {s for s in stems if len(s) >= 4}

@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Iterable
 
+from cxrgan_desktop.csv_cells import spreadsheet_safe
 from cxrgan_desktop.fileio import atomic_write_text
 from cxrgan_desktop.quiz.results_table import CLASSES, ResultRow
 
@@ -58,7 +59,8 @@ def write_mrmcaov_csv(rows: Iterable[ResultRow], path: str | os.PathLike[str],
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(MRMCAOV_COLUMNS)
     for row in _checked(rows):
-        writer.writerow([row.reader, modality, row.case, _truth_code(row.truth), row.rating])
+        writer.writerow([spreadsheet_safe(row.reader), spreadsheet_safe(modality),
+                         spreadsheet_safe(row.case), _truth_code(row.truth), row.rating])
     atomic_write_text(path, out.getvalue())
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cxrgan_desktop.fileio import atomic_writer, sha256_file
-from cxrgan_desktop.quiz.study import StudySettings
+from cxrgan_desktop.quiz.study import StudySettings, is_case_id, is_study_id
 
 FORMAT = "cxrgan-desktop/reader-study"
 FORMAT_VERSION = 1
@@ -82,20 +82,47 @@ class StudyPackage:
             raise PackageError(f"{self.path}: no such file") from error
         except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
             raise PackageError(f"{self.path}: not a reader-study package ({error})") from error
-        if manifest.get("format") != FORMAT:
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            found = manifest.get("format") if isinstance(manifest, dict) else None
             raise PackageError(f"{self.path}: not a reader-study package (format "
-                               f"{manifest.get('format')!r})")
-        if manifest.get("format_version", 0) > FORMAT_VERSION:
+                               f"{found!r})")
+        version = manifest.get("format_version", 0)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
             raise PackageError(f"{self.path}: made by a newer cxrgan-desktop (format version "
-                               f"{manifest['format_version']}); update the application")
+                               f"{version!r}); update the application")
         try:
             self.settings = StudySettings.from_dict(manifest["settings"])
         except (KeyError, TypeError, ValueError) as error:
             raise PackageError(f"{self.path}: damaged study settings ({error})") from error
-        self.study_id: str = manifest["study_id"]
-        self.case_ids: list[str] = list(manifest["cases"])
-        self.practice = [PracticeCase(p["id"], p["truth"]) for p in manifest["practice"]]
+        self.study_id, self.case_ids, self.practice = self._checked_ids(manifest)
         self._sha256: str | None = None
+
+    def _checked_ids(self, manifest: dict[str, Any]
+                     ) -> tuple[str, list[str], list[PracticeCase]]:
+        """The study id and the case ids become folder and file names: a crafted package
+        must not steer a session file elsewhere ('../../x', '/etc/x'), so only the builder's
+        own forms pass."""
+        study_id = manifest.get("study_id")
+        if not is_study_id(study_id):
+            raise PackageError(f"{self.path}: the study id {str(study_id)[:40]!r} is not of "
+                               "the form this application writes (16 hex digits); the "
+                               "package is damaged or was not made by cxrgan-desktop")
+        cases, practice = manifest.get("cases"), manifest.get("practice")
+        if not isinstance(cases, list) or not cases or not isinstance(practice, list):
+            raise PackageError(f"{self.path}: study.json lists no cases")
+        practice_cases = []
+        for entry in practice:
+            if not isinstance(entry, dict) or entry.get("truth") not in ("real", "synthetic"):
+                raise PackageError(f"{self.path}: a practice entry is damaged ({entry!r:.60})")
+            practice_cases.append(PracticeCase(entry.get("id"), entry["truth"]))
+        every_id = [*cases, *(p.id for p in practice_cases)]
+        bad = [i for i in every_id if not is_case_id(i)]
+        if bad:
+            raise PackageError(f"{self.path}: case id {str(bad[0])[:40]!r} is not of the form "
+                               "this application writes; the package is damaged")
+        if len(set(every_id)) != len(every_id):
+            raise PackageError(f"{self.path}: a case id appears twice")
+        return study_id, list(cases), practice_cases
 
     @property
     def sha256(self) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxrgan_desktop.csv_cells import spreadsheet_safe
 from cxrgan_desktop.fileio import atomic_write_text
 
 COLUMNS = ("reader", "case", "truth", "rating", "answer", "seconds")
@@ -46,12 +47,15 @@ class ResultRow:
 
 
 def write_results(path: str | os.PathLike[str], rows: Iterable[ResultRow]) -> None:
+    """Written atomically; reader and case cells that a spreadsheet would run as a formula
+    are neutralised (:mod:`cxrgan_desktop.csv_cells`)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in rows:
         seconds = "" if row.seconds is None else f"{row.seconds:.3f}"
-        writer.writerow([row.reader, row.case, row.truth, row.rating, row.answer, seconds])
+        writer.writerow([spreadsheet_safe(row.reader), spreadsheet_safe(row.case), row.truth,
+                         row.rating, row.answer, seconds])
     atomic_write_text(path, out.getvalue())
 
 

@@ -23,17 +23,24 @@ def key_scale(key: StudyKey) -> RatingScale:
 
 def score_sessions(key: StudyKey, sessions: list[ReaderSession]) -> Scored:
     """Rows for every answered case of every session; sessions of another study (or of a
-    package other than the one the key was made with) are refused."""
+    package other than the one the key was made with) are refused, and so is any answer
+    the key cannot score (an unknown case, a rating off the scale): one error naming the
+    file and the answer, never a silent row."""
     scale = key_scale(key)
     scored = Scored([])
     readers: set[str] = set()
     for session in sessions:
-        if session.study_id != key.study_id or session.package_sha256 != key.package_sha256:
+        if session.study_id != key.study_id:
             raise SessionError(f"{session.path}: a session of another study (study "
                                f"{session.study_id}), not of this key's ({key.study_id})")
+        if session.package_sha256 != key.package_sha256:
+            raise SessionError(f"{session.path}: read from another package (SHA-256 "
+                               f"{session.package_sha256}) than this key's "
+                               f"({key.package_sha256}): the package was changed or rebuilt")
         if session.reader in readers:
             raise SessionError(f"{session.path}: reader {session.reader!r} appears twice")
         readers.add(session.reader)
+        _check_against_key(session, key, scale.points)
         if not session.complete:
             scored.warnings.append(f"{session.reader}: {len(session.answers)} of "
                                    f"{len(session.order)} cases answered (incomplete)")
@@ -46,3 +53,14 @@ def score_sessions(key: StudyKey, sessions: list[ReaderSession]) -> Scored:
         scored.warnings.append(f"the study was planned for {planned} readers; "
                                f"{len(readers)} session(s) given")
     return scored
+
+
+def _check_against_key(session: ReaderSession, key: StudyKey, points: int) -> None:
+    if set(session.order) != set(key.cases):
+        extra = sorted(set(session.order) - set(key.cases))
+        raise SessionError(f"{session.path}: the session's cases are not the key's "
+                           f"({len(extra)} unknown, e.g. {extra[:1]})")
+    for number, answer in enumerate(session.answers, start=1):
+        if not 1 <= answer.rating <= points:
+            raise SessionError(f"{session.path}, answer {number} (case {answer.case}): rating "
+                               f"{answer.rating} is outside the study's scale 1..{points}")

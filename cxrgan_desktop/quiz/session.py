@@ -3,9 +3,13 @@ it is given.
 
 The session file is rewritten atomically after each answer (a crash or power cut leaves the
 previous complete file, never a torn one) and reopening the study with the same reader name
-continues at the first unanswered case. The order is a permutation seeded by the study and
-the reader's name, recorded in the file, so two readers see different orders and an analysis
-can check order effects. The session holds ratings only: the key is not in it.
+continues at the first unanswered case. Each reader's order is a permutation drawn from the
+operating system's randomness and recorded in the file (with its seed), so two readers see
+different orders and an analysis can check order effects. The session holds ratings only:
+the key is not in it.
+
+A session file comes back from a reader's machine, so loading it trusts nothing: every field
+is checked for type and form, and a file that fails names itself and the answer at fault.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import os
 import re
+import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +29,7 @@ import numpy as np
 from cxrgan_desktop import paths
 from cxrgan_desktop.fileio import atomic_write_json
 from cxrgan_desktop.quiz.package import StudyPackage
+from cxrgan_desktop.quiz.study import is_case_id, is_study_id
 
 SESSION_FORMAT = "cxrgan-desktop/reader-session"
 
@@ -133,13 +140,19 @@ def sessions_dir() -> Path:
 
 
 def session_path(package: StudyPackage, reader: str, folder: Path | None = None) -> Path:
+    """Checked again here, not only when the package was opened: this is where an id
+    becomes a folder name."""
+    if not is_study_id(package.study_id):
+        raise SessionError(f"{package.path}: the study id is not of the form this "
+                           "application writes; refusing to make a folder from it")
     return (folder or sessions_dir()) / package.study_id / f"{reader_slug(reader)}.session.json"
 
 
-def reader_order(study_id: str, reader: str, case_ids: list[str]) -> tuple[int, list[str]]:
-    """(seed, order): the reader's own permutation, reproducible from the seed."""
-    seed = int.from_bytes(hashlib.sha256(f"{study_id}/{reader.strip()}".encode()).digest()[:8],
-                          "little")
+def reader_order(case_ids: list[str], seed: int | None = None) -> tuple[int, list[str]]:
+    """(seed, order): the reader's own permutation, from a fresh secret seed unless one is
+    given; the seed is recorded so the order can be reproduced."""
+    if seed is None:
+        seed = secrets.randbits(63)
     permutation = np.random.default_rng(seed).permutation(len(case_ids))
     return seed, [case_ids[i] for i in permutation]
 
@@ -161,7 +174,7 @@ def open_session(package: StudyPackage, reader: str, folder: Path | None = None
             raise SessionError(f"{candidate} is the session of {session.reader!r}, not of "
                                f"{reader.strip()!r}")
         return session
-    seed, order = reader_order(package.study_id, reader, package.case_ids)
+    seed, order = reader_order(package.case_ids)
     session = ReaderSession(path, package.study_id, package.sha256, reader.strip(), seed, order,
                             started=_now())
     session.save()
@@ -172,11 +185,78 @@ def load_session(path: str | os.PathLike[str]) -> ReaderSession:
     file = Path(path)
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-        if data.pop("format", None) != SESSION_FORMAT:
+        if not isinstance(data, dict) or data.pop("format", None) != SESSION_FORMAT:
             raise ValueError("not a reader-session file")
-        answers = [Answer(**a) for a in data.pop("answers")]
-        return ReaderSession(path=file, answers=answers, **data)
+        raw_answers = data.pop("answers")
+        if not isinstance(raw_answers, list):
+            raise ValueError("'answers' is not a list")
+        answers = [_checked_answer(file, number, raw)
+                   for number, raw in enumerate(raw_answers, start=1)]
+        session = ReaderSession(path=file, answers=answers, **data)
     except FileNotFoundError as error:
         raise SessionError(f"{file}: no such file") from error
+    except SessionError:
+        raise
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise SessionError(f"{file}: not a readable reader session ({error})") from error
+    _check_session(session)
+    return session
+
+
+def _checked_answer(file: Path, number: int, raw: object) -> Answer:
+    """One answer of a file from elsewhere: every field of the type and range it must have."""
+    where = f"{file}, answer {number}"
+    if not isinstance(raw, dict):
+        raise SessionError(f"{where}: not an answer record")
+    try:
+        answer = Answer(**raw)
+    except TypeError as error:
+        raise SessionError(f"{where}: {error}") from error
+    if not is_case_id(answer.case):
+        raise SessionError(f"{where}: case id {str(answer.case)[:40]!r} is not of the form "
+                           "this application writes")
+    if not _is_int(answer.rating):
+        raise SessionError(f"{where} (case {answer.case}): the rating must be a whole "
+                           f"number, got {answer.rating!r:.40}")
+    if not _is_int(answer.position) or answer.position < 0:
+        raise SessionError(f"{where} (case {answer.case}): the position must be a whole "
+                           f"number >= 0, got {answer.position!r:.40}")
+    if not _is_int(answer.revised) or answer.revised < 0:
+        raise SessionError(f"{where} (case {answer.case}): 'revised' must be a whole number "
+                           f">= 0, got {answer.revised!r:.40}")
+    seconds = answer.seconds
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+            or not math.isfinite(seconds) or seconds < 0:
+        raise SessionError(f"{where} (case {answer.case}): the reading time must be a number "
+                           f"of seconds >= 0, got {seconds!r:.40}")
+    if not isinstance(answer.answered_at, str):
+        raise SessionError(f"{where} (case {answer.case}): 'answered_at' is not a time")
+    return answer
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_session(session: ReaderSession) -> None:
+    file = session.path
+    if not is_study_id(session.study_id):
+        raise SessionError(f"{file}: the study id {str(session.study_id)[:40]!r} is not of "
+                           "the form this application writes")
+    if not isinstance(session.reader, str) or not session.reader.strip():
+        raise SessionError(f"{file}: the reader name is missing")
+    if not isinstance(session.order, list) or not all(is_case_id(c) for c in session.order) \
+            or len(set(session.order)) != len(session.order):
+        raise SessionError(f"{file}: the case order is damaged (ids of another form, or a "
+                           "case twice)")
+    if not isinstance(session.package_sha256, str):
+        raise SessionError(f"{file}: the package's SHA-256 is missing")
+    seen: set[str] = set()
+    for number, answer in enumerate(session.answers, start=1):
+        if answer.case in seen:
+            raise SessionError(f"{file}, answer {number}: case {answer.case} is answered "
+                               "twice")
+        if answer.case not in session.order:
+            raise SessionError(f"{file}, answer {number}: case {answer.case} is not in this "
+                               "session's order")
+        seen.add(answer.case)

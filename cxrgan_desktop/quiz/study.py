@@ -7,8 +7,25 @@ studies used forced choices; the confidence levels give each reader an ROC curve
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: ids get read aloud
+ID_LENGTH = 8
+STUDY_ID_LENGTH = 16  # hex digits of secrets.token_hex(8)
+_CASE_ID = re.compile(rf"[{ID_ALPHABET}]{{{ID_LENGTH}}}")
+_STUDY_ID = re.compile(rf"[0-9a-f]{{{STUDY_ID_LENGTH}}}")
+
+
+def is_case_id(value: object) -> bool:
+    """Ids become file and entry names: only the builder's own form is ever accepted, so a
+    crafted package cannot name a path ('../x', '/etc/x') through them."""
+    return isinstance(value, str) and _CASE_ID.fullmatch(value) is not None
+
+
+def is_study_id(value: object) -> bool:
+    return isinstance(value, str) and _STUDY_ID.fullmatch(value) is not None
 
 DEFAULT_LABELS = ("Definitely real", "Probably real", "Possibly real",
                   "Possibly synthetic", "Probably synthetic", "Definitely synthetic")
