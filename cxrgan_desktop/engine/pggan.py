@@ -18,6 +18,7 @@ dense layer to one score.
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -32,6 +33,25 @@ from cxrgan_desktop.engine.layers import (
 )
 
 PAPER_CHANNELS: tuple[int, ...] = (512, 512, 512, 512, 256, 128, 64, 32, 16)
+MAX_DEPTH = 8  # 4 * 2**8 = 1024 pixels
+MAX_WIDTH = 4096
+MAX_LATENT_SIZE = 4096
+MAX_MBSTD_GROUP = 1024
+
+
+def _whole(value: object, what: str) -> int:
+    """``value`` as an int, refusing bools, fractions, NaN and non-numbers (JSON metadata can
+    hold any of them) instead of truncating them silently."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a whole number, got {value!r}")
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    try:
+        return operator.index(value)  # numpy and torch integers
+    except TypeError:
+        raise ValueError(f"{what} must be a whole number, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -45,15 +65,36 @@ class PGGANConfig:
     mbstd_group_size: int = 0  # 0 = whole batch (the paper); 4 = Karras et al.
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        if not 1 <= len(self.channels) <= 9:
-            raise ValueError("channels must list 1 to 9 widths (4 up to 1024 pixels)")
-        if any(c <= 0 for c in self.channels):
-            raise ValueError(f"channel widths must be positive, got {self.channels}")
-        if self.latent_size <= 0:
-            raise ValueError(f"latent_size must be positive, got {self.latent_size}")
+        # A config can come from a file's metadata: every field is checked for type and range
+        # here, before any layer is built from it (a claimed width of 20000 would otherwise
+        # ask for tens of GB). The bounds leave 8x headroom over the paper (latent 512,
+        # widths up to 512); whether a file's tensors fit the config is the loader's check.
+        if isinstance(self.channels, str | bytes) or not hasattr(self.channels, "__iter__"):
+            raise ValueError(f"channels must be a list of widths, got {self.channels!r}")
+        object.__setattr__(self, "channels",
+                           tuple(_whole(c, "channel width") for c in self.channels))
+        if not 1 <= len(self.channels) <= MAX_DEPTH + 1:
+            raise ValueError(f"channels must list 1 to {MAX_DEPTH + 1} widths (4 up to "
+                             f"{4 * 2**MAX_DEPTH} pixels), got {len(self.channels)}")
+        if any(not 1 <= c <= MAX_WIDTH for c in self.channels):
+            raise ValueError(f"channel widths must be between 1 and {MAX_WIDTH}, "
+                             f"got {list(self.channels)}")
+        object.__setattr__(self, "latent_size", _whole(self.latent_size, "latent_size"))
+        if not 1 <= self.latent_size <= MAX_LATENT_SIZE:
+            raise ValueError(f"latent_size must be between 1 and {MAX_LATENT_SIZE}, "
+                             f"got {self.latent_size}")
+        object.__setattr__(self, "image_channels",
+                           _whole(self.image_channels, "image_channels"))
         if self.image_channels not in (1, 3):
             raise ValueError(f"image_channels must be 1 or 3, got {self.image_channels}")
+        if isinstance(self.leaky_slope, bool) or not isinstance(self.leaky_slope, int | float) \
+                or not 0.0 <= self.leaky_slope < 1.0:  # also refuses NaN
+            raise ValueError(f"leaky_slope must be a number in [0, 1), got {self.leaky_slope!r}")
+        object.__setattr__(self, "mbstd_group_size",
+                           _whole(self.mbstd_group_size, "mbstd_group_size"))
+        if not 0 <= self.mbstd_group_size <= MAX_MBSTD_GROUP:
+            raise ValueError(f"mbstd_group_size must be between 0 and {MAX_MBSTD_GROUP}, "
+                             f"got {self.mbstd_group_size}")
 
     @property
     def max_depth(self) -> int:
@@ -69,6 +110,8 @@ class PGGANConfig:
     @classmethod
     def from_json(cls, text: str) -> PGGANConfig:
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"a PGGAN config is a JSON object, got {type(data).__name__}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:

@@ -9,8 +9,10 @@ import numpy as np
 import torch
 
 from cxrgan_desktop.engine.checkpoints import LoadedGenerator
+from cxrgan_desktop.engine.checkpoints.errors import NonFiniteOutputError
 from cxrgan_desktop.engine.inference import InferenceGenerator
 from cxrgan_desktop.jobs import check_cancel
+from cxrgan_desktop.names import printable
 
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -55,13 +57,36 @@ class Renderer:
         for start in range(0, count, batch_size):
             check_cancel(cancel)
             batch = min(batch_size, count - start)
-            yield self.render(latents_for_seed(seed, batch, self.latent_size, start=start))
+            yield self.render(latents_for_seed(seed, batch, self.latent_size, start=start),
+                              first_index=start, seed=seed)
 
-    def render(self, latents: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """[N, latent_size] -> [N, 1, R, R] float32 in [0, 1], on the CPU."""
+    def render(self, latents: np.ndarray | torch.Tensor, *, first_index: int = 0,
+               seed: int | None = None) -> torch.Tensor:
+        """[N, latent_size] -> [N, 1, R, R] float32 in [0, 1], on the CPU.
+
+        Raises :class:`NonFiniteOutputError` naming the model, the images (``first_index``
+        + row, and ``seed`` when given) and the likely cause when the network's output holds
+        NaN or infinity, so that no caller writes such a batch as black images."""
         z = torch.as_tensor(np.asarray(latents, dtype=np.float32))
         if z.ndim != 2 or z.shape[1] != self.latent_size:
             raise ValueError(f"latents must be [N, {self.latent_size}], got {tuple(z.shape)}")
         with torch.inference_mode():
             raw = self.net(z.to(self.device, self.dtype))
-            return self.model.adapter.apply(raw.float()).cpu()
+            try:
+                return self.model.adapter.apply(raw.float()).cpu()
+            except NonFiniteOutputError as error:
+                raise self._non_finite(error, first_index, seed) from None
+
+    def _non_finite(self, error: NonFiniteOutputError, first_index: int,
+                    seed: int | None) -> NonFiniteOutputError:
+        indices = [first_index + i for i in error.indices]
+        which = f"seed {seed} index {indices}" if seed is not None else f"image(s) {indices}"
+        cause = "its weights may be damaged"
+        if self.dtype != torch.float32:
+            precision = str(self.dtype).removeprefix("torch.")
+            cause = (f"{precision} arithmetic may have overflowed (try --precision float32), "
+                     f"or {cause}")
+        return NonFiniteOutputError(
+            self.model.path, f"the model {printable(self.model.name)} produced non-finite pixels "
+            f"(NaN or infinity) for {which}; {cause}. Nothing was written for these images.",
+            indices)

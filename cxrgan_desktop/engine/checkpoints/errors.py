@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from cxrgan_desktop.names import printable
+
 
 class CheckpointError(Exception):
     """A model file that cannot be used: unreadable, wrong architecture, wrong format."""
@@ -14,9 +16,11 @@ class CheckpointError(Exception):
         self.path = str(path)
         self.problem = problem
         self.details = list(details)
-        text = f"{self.path}: {problem}"
+        # the path and the details can come from the file (names, keys): escaped, so a crafted
+        # file cannot write terminal escapes or forge lines into the message
+        text = f"{printable(self.path)}: {problem}"
         if self.details:
-            shown = self.details[:20]
+            shown = [printable(line) for line in self.details[:20]]
             more = len(self.details) - len(shown)
             text += "\n  " + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else "")
         super().__init__(text)
@@ -24,6 +28,17 @@ class CheckpointError(Exception):
 
 class UnsafeCheckpointError(CheckpointError):
     """The file's pickle asks to import or call something that is not plain data."""
+
+
+class NonFiniteOutputError(CheckpointError):
+    """A generator produced NaN or infinite values: its weights (or the chosen reduced
+    precision) cannot give an image. Raised instead of letting the clamp of the output adapter
+    turn the values into black or white pixels that look like a result."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str,
+                 indices: Iterable[int] = ()) -> None:
+        self.indices = list(indices)
+        super().__init__(path, problem)
 
 
 def shape_mismatches(expected: dict[str, tuple[int, ...]],

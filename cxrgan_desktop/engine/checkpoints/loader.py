@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -16,8 +17,14 @@ from cxrgan_desktop.engine.checkpoints.errors import (
     UnsafeCheckpointError,
 )
 from cxrgan_desktop.engine.checkpoints.output import PAPER_ADAPTER, OutputAdapter
+from cxrgan_desktop.engine.checkpoints.validate import (
+    check_generator_shapes,
+    check_values,
+    read_model_bytes,
+    refuse_non_float_header,
+)
 from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
-from cxrgan_desktop.fileio import sha256_file
+from cxrgan_desktop.names import printable
 
 
 @dataclass
@@ -45,17 +52,32 @@ class LoadedGenerator:
 def load_generator(path: str | os.PathLike[str]) -> LoadedGenerator:
     """Open a native ``.safetensors`` model or a PyTorch checkpoint in the paper's layout.
 
-    Raises :class:`CheckpointError` (naming the file, and the keys and shapes where they
-    mismatch) for anything that is not a usable generator, and
-    :class:`UnsafeCheckpointError` for a pickle that asks to run code.
+    The file is read once: the SHA-256 recorded is that of the bytes parsed. The architecture
+    is checked against the tensors present, and the values for type, finiteness and
+    magnitude, before a network is built. Raises :class:`CheckpointError` (naming the file,
+    and the keys and shapes where they mismatch) for anything that is not a usable generator,
+    and :class:`UnsafeCheckpointError` for a pickle that asks to run code.
     """
     file = Path(path)
     if not file.is_file():
         raise CheckpointError(file, "no such file")
-    digest = sha256_file(file)
-    if native.is_safetensors(file):
-        return _load_native(file, digest)
-    state = _unwrap(read_torch_file(file), file)
+    data, digest = read_model_bytes(file)
+    try:
+        if native.is_safetensors(data):
+            return _load_native(file, data, digest)
+        return _load_paper_layout(file, data, digest)
+    except CheckpointError:
+        raise
+    except MemoryError as error:
+        raise CheckpointError(file, "not enough memory to open this model") from error
+    except Exception as error:  # last line of defence: a damaged or crafted file must end
+        # in an error that names it, never in a bare traceback
+        raise CheckpointError(file, f"cannot be opened as a generator "
+                              f"({type(error).__name__}: {error})") from error
+
+
+def _load_paper_layout(file: Path, data: bytes, digest: str) -> LoadedGenerator:
+    state = _unwrap(read_torch_file(file, data), file)
     if not segal.looks_like_segal(state):
         keys = sorted(k for k in state if isinstance(k, str))
         raise CheckpointError(file, "not a PGGAN generator this application knows: neither a "
@@ -67,48 +89,92 @@ def load_generator(path: str | os.PathLike[str]) -> LoadedGenerator:
         raise CheckpointError(file, str(error), error.details) from error
     generator = _build(file, imported.config, imported.generator_state,
                        imported.depth, imported.alpha)
+    check_values(file, imported.discriminator_state or {})
     return LoadedGenerator(
         generator=generator, adapter=PAPER_ADAPTER, path=file, sha256=digest,
-        name=file.stem, source_format=f"Segal et al. 2020 PGGAN ({imported.source})",
+        name=printable(file.stem), source_format=f"Segal et al. 2020 PGGAN ({imported.source})",
         provenance={"imported_from": file.name, "imported_sha256": digest,
                     "training_data": "NIH ChestX-ray14 (Segal et al. 2020), as released"},
         discriminator_state=imported.discriminator_state)
 
 
-def _load_native(file: Path, digest: str) -> LoadedGenerator:
-    metadata, tensors = native.read_native(file)
+def _load_native(file: Path, data: bytes, digest: str) -> LoadedGenerator:
+    metadata, infos = native.read_native_header(file, data)
     config, adapter, depth, alpha, provenance = native.native_parts(file, metadata)
-    generator = _build(file, config, native.split_prefixed(tensors, "G."), depth, alpha)
+    refuse_non_float_header(file, infos)
+    # the generator's shapes against the declared architecture, from the header alone: a
+    # file claiming huge widths is refused before its tensors or any layer exist
+    check_generator_shapes(file, config, {k[2:]: info.shape for k, info in infos.items()
+                                          if k.startswith("G.")})
+    tensors = native.load_tensors(file, data)
     d_state = native.split_prefixed(tensors, "D.") or None
+    check_values(file, d_state or {})
+    generator = _build(file, config, native.split_prefixed(tensors, "G."), depth, alpha)
+    # a name is shown in terminals, windows, manifests and DICOM headers: control
+    # characters from the file are escaped here, once, for all of them
     return LoadedGenerator(generator=generator, adapter=adapter, path=file, sha256=digest,
-                           name=metadata.get("name") or file.stem, source_format="native",
-                           provenance=provenance, discriminator_state=d_state)
+                           name=printable(metadata.get("name") or file.stem),
+                           source_format="native", provenance=provenance,
+                           discriminator_state=d_state)
 
 
 def _build(file: Path, config: PGGANConfig, state: dict[str, torch.Tensor], depth: int,
            alpha: float) -> Generator:
-    """Instantiate the architecture and load the tensors strictly, naming any mismatch."""
+    """Instantiate the architecture and load the tensors strictly, naming any mismatch.
+
+    Shapes and values are checked first, so the network built is never larger than the
+    tensors the file really holds, and never holds NaN, infinities or integers."""
+    check_generator_shapes(file, config, {k: tuple(v.shape) for k, v in state.items()})
+    check_values(file, state)
+    if not 0 <= depth <= config.max_depth or not 0.0 <= alpha <= 1.0:
+        raise CheckpointError(file, f"invalid growth state: depth {depth} (0..{config.max_depth}"
+                              f" allowed), alpha {alpha!r} (0..1 allowed)")
     generator = Generator(config, depth=depth)
-    generator.set_alpha(min(max(alpha, 0.0), 1.0))
+    generator.set_alpha(alpha)
     problems = native.mismatches_with(generator, state)
-    if problems:
-        raise CheckpointError(file, f"the weights do not fit the architecture they declare "
-                              f"({config.max_resolution}x{config.max_resolution}, channels "
-                              f"{list(config.channels)}, latent {config.latent_size})", problems)
+    if problems:  # cannot happen while generator_shapes matches the module; kept as a guard
+        raise CheckpointError(file, "the weights do not fit the architecture", problems)
     generator.load_state_dict(state, strict=False)
     return generator.eval()
 
 
-def read_torch_file(file: Path) -> Any:
-    """torch.load with weights_only; for harmless extras, the restricted unpickler. Never more."""
+def _torch_container(data: bytes) -> str | None:
+    """Why ``data`` cannot be a torch checkpoint, or None if it may be one.
+
+    torch.load takes anything that is not a zip for its legacy format and, when the bytes
+    happen to parse as a tar archive (a file of zero bytes does), reports a "legacy .tar
+    format" that says nothing about the real problem."""
+    if data[:4] == b"PK\x03\x04" or data[:1] == b"\x80":  # torch >= 1.6 zip; legacy pickle
+        return None
+    if not data:
+        return "the file is empty"
+    if data[:1] == b"\0" and data.count(0) == len(data):
+        return "the file holds only zero bytes (an interrupted copy or download?)"
+    if data[257:262] == b"ustar":
+        return ("a tar archive: PyTorch's pre-1.0 tar checkpoint format is not supported; "
+                "re-save the weights with a current PyTorch")
+    return (f"neither a zip-based PyTorch checkpoint nor a pickle (it starts with "
+            f"{data[:8].hex(' ')})")
+
+
+def read_torch_file(file: Path, data: bytes | None = None) -> Any:
+    """torch.load with weights_only; for harmless extras, the restricted unpickler. Never more.
+
+    ``data``: the file's bytes already read (what the caller hashed); by default the file is
+    read here."""
+    if data is None:
+        data, _ = read_model_bytes(file)
+    why_not = _torch_container(data)
+    if why_not is not None:
+        raise CheckpointError(file, f"not a readable PyTorch checkpoint: {why_not}")
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         pass  # refused by the weights-only allow-list: try ours, which knows record types
     except Exception as error:  # a damaged file can fail in any layer of the parser
         raise CheckpointError(file, f"not a readable PyTorch checkpoint ({error})") from error
     try:
-        return torch.load(file, map_location="cpu", weights_only=False,
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False,
                           pickle_module=restricted_pickle)
     except restricted_pickle.RefusedGlobal as error:
         raise UnsafeCheckpointError(

@@ -16,12 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
 from cxrgan_desktop import __version__
 from cxrgan_desktop.engine.checkpoints.errors import CheckpointError, shape_mismatches
 from cxrgan_desktop.engine.checkpoints.output import OutputAdapter
+from cxrgan_desktop.engine.checkpoints.validate import (
+    TensorInfo,
+    read_model_bytes,
+    refuse_non_float_header,
+    safetensors_header,
+)
 from cxrgan_desktop.engine.pggan import Discriminator, Generator, PGGANConfig
 from cxrgan_desktop.fileio import atomic_write_bytes
 
@@ -67,23 +74,24 @@ def save_generator(path: str | os.PathLike[str], generator: Generator, adapter: 
     return Path(path)
 
 
-def is_safetensors(path: Path) -> bool:
-    """safetensors files start with a little-endian u64 header length, then a JSON object."""
-    with open(path, "rb") as handle:
-        head = handle.read(9)
+def is_safetensors(source: Path | bytes) -> bool:
+    """safetensors files start with a little-endian u64 header length, then a JSON object.
+    ``source``: a path, or a file's bytes already read."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        head = bytes(source[:9])
+    else:
+        with open(source, "rb") as handle:
+            head = handle.read(9)
     return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1
 
 
-def read_native(path: Path, fmt: str = FORMAT, version: str = FORMAT_VERSION,
-                kind: str = "PGGAN model") -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """Metadata and tensors of a native file of format ``fmt`` (generators and classifiers
-    share the container; ``kind`` names what was expected in the error)."""
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(path, f"damaged safetensors file ({error})") from error
+def read_native_header(path: Path, data: bytes, fmt: str = FORMAT,
+                       version: str = FORMAT_VERSION, kind: str = "PGGAN model"
+                       ) -> tuple[dict[str, str], dict[str, TensorInfo]]:
+    """Metadata and tensor descriptions (no tensor data) of a native file of format ``fmt``
+    held in ``data``; generators and classifiers share the container, ``kind`` names what
+    was expected in the error. Non-floating-point tensors are refused here, before loading."""
+    metadata, infos = safetensors_header(path, data)
     if metadata.get("format") != fmt:
         raise CheckpointError(path, f"a safetensors file, but not a cxrgan-desktop {kind} "
                               f"(metadata format is {metadata.get('format')!r})")
@@ -91,23 +99,53 @@ def read_native(path: Path, fmt: str = FORMAT, version: str = FORMAT_VERSION,
         raise CheckpointError(path, f"{kind} format version {metadata.get('format_version')!r} "
                               f"is not supported by this version ({version}); "
                               "update cxrgan-desktop")
-    return metadata, tensors
+    return metadata, infos
+
+
+def load_tensors(path: Path, data: bytes) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file held in ``data`` (checked by
+    :func:`read_native_header` first: the header has then been validated against the data)."""
+    try:
+        return safetensors_load(data)
+    except (SafetensorError, ValueError, RuntimeError, TypeError) as error:
+        raise CheckpointError(path, f"damaged safetensors file ({error})") from error
+
+
+def read_native(path: Path, fmt: str = FORMAT, version: str = FORMAT_VERSION,
+                kind: str = "PGGAN model") -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Metadata and tensors of a native file on disk (read once, size-capped)."""
+    data, _ = read_model_bytes(path)
+    metadata, infos = read_native_header(path, data, fmt, version, kind)
+    refuse_non_float_header(path, infos)
+    return metadata, load_tensors(path, data)
 
 
 def native_parts(path: Path, metadata: dict[str, str]) -> tuple[PGGANConfig, OutputAdapter,
                                                                  int, float, dict[str, Any]]:
-    """Architecture, adapter, growth state and provenance from the metadata."""
+    """Architecture, adapter, growth state and provenance from the metadata, each checked
+    (bounds of the config, depth within it, alpha a number in [0, 1]) before anything is
+    built from them."""
     try:
         config = PGGANConfig.from_json(metadata["architecture"])
         adapter = OutputAdapter.from_json(metadata["output_adapter"])
         depth = int(metadata.get("depth", config.max_depth))
         alpha = float(metadata.get("alpha", 1.0))
         provenance = json.loads(metadata.get("provenance", "{}"))
-    except (KeyError, ValueError, TypeError) as error:
+    except (KeyError, ValueError, TypeError, RecursionError) as error:
         raise CheckpointError(path, f"model metadata is incomplete or invalid ({error})") from error
+    if not 0 <= depth <= config.max_depth:
+        raise CheckpointError(path, f"model metadata is invalid: depth {depth} is outside "
+                              f"0..{config.max_depth} for channels {list(config.channels)}")
+    if not 0.0 <= alpha <= 1.0:  # NaN fails this too
+        raise CheckpointError(path, f"model metadata is invalid: alpha {alpha!r} is not a "
+                              "number between 0 and 1")
+    if not isinstance(provenance, dict):
+        raise CheckpointError(path, "model metadata is invalid: provenance is not a JSON object")
     return config, adapter, depth, alpha, provenance
 
 
-def split_prefixed(tensors: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """The entries under ``prefix`` (``G.``, ``gen_shadow.``, ...), with the prefix removed."""
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+def split_prefixed(tensors: dict[Any, Any], prefix: str) -> dict[str, Any]:
+    """The entries under ``prefix`` (``G.``, ``gen_shadow.``, ...), with the prefix removed
+    (keys that are not strings, which a crafted pickle can hold, are never under a prefix)."""
+    return {k[len(prefix):]: v for k, v in tensors.items()
+            if isinstance(k, str) and k.startswith(prefix)}
