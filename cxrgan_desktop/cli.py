@@ -122,6 +122,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
                     "why. Example: cxrgan convert pacs_export/ extra.dcm --out converted/")
     p.add_argument("inputs", nargs="+", type=Path, help="image files and/or folders")
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="the output folder holds a "
+                   "finished conversion: remove the PNGs its report lists first (an "
+                   "unfinished one is replaced without asking)")
     p.set_defaults(func=_cmd_convert)
 
 
@@ -325,7 +328,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if missing:
         raise UserError(f"no such file or folder: {', '.join(missing)}")
     report = run_job(lambda progress, cancel: convert_images(
-        args.inputs, args.out, progress=progress, cancel=cancel), None, "", "convert",
+        args.inputs, args.out, progress=progress, cancel=cancel, overwrite=args.overwrite),
+        None, "", "convert",
         f"what was converted is listed in {args.out / 'conversion_report.csv'}")
     if report.skipped:
         print(f"skipped {len(report.skipped)} file(s):", file=sys.stderr)
