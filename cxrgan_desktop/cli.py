@@ -395,9 +395,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     last, scheduled = result.last, total_images(config)
     state = "finished" if result.finished else f"stopped; resume with --run-dir {run_dir}"
+    losses = (f"last logged losses: D {last['loss_d']:.3f}, G {last['loss_g']:.3f}"
+              if "loss_d" in last and "loss_g" in last else "no losses logged yet")
     print(f"{result.images_shown:,} of {scheduled:,} scheduled images shown ({state}); "
-          f"last losses: D {last.get('loss_d', float('nan')):.3f}, "
-          f"G {last.get('loss_g', float('nan')):.3f}")
+          f"{losses}")
     if result.final_model:
         print(f"model: {result.final_model}")
     return 0

@@ -103,6 +103,27 @@ def test_resume_mid_fade_continues_exactly(phantom_data, tmp_path):
     torch.testing.assert_close(_params(a), _params(b), rtol=0, atol=1e-6)
 
 
+def test_a_resume_logs_each_image_count_once(phantom_data, tmp_path):
+    """A kill after a log line but before the next checkpoint: the resumed run trains
+    those images again and must not log them twice (nor keep a torn line)."""
+    config = TrainConfig(**TINY)
+    straight = train(config, phantom_data, tmp_path / "a", device="cpu")
+    train(config, phantom_data, tmp_path / "b", device="cpu", stop_at=96)
+    log = tmp_path / "b" / "log.jsonl"
+    with open(log, "a") as handle:  # what the killed run had logged past its checkpoint
+        handle.write(json.dumps({"images": 112, "loss_d": 1.0, "loss_g": 1.0}) + "\n")
+        handle.write('{"images": 128, "loss')
+    resumed = train(config, phantom_data, tmp_path / "b", device="cpu")
+    assert resumed.finished
+
+    def counts(run):
+        return [json.loads(line)["images"]
+                for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+
+    assert counts("b") == counts("a") == sorted(set(counts("a")))
+    assert straight.log_rows == len(counts("b"))
+
+
 def test_cancel_saves_a_checkpoint_and_resumes(phantom_data, tmp_path):
     config = TrainConfig(**TINY)
     cancel = threading.Event()
@@ -210,6 +231,10 @@ def test_cli_train_on_a_phantom_folder_stops_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "288 of 288 scheduled images shown (finished)" in out and "final.safetensors" in out
     assert load_generator(run / "final.safetensors").resolution == 16
+    assert cli.main(["train", str(tmp_path / "tiny.json"), "--run-dir", str(run),
+                     "--device", "cpu"]) == 0  # nothing left: the run's last losses, no nan
+    again = capsys.readouterr().out
+    assert "288 of 288" in again and "last logged losses: D " in again and "nan" not in again
     assert cli.main(["train", str(tmp_path / "missing.toml")]) == 2
     assert cli.main(["train", "quick256", "--data", str(tmp_path / "nothing")]) == 2
     assert "nothing" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from cxrgan_desktop.engine.training.batches import next_indices
 from cxrgan_desktop.engine.training.config import TrainConfig, phase_at, total_images
 from cxrgan_desktop.engine.training.losses import discriminator_loss, generator_loss
 from cxrgan_desktop.engine.training.state import TrainingState
-from cxrgan_desktop.fileio import atomic_write_json
+from cxrgan_desktop.fileio import atomic_write_json, atomic_write_text
 from cxrgan_desktop.imaging.png16 import write_png8
 from cxrgan_desktop.jobs import Cancelled, ProgressFn, no_progress
 
@@ -129,6 +129,8 @@ def train(config: TrainConfig, data: TrainingData, run_dir: str | Path, *,
             log.warning("resuming %s with a dataset that changed since the checkpoint", run)
         log.info("resumed %s at %d images", run, state.images_shown)
     state.dataset_fingerprint = data.fingerprint
+    last_logged = _reconcile_log(run / "log.jsonl", state.images_shown) \
+        if context.is_main else None
     if context.is_main:
         atomic_write_json(run / "config.json", config.to_dict())
         _write_manifest(run, config, data, torch_device, context.world)
@@ -138,7 +140,8 @@ def train(config: TrainConfig, data: TrainingData, run_dir: str | Path, *,
     amp = config.mixed_precision and torch_device.type == "cuda"
     fixed_z = torch.randn(config.sample_count, config.latent_size,
                           generator=torch.Generator().manual_seed(config.seed + 1))
-    meter, result = _Meter(), TrainResult(run, state.images_shown, finished=False)
+    meter, result = _Meter(), TrainResult(run, state.images_shown, finished=False,
+                                          last=last_logged or {})
     started = time.monotonic() - state.elapsed_s
     G, D = state.G, state.D
     try:
@@ -196,6 +199,32 @@ def train(config: TrainConfig, data: TrainingData, run_dir: str | Path, *,
         if context.is_main:
             result.final_model = _export(state, data, run)
     return result
+
+
+def _reconcile_log(path: Path, images_shown: int) -> dict | None:
+    """Make the log agree with the checkpoint a run resumes from, and return its last row.
+
+    A run killed after logging but before its next checkpoint resumes from an earlier
+    point and would log those images again: rows past the checkpoint are dropped (they
+    are trained again), and so is a line torn by the kill. Rewritten atomically, and only
+    when something changes."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    kept, rows = [], []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # torn by a kill mid-write
+        if isinstance(row, dict) and isinstance(row.get("images"), int) \
+                and row["images"] <= images_shown:
+            kept.append(line)
+            rows.append(row)
+    if kept != lines:
+        atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+    return rows[-1] if rows else None
 
 
 def _warmup(config: TrainConfig) -> int:
