@@ -28,16 +28,22 @@ from safetensors.torch import save as safetensors_bytes
 
 from cxrgan_desktop import __version__
 from cxrgan_desktop.engine.checkpoints import native
-from cxrgan_desktop.engine.checkpoints.errors import CheckpointError
+from cxrgan_desktop.engine.checkpoints.errors import CheckpointError, shape_mismatches
 from cxrgan_desktop.engine.checkpoints.loader import read_torch_file
+from cxrgan_desktop.engine.checkpoints.validate import (
+    check_values,
+    read_model_bytes,
+    refuse_non_float_header,
+)
 from cxrgan_desktop.engine.classifier.model import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ClassifierSpec,
     PathologyClassifier,
 )
-from cxrgan_desktop.fileio import atomic_write_bytes, sha256_file
+from cxrgan_desktop.fileio import atomic_write_bytes
 from cxrgan_desktop.imaging.chestxray14 import FINDINGS
+from cxrgan_desktop.names import printable
 
 FORMAT = "cxrgan-desktop/classifier"
 FORMAT_VERSION = "1"
@@ -76,27 +82,53 @@ def save_classifier(path: str | os.PathLike[str], classifier: PathologyClassifie
 def load_classifier(path: str | os.PathLike[str]) -> LoadedClassifier:
     """Open a native classifier file, or import a CheXNet-style PyTorch checkpoint.
 
-    Raises :class:`CheckpointError` naming the file (and every mismatching key) for anything
-    else, including a PGGAN generator given by mistake.
+    As for generators: the file is read once and the SHA-256 is that of the bytes parsed;
+    shapes are compared with the declared network (built on the meta device, which allocates
+    nothing) before a real one is built, and weights must be finite floating point (batch-norm
+    counters excepted). Raises :class:`CheckpointError` naming the file (and every
+    mismatching key) for anything else, including a PGGAN generator given by mistake.
     """
     file = Path(path)
     if not file.is_file():
         raise CheckpointError(file, "no such file")
-    digest = sha256_file(file)
-    if native.is_safetensors(file):
-        metadata, tensors = native.read_native(file, FORMAT, FORMAT_VERSION, "classifier")
+    data, digest = read_model_bytes(file)
+    try:
+        return _load_classifier(file, data, digest)
+    except CheckpointError:
+        raise
+    except MemoryError as error:
+        raise CheckpointError(file, "not enough memory to open this classifier") from error
+    except Exception as error:  # last line of defence, as for generators: name the file
+        raise CheckpointError(file, f"cannot be opened as a classifier "
+                              f"({type(error).__name__}: {error})") from error
+
+
+def _is_counter(key: str) -> bool:
+    """Batch-norm's ``num_batches_tracked`` is an integer by design."""
+    return key.endswith("num_batches_tracked")
+
+
+def _load_classifier(file: Path, data: bytes, digest: str) -> LoadedClassifier:
+    if native.is_safetensors(data):
+        metadata, infos = native.read_native_header(file, data, FORMAT, FORMAT_VERSION,
+                                                    "classifier")
         try:
             spec = ClassifierSpec.from_json(metadata["spec"])
             provenance = json.loads(metadata.get("provenance", "{}"))
-        except (KeyError, ValueError, TypeError) as error:
+        except (KeyError, ValueError, TypeError, RecursionError) as error:
             raise CheckpointError(file, f"classifier metadata is incomplete or invalid "
                                   f"({error})") from error
-        name = metadata.get("name") or file.stem
+        refuse_non_float_header(file, infos, allow_int=_is_counter)
+        _check_shapes(file, spec, {k: info.shape for k, info in infos.items()})
+        tensors = native.load_tensors(file, data)
+        name = printable(metadata.get("name") or file.stem)
     else:
-        spec, tensors = _import_chexnet(file)
+        spec, tensors = _import_chexnet(file, data)
+        _check_shapes(file, spec, {k: tuple(v.shape) for k, v in tensors.items()})
         provenance = {"imported_from": file.name, "imported_sha256": digest,
                       "training_data": "NIH ChestX-ray14 (CheXNet-style checkpoint)"}
-        name = file.stem
+        name = printable(file.stem)
+    check_values(file, tensors, allow_int=_is_counter)
     classifier = PathologyClassifier(spec)
     problems = native.mismatches_with(classifier.network, tensors)
     if problems:
@@ -104,6 +136,19 @@ def load_classifier(path: str | os.PathLike[str]) -> LoadedClassifier:
                               f"({spec.architecture}, {len(spec.labels)} labels)", problems)
     classifier.network.load_state_dict(tensors)
     return LoadedClassifier(classifier.eval(), file, digest, name, provenance)
+
+
+def _check_shapes(file: Path, spec: ClassifierSpec, found: dict[str, tuple[int, ...]]) -> None:
+    """Refuse a file whose tensors are not the declared network's, before building it: a spec
+    with a million labels in a small file would otherwise allocate a multi-GB head."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape)
+                    for k, v in PathologyClassifier(spec).network.state_dict().items()}
+    problems = shape_mismatches(expected, found)
+    if problems:
+        raise CheckpointError(file, f"the weights do not fit the declared classifier "
+                              f"({spec.architecture}, {len(spec.labels)} labels); nothing "
+                              "was built", problems)
 
 
 _OLD_SPELLING = re.compile(r"\.(norm|relu|conv)\.(\d)\.")
@@ -120,8 +165,8 @@ def chexnet_key(key: str) -> str | None:
     return key if key.startswith(("features.", "classifier.")) else None
 
 
-def _import_chexnet(file: Path) -> tuple[ClassifierSpec, dict[str, torch.Tensor]]:
-    obj = read_torch_file(file)
+def _import_chexnet(file: Path, data: bytes) -> tuple[ClassifierSpec, dict[str, torch.Tensor]]:
+    obj = read_torch_file(file, data)
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not any(
