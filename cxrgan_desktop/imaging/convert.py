@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxrgan_desktop.csv_cells import FORMULA_STARTS, spreadsheet_safe
 from cxrgan_desktop.fileio import atomic_write_text, remove_orphan_temps
 from cxrgan_desktop.imaging.png16 import write_png16
 from cxrgan_desktop.imaging.readers import (
@@ -74,15 +75,20 @@ def output_name(source: Path, roots: list[Path]) -> str:
         relative = Path(source.name)
     stem = "__".join(relative.with_suffix("").parts) if relative.suffix else "__".join(
         relative.parts)
-    return _short_enough(f"{stem}.png")
+    return _safe_name(f"{stem}.png")
 
 
-def _short_enough(name: str) -> str:
-    """``name``, or its start plus a hash of the whole when it is too long for a file
-    system (flattening deep folders with long names easily passes 255 bytes)."""
-    raw = os.fsencode(name)
+def _safe_name(name: str) -> str:
+    """``name`` made fit for any file system, journal and spreadsheet: bytes that are not
+    UTF-8 become ``_xNN``, a leading formula character gets ``_``, and a name too long
+    (flattening deep folders with long names easily passes 255 bytes) becomes its start
+    plus a hash of the whole."""
+    text = display_path(name).replace("\\", "_")
+    if text.startswith(FORMULA_STARTS):
+        text = "_" + text
+    raw = text.encode("utf-8")
     if len(raw) <= MAX_NAME_BYTES:
-        return name
+        return text
     digest = hashlib.sha256(raw).hexdigest()[:16]
     head = raw[:MAX_NAME_BYTES - len(digest) - 6].decode("utf-8", "ignore")
     return f"{head}_{digest}.png"
@@ -181,13 +187,14 @@ def _report_csv(report: ConvertReport, running: bool = False) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(REPORT_COLUMNS)
-    for image, output in report.converted:
-        writer.writerow(["converted", display_path(image.source), display_path(output.name),
-                         image.sop_instance_uid or "",
+    for image, output in report.converted:  # file names are text anyone may have chosen
+        writer.writerow(["converted", spreadsheet_safe(display_path(image.source)),
+                         output.name, image.sop_instance_uid or "",
                          image.file_format, image.width, image.height, image.photometric,
-                         image.normalisation, "; ".join(image.warnings)])
+                         image.normalisation, spreadsheet_safe("; ".join(image.warnings))])
     for skipped in report.skipped:
-        writer.writerow(["skipped", skipped.shown, "", "", "", "", "", "", "", skipped.reason])
+        writer.writerow(["skipped", spreadsheet_safe(skipped.shown), "", "", "", "", "", "",
+                         "", spreadsheet_safe(skipped.reason)])
     if report.cancelled:
         writer.writerow(["cancelled", "", "", "", "", "", "", "", "",
                          "the conversion was stopped; files after this point were not read"])

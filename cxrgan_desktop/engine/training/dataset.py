@@ -24,7 +24,7 @@ from typing import Any
 
 from cxrgan_desktop.fileio import sha256_file
 from cxrgan_desktop.imaging.chestxray14 import FINDINGS, DataEntry, read_data_entry_csv
-from cxrgan_desktop.imaging.readers import Skipped, is_candidate, iter_files
+from cxrgan_desktop.imaging.readers import Skipped, candidate_problem, iter_entries
 
 log = logging.getLogger(__name__)
 
@@ -195,18 +195,19 @@ def list_dataset(spec: DatasetSpec) -> DatasetListing:
     candidates: list[tuple[str, Path, tuple[int, int], frozenset[str] | None]] = []
     skipped: list[Skipped] = []
     matched: dict[str, str] = {}  # image name -> relative path of the file that used its row
-    for path in iter_files([root]):
+    for path in iter_entries([root]):
+        if isinstance(path, Skipped):  # hidden, a link to a folder, a folder not listable
+            skipped.append(path)
+            continue
         rel = path.relative_to(root).as_posix()
-        if not is_candidate(path):
-            skipped.append(Skipped(path, "not an image file (unknown type)"))
+        problem = candidate_problem(path)  # not an image, empty, a pipe, unreadable ...
+        if problem is not None:
+            skipped.append(Skipped(path, problem))
             continue
         try:
             stat = path.stat()
         except OSError as exc:
             skipped.append(Skipped(path, f"cannot read file information ({exc.strerror})"))
-            continue
-        if stat.st_size == 0:
-            skipped.append(Skipped(path, "the file is empty"))
             continue
         labels = None
         if rows is not None:
