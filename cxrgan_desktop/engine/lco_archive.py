@@ -24,10 +24,16 @@ uninterrupted run, so a resumed archive holds the same images (on a deterministi
 distribution plan every other label is requested absent, so a row is as complete as a
 dataset row; with a single target, labels left "don't care" were not controlled (the
 manifest lists the controlled labels).
+
+The folder is locked while a job writes it; a rerun removes the temporary files a killed
+one left. The CSV and manifest are rebuilt from the item records and written together (a
+full disk changes neither), so after any kill the same command finishes the archive with
+files, CSV and manifest agreeing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -52,8 +58,8 @@ from cxrgan_desktop.engine.lco import (
     judge,
     optimise,
 )
-from cxrgan_desktop.fileio import atomic_write_json
-from cxrgan_desktop.imaging.chestxray14 import DataEntry, write_data_entry_csv
+from cxrgan_desktop.fileio import atomic_write_json, atomic_write_many, remove_orphan_temps
+from cxrgan_desktop.imaging.chestxray14 import DataEntry, data_entry_csv_text
 from cxrgan_desktop.imaging.dicom_export import export_dicom
 from cxrgan_desktop.imaging.phantom.labels import LabelDistribution
 from cxrgan_desktop.imaging.png16 import write_png16
@@ -65,6 +71,7 @@ from cxrgan_desktop.imaging.synthetic_provenance import (
     provenance,
 )
 from cxrgan_desktop.jobs import Cancelled, ProgressFn, check_cancel, no_progress, sub_progress
+from cxrgan_desktop.output_lock import OutputFolderError, is_lock_or_stale, output_lock
 
 log = logging.getLogger(__name__)
 
@@ -181,25 +188,27 @@ class _Archive:
     def open(cls, out_dir: Path, header: dict[str, Any], image_format: str,
              model: LoadedGenerator) -> _Archive:
         out_dir.mkdir(parents=True, exist_ok=True)
+        remove_orphan_temps(out_dir)  # the caller holds the lock: they are a killed run's
         plan_file = out_dir / PLAN_NAME
         if plan_file.exists():
             try:
                 old = json.loads(plan_file.read_text(encoding="utf-8"))
             except (OSError, ValueError) as error:
-                raise ValueError(f"{plan_file}: unreadable archive description ({error})"
+                raise OutputFolderError(f"{plan_file}: unreadable archive description ({error})"
                                  ) from error
             mine = {k: v for k, v in old.items() if k != "series"}
             if mine != header:
                 changed = sorted(k for k in set(mine) | set(header)
                                  if mine.get(k) != header.get(k))
-                raise ValueError(f"{out_dir} holds an archive made with other settings (they "
-                                 f"differ in: {', '.join(changed)}); choose another output "
-                                 "folder, or repeat the original command to continue it")
+                raise OutputFolderError(
+                    f"{out_dir} holds an archive made with other settings (they differ in: "
+                    f"{', '.join(changed)}); choose another output folder, or repeat the "
+                    "original command to continue it")
             series = SyntheticSeries.from_dict(old["series"])
             return cls(out_dir, header, image_format, series)
-        if any(out_dir.iterdir()):
-            raise ValueError(f"{out_dir} is not empty and holds no LCO archive; choose an "
-                             "empty or new folder")
+        if any(not is_lock_or_stale(p.name) for p in out_dir.iterdir()):
+            raise OutputFolderError(f"{out_dir} is not empty and holds no LCO archive; "
+                                    "choose an empty or new folder")
         series = new_synthetic_series(model.name, model.sha256,
                                       series_description=f"SYNTHETIC LCO, {model.name}")
         atomic_write_json(plan_file, {**header, "series": series.to_dict()})
@@ -232,6 +241,8 @@ class _Archive:
                 export_dicom(image_file, result.image, self.series, info)
             else:
                 write_png16(image_file, result.image)
+        if image_file is None:  # a failed retry must not leave an earlier attempt's image
+            self.image_path(k).unlink(missing_ok=True)
         base = provenance(self.series, info) if result.success else {"synthetic": True}
         record = _record(result, labels, judge_labels,
                          image_file.name if image_file else None, base)
@@ -282,6 +293,19 @@ def build_archive(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
         "settings": settings.to_json(),
     }
     out = Path(out_dir)
+    with output_lock(out, "archive"):
+        return _build_locked(model, classifier, plan, out, header, settings, judge_classifier,
+                             image_format, device, progress, cancel, on_result, on_snapshot)
+
+
+def _build_locked(model: LoadedGenerator, classifier: LoadedClassifier, plan: ArchivePlan,
+                  out: Path, header: dict[str, Any], settings: LCOSettings,
+                  judge_classifier: LoadedClassifier | None, image_format: str, device: str,
+                  progress: ProgressFn, cancel: threading.Event | None,
+                  on_result: Callable[[LCOResult, Path | None], None] | None,
+                  on_snapshot: Callable[[Snapshot], None] | None) -> ArchiveSummary:
+    """:func:`build_archive` with the folder's lock held."""
+    labels = classifier.labels
     archive = _Archive.open(out, header, image_format, model)
     archive.load_records(len(plan))
     summary = ArchiveSummary(out, len(plan))
@@ -316,6 +340,10 @@ def build_archive(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
         summary.cancelled = True
         _write_summary(archive, plan, summary, labels, time.monotonic() - started)
         raise
+    except BaseException:  # Ctrl-C, a full disk: describe what is done, if the disk lets us
+        with contextlib.suppress(OSError):
+            _write_summary(archive, plan, summary, labels, time.monotonic() - started)
+        raise
     if not todo:
         _write_summary(archive, plan, summary, labels, 0.0)
     progress(1.0, f"{summary.accepted}/{summary.requested} accepted")
@@ -334,7 +362,6 @@ def _write_summary(archive: _Archive, plan: ArchivePlan, summary: ArchiveSummary
                          gender="O", view_position="PA", width=resolution, height=resolution,
                          pixel_spacing_x=0.0, pixel_spacing_y=0.0)
                for r in sorted(accepted, key=lambda r: r["index"])]
-    write_data_entry_csv(archive.out / CSV_NAME, entries)
     judged = [r["judge_agrees"] for r in accepted if r["judge_agrees"] is not None]
     summary.judge_agreement = float(np.mean(judged)) if judged else None
     controlled = sorted({n for t in plan.targets for n in t.specified}, key=list(labels).index)
@@ -357,7 +384,9 @@ def _write_summary(archive: _Archive, plan: ArchivePlan, summary: ArchiveSummary
         "seconds_this_run": round(seconds, 2),
         "image_format": archive.image_format,
     }
-    atomic_write_json(archive.out / MANIFEST_NAME, manifest)
+    atomic_write_many({archive.out / CSV_NAME: data_entry_csv_text(entries).encode(),
+                       archive.out / MANIFEST_NAME: (json.dumps(manifest, indent=2)
+                                                     + "\n").encode()})
 
 
 def _rate(a: float, b: float) -> float | None:
