@@ -19,6 +19,7 @@ Layout of a cache folder::
 
     res_0004.npy ... res_1024.npy   [slots, R, R] uint16 (round(65535 x)) or uint8 (255 x)
     cache.json                      written last, atomically: the cache is complete
+    skipped.csv                     every file not in the cache and why (listing or read)
     build.json, progress.json       only while building: settings, listing, images completed
 
 Resumable: ``progress.json`` (images completed, slots written, read failures) is written
@@ -32,8 +33,10 @@ disk is an ``OSError``, not a crash.
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import hashlib
+import io
 import json
 import logging
 import os
@@ -62,8 +65,8 @@ from cxrgan_desktop.engine.training.preprocess import (
     resolutions_up_to,
     storage_dtype,
 )
-from cxrgan_desktop.fileio import atomic_write_json
-from cxrgan_desktop.imaging.readers import ImageReadError, read_image
+from cxrgan_desktop.fileio import atomic_write_json, atomic_write_text
+from cxrgan_desktop.imaging.readers import ImageReadError, display_path, read_image
 from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ CACHE_FORMAT = "cxrgan-image-cache/1"
 should not throw away a day of preprocessing.)"""
 CHECKPOINT_EVERY = 64
 CACHE_JSON, BUILD_JSON, PROGRESS_JSON = "cache.json", "build.json", "progress.json"
+SKIPPED_CSV = "skipped.csv"
 _HEAVY_CROP = 0.10  # fraction of the long side a crop may remove before it is counted
 
 
@@ -238,7 +242,7 @@ def _why_different(old: dict[str, Any] | None, settings: dict[str, Any], fingerp
 def _clear(folder: Path) -> None:
     """Remove this module's files only: the folder is the caller's and may hold others."""
     for path in [folder / CACHE_JSON, folder / PROGRESS_JSON, folder / BUILD_JSON,
-                 *folder.glob("res_*.npy")]:
+                 folder / SKIPPED_CSV, *folder.glob("res_*.npy")]:
         path.unlink(missing_ok=True)
 
 
@@ -406,7 +410,7 @@ def _run_pass(run: _Build, listing: DatasetListing, max_resolution: int, square:
             pixels = read_image(path).pixels
         except ImageReadError as exc:
             rel = path.relative_to(root).as_posix()
-            log.warning("image cache: skipping %s: %s", rel, exc.problem)
+            log.warning("image cache: skipping %s: %s", display_path(rel), exc.problem)
             run.failed.append([rel, exc.problem])
         else:
             h, w = pixels.shape
@@ -424,15 +428,23 @@ def _run_pass(run: _Build, listing: DatasetListing, max_resolution: int, square:
 
 def _finish(folder: Path, listing: DatasetListing, run: _Build, settings: dict[str, Any],
             fingerprint: str, resolutions: tuple[int, ...], square: str) -> ImageCache:
+    skipped_count = _write_skipped(folder, listing, run.failed)
+    if skipped_count:
+        log.info("image cache: %d files under %s are not in the cache; the list with "
+                 "reasons is %s", skipped_count, display_path(listing.root),
+                 display_path(folder / SKIPPED_CSV))
     failed = {rel for rel, _ in run.failed}
     keep = [i for i, rel in enumerate(listing.relative_paths()) if rel not in failed]
     if not keep:
-        raise ValueError(f"{listing.root}: none of the {len(listing.files)} listed images could "
-                         f"be read: {summarise_reasons([r for _, r in run.failed])}")
+        raise ValueError(f"{display_path(listing.root)}: none of the {len(listing.files)} "
+                         "listed images could be read: "
+                         f"{summarise_reasons([r for _, r in run.failed])} (all of them, with "
+                         f"reasons: {display_path(folder / SKIPPED_CSV)})")
     if run.failed:
-        log.warning("image cache: %d of %d images could not be read and were left out: %s",
-                    len(run.failed), len(listing.files),
-                    summarise_reasons([r for _, r in run.failed]))
+        log.warning("image cache: %d of %d images could not be read and were left out: %s "
+                    "(all of them, with reasons: %s)", len(run.failed), len(listing.files),
+                    summarise_reasons([r for _, r in run.failed]),
+                    display_path(folder / SKIPPED_CSV))
     if run.heavy_crops:
         log.warning("image cache: the centre crop removed more than %d%% of the long side of "
                     "%d images; check that their lungs are whole, or use square='pad'",
@@ -462,6 +474,7 @@ def _finish(folder: Path, listing: DatasetListing, run: _Build, settings: dict[s
         "failed": run.failed,
         "skipped_in_listing": len(listing.skipped),
         "skipped_reasons": listing.skip_summary(),
+        "skipped_list": SKIPPED_CSV,
         "heavy_crops": run.heavy_crops,
         "upscaled": run.upscaled,
     }
@@ -471,3 +484,22 @@ def _finish(folder: Path, listing: DatasetListing, run: _Build, settings: dict[s
     log.info("image cache ready: %d images, %s px, in %s", len(keep),
              "/".join(map(str, resolutions)), folder)
     return ImageCache.open(folder)
+
+
+def _write_skipped(folder: Path, listing: DatasetListing, failed: list[list[str]]) -> int:
+    """Write ``skipped.csv``: every file under the image folder that is not in the cache,
+    with the stage that left it out (``listing``: not an image, filtered, hidden ...;
+    ``read``: could not be decoded) and the reason. Returns how many rows it holds."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("stage", "path", "reason"))
+    for item in listing.skipped:
+        try:
+            rel = item.source.relative_to(listing.root).as_posix()
+        except ValueError:
+            rel = item.source.as_posix()
+        writer.writerow(("listing", display_path(rel), item.reason))
+    for rel, reason in failed:
+        writer.writerow(("read", display_path(rel), reason))
+    atomic_write_text(folder / SKIPPED_CSV, buffer.getvalue())
+    return len(listing.skipped) + len(failed)
