@@ -211,8 +211,16 @@ class MainWindow(QMainWindow):
         return model
 
     def start_generate(self, request: GenerateRequest) -> None:
+        from cxrgan_desktop.engine.generate import existing_run
+
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = paths.data_dir() / "sessions" / f"{stamp}-seed{request.seed}"
+        earlier = existing_run(out_dir)  # the same second and seed: ask, never mix runs
+        if earlier is not None and QMessageBox.question(
+                self, "Generate", f"{earlier}.\n\nOverwrite it?"
+        ) != QMessageBox.StandardButton.Yes:
+            return
+        overwrite = earlier is not None
 
         def job(progress, cancel):
             from cxrgan_desktop.engine.devices import resolve_device
@@ -222,8 +230,8 @@ class MainWindow(QMainWindow):
             device = resolve_device(request.device)
             return generate_to_folder(
                 model, out_dir, n=request.count, seed=request.seed,
-                batch_size=request.batch_size, device=str(device), progress=progress,
-                cancel=cancel, on_image=lambda i, image, path: runner.emit_item(
+                batch_size=request.batch_size, device=str(device), overwrite=overwrite,
+                progress=progress, cancel=cancel, on_image=lambda i, image, path: runner.emit_item(
                     (i, image, path, request.seed, model.name, model.sha256)))
 
         runner = JobRunner(job, "generate")

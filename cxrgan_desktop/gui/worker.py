@@ -15,6 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal
 
+from cxrgan_desktop.fileio import disk_error_message
 from cxrgan_desktop.jobs import Cancelled
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,9 @@ class JobRunner(QObject):
             self.cancelled.emit()
         except Exception as error:  # shown to the user as a dialog, logged in full
             log.error("%s failed:\n%s", self.description or "job", traceback.format_exc())
-            self.failed.emit(str(error) or type(error).__name__)
+            disk = disk_error_message(error)  # a full or read-only disk: the CLI's one line
+            self.failed.emit(f"{disk}. Files written before are whole; none is left "
+                             "half-written." if disk else str(error) or type(error).__name__)
         else:
             self.succeeded.emit(result)
 
