@@ -7,6 +7,7 @@ installed under the card's id.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrgan_desktop import paths
+from cxrgan_desktop.names import printable
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,7 @@ def model_details(path: Path) -> dict[str, Any]:
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
     details["format"] = f"native {metadata.get('format', '?')} v{metadata.get('format_version')}"
-    details["name"] = metadata.get("name", path.stem)
+    details["name"] = printable(metadata.get("name", path.stem))
     if "architecture" in metadata:
         config = PGGANConfig.from_json(metadata["architecture"])
         details.update(resolution=config.max_resolution, latent_size=config.latent_size,
@@ -125,6 +127,47 @@ def model_details(path: Path) -> dict[str, Any]:
     if "provenance" in metadata:
         details["provenance"] = json.loads(metadata["provenance"])
     return details
+
+
+# Adam's moments, the EMA copy and the discriminator ride along in a training checkpoint: the
+# generator four times (weights, EMA, two moments) and the discriminator three times is the
+# most a file of weights holds. Float weights hardly compress (about 1.1:1 in a zip), so 100:1
+# is far beyond any real archive of them and typical of a decompression bomb.
+UNPACK_RATIO_LIMIT = 100.0
+_PAPER_LATENT = 512
+_PAPER_WIDTHS = (512, 512, 512, 512, 256, 128, 64, 32, 16)
+
+
+def pggan_parameter_count(latent_size: int, channels: list[int] | tuple[int, ...],
+                          image_channels: int = 3) -> tuple[int, int]:
+    """(generator, discriminator) parameter counts of the paper's PGGAN layout, by formula
+    (no torch import: this bounds a download before anything is unpacked)."""
+    c = [int(w) for w in channels]
+    g = 16 * c[0] * (latent_size + 1) + 9 * c[0] ** 2 + c[0]
+    d = 9 * (c[0] + 1) * c[0] + c[0] + 16 * c[0] ** 2 + c[0] + c[0] + 1
+    for low, high in itertools.pairwise(c):
+        g += 9 * low * high + high + 9 * high ** 2 + high
+        d += 9 * high * low + low + 9 * low ** 2 + low
+    g += sum((w + 1) * image_channels for w in c)
+    d += sum((image_channels + 1) * w for w in c)
+    return g, d
+
+
+def unpacked_size_limit(card: ModelCard) -> int:
+    """The most bytes a download of ``card``'s weights may unpack to: the card's
+    ``source.size_bytes`` x 1.5 when it records one, else the largest training checkpoint of
+    its architecture (float32) x 1.25; plus 64 MiB for containers and extras."""
+    margin = 64 * 1024**2
+    size = card.source.get("size_bytes")
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return int(size * 1.5) + margin
+    arch = card.architecture
+    try:
+        g, d = pggan_parameter_count(int(arch.get("latent_size", _PAPER_LATENT)),
+                                     arch.get("channels") or _PAPER_WIDTHS)
+    except (TypeError, ValueError):
+        g, d = pggan_parameter_count(_PAPER_LATENT, _PAPER_WIDTHS)
+    return int(4 * (4 * g + 3 * d) * 1.25) + margin
 
 
 def remove_installed(path: Path) -> None:
