@@ -20,6 +20,7 @@ from cxrgan_desktop.cli_common import (
     load_model,
     resolve_device_option,
 )
+from cxrgan_desktop.names import printable
 
 EXIT_ERROR, EXIT_CANCELLED = 2, 130
 KEPT_ON_DISK_ERROR = "files written before are whole; none is left half-written"
@@ -240,8 +241,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(f"  {card.id}  [{state}]\n    {card.name}\n    licence {card.licence}; "
               f"source: {card.source.get('record', '')} {card.source.get('archive', '')}")
     print(f"\nInstalled models ({paths.models_dir()}):")
-    for model in installed:
-        print(f"  {model.name}  {model.size_bytes / 1e6:.1f} MB  {model.path}")
+    for model in installed:  # file names in a user folder: escaped (printable)
+        print(f"  {printable(model.name)}  {model.size_bytes / 1e6:.1f} MB  "
+              f"{printable(model.path)}")
     if not installed:
         print("  none yet: 'cxrgan import-model FILE' installs one")
     return 0
@@ -267,9 +269,9 @@ def _cmd_import_model(args: argparse.Namespace) -> int:
             installed = install_model(args.file, args.name, args.force)
     except (InstallError, CheckpointError, DownloadFailed, DownloadDamaged) as error:
         raise UserError(str(error)) from error
-    print(f"{args.file or args.download}: {installed.description}")
+    print(f"{printable(args.file or args.download)}: {installed.description}")
     print(f"SHA-256 of the source file: {installed.sha256}")
-    print(f"installed as {installed.name!r}: {installed.path}")
+    print(f"installed as {installed.name!r}: {printable(installed.path)}")
     return 0
 
 
@@ -442,6 +444,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         kept = getattr(error, "cxrgan_kept", None) or KEPT_ON_DISK_ERROR
         print(f"cxrgan: {message} (stopped; {kept})", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:  # a model failing mid-job (non-finite output): no traceback
+        from cxrgan_desktop.engine.checkpoints.errors import CheckpointError
+
+        if not isinstance(error, CheckpointError):
+            raise
+        print(f"cxrgan: error: {error}", file=sys.stderr)
         return EXIT_ERROR
 
 
