@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from cxrgan_desktop import paths, zoo
+from cxrgan_desktop.names import printable
 from cxrgan_desktop.zoo import ModelCard
 
 HINT = ("<p>The paper's generator: download <code>00020_PGGAN_CHEST_XRAY.zip</code> (medigan "
@@ -51,7 +52,8 @@ def details_html(details: dict) -> str:
 
 def _table(rows) -> str:
     cells = "".join(f"<tr><td valign='top'><b>{html.escape(k)}</b>&nbsp;</td>"
-                    f"<td><code>{html.escape(str(v))}</code></td></tr>"
+                    f"<td><code>{html.escape(printable(v) if k != 'Provenance' else str(v))}"
+                    "</code></td></tr>"
                     for k, v in rows if v not in (None, "", []))
     return f"<table>{cells}</table>"
 
@@ -92,7 +94,8 @@ class ModelLibrary(QWidget):
             item.setData(0, Qt.ItemDataRole.UserRole, (card, model.path if model else None))
             self.tree.addTopLevelItem(item)
         for model in installed.values():
-            item = QTreeWidgetItem([model.name, "installed", f"{model.size_bytes / 1e6:.1f} MB"])
+            item = QTreeWidgetItem([printable(model.name), "installed",
+                                    f"{model.size_bytes / 1e6:.1f} MB"])
             item.setData(0, Qt.ItemDataRole.UserRole, (None, model.path))
             self.tree.addTopLevelItem(item)
         for column in range(3):
