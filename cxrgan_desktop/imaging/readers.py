@@ -269,10 +269,16 @@ def _validated(image: LoadedImage) -> LoadedImage:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file (or folder) of a batch that was not read, and why."""
+    """A file (or folder) of a batch that was not read, and why.
+
+    ``not_an_image`` marks what is left out by design rather than by failure (a hidden file,
+    a file of a known non-image type such as a CSV beside the images): a full report lists
+    it, a warning about unreadable images need not count it.
+    """
 
     source: Path
     reason: str
+    not_an_image: bool = False
 
     @property
     def shown(self) -> str:
@@ -317,7 +323,7 @@ def iter_entries(inputs: Iterable[AnyPath]) -> Iterator[Path | Skipped]:
             keep = []
             for name in sorted(dirs):
                 if name.startswith("."):
-                    yield Skipped(here / name, "hidden folder, not searched")
+                    yield Skipped(here / name, "hidden folder, not searched", True)
                 elif os.path.islink(here / name):
                     yield Skipped(here / name, "a link to a folder, not followed")
                 else:
@@ -325,7 +331,7 @@ def iter_entries(inputs: Iterable[AnyPath]) -> Iterator[Path | Skipped]:
             dirs[:] = keep
             for name in sorted(files):
                 if name.startswith("."):
-                    yield Skipped(here / name, "hidden file, not read")
+                    yield Skipped(here / name, "hidden file, not read", True)
                 else:
                     yield here / name
         while unlisted:  # the top folder itself could not be listed
@@ -372,7 +378,7 @@ def sort_image_files(inputs: Iterable[AnyPath]) -> tuple[list[Path], list[Skippe
         if problem is None:
             files.append(entry)
         else:
-            skipped.append(Skipped(entry, problem))
+            skipped.append(Skipped(entry, problem, problem == UNKNOWN_TYPE))
     return files, skipped
 
 
@@ -390,7 +396,7 @@ def read_or_skip(path: Path) -> LoadedImage | Skipped:
     """One file of a batch: the image, or :class:`Skipped` with the reason."""
     problem = candidate_problem(path)
     if problem is not None:
-        return Skipped(path, problem)
+        return Skipped(path, problem, problem == UNKNOWN_TYPE)
     try:
         return read_image(path)
     except ImageReadError as error:

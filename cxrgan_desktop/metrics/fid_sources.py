@@ -22,8 +22,10 @@ import torch
 from cxrgan_desktop.imaging.readers import (
     ImageReadError,
     LoadedImage,
-    image_files,
+    Skipped,
+    display_path,
     read_image,
+    sort_image_files,
 )
 from cxrgan_desktop.jobs import check_cancel
 
@@ -82,8 +84,8 @@ def _read_or_reason(path: Path) -> LoadedImage | str:
         return read_image(path)
     except ImageReadError as error:
         return str(error)
-    except Exception as error:  # a decoder can fail in any way on a damaged file
-        return f"{path}: {error}"
+    except Exception as error:  # read_image promises ImageReadError; never stop a batch
+        return f"{display_path(path)}: {type(error).__name__}: {error}"
 
 
 @dataclass
@@ -91,25 +93,34 @@ class FolderSource:
     """Every readable image below the given files or folders (any format the viewer reads).
 
     Files are decoded on two threads, a bounded number ahead of the network, so reading and
-    the network overlap without holding a whole folder in memory.
+    the network overlap without holding a whole folder in memory. ``skipped`` lists, after a
+    pass, every file that should have been an image and gave none, with the reason (empty,
+    a pipe, permission denied, damaged ...); ``ignored`` lists the rest of the folder that is
+    not an image by design (a CSV or manifest beside the images, hidden files), so that
+    every path below the inputs is accounted for without calling a CSV "unreadable".
     """
 
     inputs: Sequence[str | os.PathLike[str]]
     label: str = ""
     skipped: list[str] = field(default_factory=list)
     files: list[Path] = field(init=False)
+    ignored: list[Skipped] = field(init=False)
+    listing_skipped: list[Skipped] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.files = image_files(self.inputs)
+        self.files, listed = sort_image_files(self.inputs)
+        self.ignored = [item for item in listed if item.not_an_image]
+        self.listing_skipped = [item for item in listed if not item.not_an_image]
+        self.skipped = [str(item) for item in self.listing_skipped]
         if not self.label:
-            self.label = ", ".join(str(p) for p in self.inputs)
+            self.label = ", ".join(display_path(p) for p in self.inputs)
 
     @property
     def count(self) -> int:
         return len(self.files)
 
     def _images(self, lookahead: int, cancel: threading.Event | None) -> Iterator[np.ndarray]:
-        self.skipped = []
+        self.skipped = [str(item) for item in self.listing_skipped]
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fid-read") as pool:
             pending: deque = deque()
             files = iter(self.files)
@@ -137,8 +148,12 @@ class FolderSource:
         new identity (and so a cache miss)."""
         listing = []
         for path in self.files:
-            stat = path.stat()
-            listing.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+            try:
+                stat = path.stat()
+                size, mtime = stat.st_size, stat.st_mtime_ns
+            except OSError:  # gone since the listing: the read will say so
+                size, mtime = -1, -1
+            listing.append([str(path.resolve()), size, mtime])
         return {"kind": "folder", "files": listing}
 
 
