@@ -44,6 +44,19 @@ IMAGE_FILTER = "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff);;All file
 MODEL_FILTER = "Model files (*.safetensors *.pth *.pt *.ckpt);;All files (*)"
 
 
+MAX_LISTED_SKIPS = 30  # a dialog taller than the screen helps nobody
+
+
+def skipped_files_text(opened: int, skipped: list, limit: int = MAX_LISTED_SKIPS) -> str:
+    """The one message after Open: how many images opened, then each file that did not with
+    its reason (the first ``limit``; the rest counted)."""
+    lines = [f"Opened {opened} image(s). {len(skipped)} file(s) were not opened:", ""]
+    lines += [f"{item.shown}: {item.reason}" for item in skipped[:limit]]
+    if len(skipped) > limit:
+        lines.append(f"… and {len(skipped) - limit} more")
+    return "\n".join(lines)
+
+
 def _scrolling(panel) -> QScrollArea:
     """A task panel that scrolls vertically when the screen is short (a 768 px laptop),
     rather than forcing the main window taller than the screen."""
@@ -296,16 +309,20 @@ class MainWindow(QMainWindow):
             self.load_image_files([Path(f) for f in files])
 
     def load_image_files(self, files: list[Path]) -> None:
+        """Open files and folders (Ctrl+O, drop, command line) in a worker: every readable
+        image goes to the gallery as it is decoded; every other file is collected with its
+        reason and shown in one dialog at the end, so one bad file never stops the rest."""
         def job(progress, cancel):
             from cxrgan_desktop.imaging.readers import Skipped, scan_images
 
-            problems = []
+            opened, skipped = 0, []
             for result in scan_images(files, progress, cancel):
                 if isinstance(result, Skipped):
-                    problems.append(f"{result.source.name}: {result.reason}")
+                    skipped.append(result)
                 else:
+                    opened += 1
                     runner.emit_item(result)
-            return problems
+            return opened, skipped
 
         runner = JobRunner(job, "open images")
         runner.item.connect(self._add_loaded)
@@ -313,15 +330,19 @@ class MainWindow(QMainWindow):
         self._start_job(runner, f"Reading {len(files)} file(s)…")
 
     def _add_loaded(self, image) -> None:
-        self.gallery.add_entry(GalleryEntry(image.source, image.source.name,
+        from cxrgan_desktop.imaging.readers import display_path
+
+        self.gallery.add_entry(GalleryEntry(image.source, display_path(image.source.name),
                                             {"normalisation": image.normalisation}),
                                image.pixels, select=True)
 
-    def _report_skipped(self, problems: list[str]) -> None:
-        if problems:
-            QMessageBox.warning(self, "Some files were not opened", "\n".join(problems))
+    def _report_skipped(self, outcome) -> None:
+        opened, skipped = outcome
+        if skipped:
+            QMessageBox.warning(self, "Some files were not opened",
+                                skipped_files_text(opened, skipped))
         else:
-            self.statusBar().showMessage("Opened.", 3000)
+            self.statusBar().showMessage(f"Opened {opened} image(s).", 5000)
 
     def show_entry(self, entry: GalleryEntry) -> None:
         from cxrgan_desktop.imaging.readers import ImageReadError, read_image
