@@ -181,10 +181,14 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
         result.series = series or new_synthetic_series(model.name, model.sha256)
     result.files = [kept[i] for i in sorted(kept)]
 
+    listed: set[Path] = set()  # the images the manifest on disk lists
+
     def write_manifest() -> None:
         atomic_write_json(result.manifest, _manifest(
             model, renderer, result, seed, latents_source, batch_size, precision, count,
             image_format, window, recipe))
+        listed.clear()
+        listed.update(result.files)
 
     # The manifest names the new recipe, incomplete, before any earlier file is touched.
     write_manifest()
@@ -221,8 +225,13 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
             progress(len(done) / count, f"{len(done)}/{count} images")
     except BaseException:  # cancel, Ctrl-C, a full disk: the manifest lists what is whole
         result.cancelled = True
-        with contextlib.suppress(OSError):  # on a full disk the last one (a subset) stays
+        try:
             write_manifest()
+        except OSError:  # a full disk: keep the last manifest, and only the files it lists
+            for path in set(result.files) - listed:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            result.files = sorted(listed)
         raise
     write_manifest()
     return result
