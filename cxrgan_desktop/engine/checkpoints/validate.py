@@ -59,12 +59,14 @@ def _no_ints(key: str) -> bool:
     return False
 
 
-def read_model_bytes(path: Path, limit: int = MAX_MODEL_FILE_BYTES) -> tuple[bytes, str]:
+def read_model_bytes(path: Path, limit: int | None = None) -> tuple[bytes, str]:
     """The whole file and the SHA-256 of exactly those bytes, from one open handle.
 
     One handle means one file: ``os.replace`` of the path while this reads (an
     ``import-model --force`` of the same name) leaves this handle on the old file, so the
-    hash always describes the bytes that are then parsed."""
+    hash always describes the bytes that are then parsed. ``limit``: bytes at most
+    (default :data:`MAX_MODEL_FILE_BYTES`)."""
+    limit = MAX_MODEL_FILE_BYTES if limit is None else limit
     try:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
