@@ -1,12 +1,23 @@
-"""Test isolation: no real home folders, no display, small torch thread pools."""
+"""Test isolation: no real home folders, no display, one torch thread.
+
+One thread, whatever the machine or its load: results of the networks trained inside the
+session (the phantom classifier and generator) depend on how reductions are split among
+threads, and tests must get the same numbers everywhere. Small networks are no slower on
+one thread, and subprocesses inherit the setting.
+"""
 
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # without it Qt aborts the whole run
+for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_variable] = "1"  # before torch or numpy start their pools
 
-import pytest
+import pytest  # noqa: E402
+import torch  # noqa: E402  (after the thread settings above)
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
