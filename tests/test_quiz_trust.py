@@ -210,6 +210,7 @@ def _set_answer(field: str, value):
     (_set_answer("seconds", "2"), "answer 5 .*reading time"),
     (_set_answer("case", "../../x"), "answer 5: case id"),
     (_set_answer("position", -3), "answer 5 .*position"),
+    (_set_answer("position", 0), "answer 5: case .* is at place 4 of the order, not 0"),
     (lambda d: d["answers"].append(dict(d["answers"][0])), "answer 41: case .* twice"),
     (lambda d: d["answers"][2].__setitem__("case", "zzzzzzzz"), "answer 3: case zzzzzzzz is "
      "not in this session's order"),

@@ -251,6 +251,8 @@ def _check_session(session: ReaderSession) -> None:
                            "case twice)")
     if not isinstance(session.package_sha256, str):
         raise SessionError(f"{file}: the package's SHA-256 is missing")
+    if not _is_int(session.order_seed):
+        raise SessionError(f"{file}: the order's seed is not a whole number")
     seen: set[str] = set()
     for number, answer in enumerate(session.answers, start=1):
         if answer.case in seen:
@@ -259,4 +261,8 @@ def _check_session(session: ReaderSession) -> None:
         if answer.case not in session.order:
             raise SessionError(f"{file}, answer {number}: case {answer.case} is not in this "
                                "session's order")
+        if session.order.index(answer.case) != answer.position:
+            raise SessionError(f"{file}, answer {number}: case {answer.case} is at place "
+                               f"{session.order.index(answer.case)} of the order, not "
+                               f"{answer.position}")
         seen.add(answer.case)
