@@ -62,7 +62,8 @@ def read_raster(path: Path, handle: BinaryIO | None = None) -> LoadedImage:
             array = _as_grey_array(path, img)
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # (the warning arrives as an exception where warnings are errors)
         size = _png_size(handle)
         raise ImageReadError(path, _too_large(*size) if size else
                              f"image too large: {error}") from error

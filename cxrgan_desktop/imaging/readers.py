@@ -131,7 +131,7 @@ def _kind_problem(mode: int) -> str | None:
                        (stat.S_ISBLK, "a block device"),
                        (stat.S_ISSOCK, "a socket")):
         if test(mode):
-            return f"not a regular file ({kind})"
+            return f"not a regular file: {kind}"
     return "not a regular file"
 
 
