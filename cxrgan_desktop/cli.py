@@ -384,7 +384,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if context.is_main:
             result = run_job(job, None, "", "train", f"checkpoint saved; resume with: cxrgan "
                              f"train {args.config} --run-dir {run_dir}",
-                             kept_on_error=f"the last saved checkpoint is kept; resume with: "
+                             kept_on_error=f"checkpoints saved before are kept; resume with: "
                              f"cxrgan train {args.config} --run-dir {run_dir}")
         else:
             result = job(no_progress, None)

@@ -187,5 +187,6 @@ def disk_error_message(error: BaseException) -> str | None:
     None. Both faces (the CLI's main and the GUI's job runner) show this one line."""
     if not isinstance(error, OSError) or error.errno not in DISK_ERRORS:
         return None
-    where = error.filename if error.filename is not None else "(unknown file)"
-    return f"{os.fsdecode(where)}: {DISK_ERRORS[error.errno]}"
+    if error.filename is None:  # e.g. an fsync deep in a library: say so, not "None"
+        return f"{DISK_ERRORS[error.errno]} (while writing a file the system did not name)"
+    return f"{os.fsdecode(error.filename)}: {DISK_ERRORS[error.errno]}"
