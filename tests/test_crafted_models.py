@@ -322,8 +322,8 @@ def test_generate_fails_instead_of_writing_black_images(native_file, tmp_path, c
     from cxrgan_desktop.engine.generate import generate_to_folder
 
     model = _poisoned(native_file)
-    with pytest.raises(NonFiniteOutputError):
-        generate_to_folder(model, tmp_path / "out", n=3, seed=1)
+    with pytest.raises(NonFiniteOutputError, match=r"seed 1 index \[0, 1\]"):
+        generate_to_folder(model, tmp_path / "out", n=3, seed=1, batch_size=2)
     assert not list((tmp_path / "out").glob("*.png"))
 
 
@@ -334,3 +334,15 @@ def test_adapter_refuses_non_finite_raw_output():
     with pytest.raises(NonFiniteOutputError, match=r"\[1\]"):
         adapter.apply(raw)
     assert adapter.apply(torch.zeros(2, 3, 4, 4)).shape == (2, 1, 4, 4)
+
+
+def test_cli_reports_a_model_failing_mid_job_in_one_line(monkeypatch, capsys):
+    from cxrgan_desktop import cli
+
+    def failing(args):
+        raise NonFiniteOutputError("m.safetensors", "the model m produced non-finite pixels")
+
+    monkeypatch.setattr(cli, "_cmd_models", failing)
+    assert cli.main(["models"]) == 2
+    assert capsys.readouterr().err == ("cxrgan: error: m.safetensors: the model m produced "
+                                       "non-finite pixels\n")

@@ -205,7 +205,7 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
             indices = [i for i in range(start, min(start + batch_size, count)) if i not in done]
             if not indices:
                 continue
-            images = renderer.render(latents[indices]).numpy()
+            images = renderer.render(latents[indices], indices=indices, seed=seed).numpy()
             for index, image in zip(indices, images, strict=True):
                 check_cancel(cancel)
                 path = out / image_name(index, count, image_format)

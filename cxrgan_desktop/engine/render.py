@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -58,15 +58,16 @@ class Renderer:
             check_cancel(cancel)
             batch = min(batch_size, count - start)
             yield self.render(latents_for_seed(seed, batch, self.latent_size, start=start),
-                              first_index=start, seed=seed)
+                              indices=range(start, start + batch), seed=seed)
 
-    def render(self, latents: np.ndarray | torch.Tensor, *, first_index: int = 0,
-               seed: int | None = None) -> torch.Tensor:
+    def render(self, latents: np.ndarray | torch.Tensor, *,
+               indices: Sequence[int] | None = None, seed: int | None = None) -> torch.Tensor:
         """[N, latent_size] -> [N, 1, R, R] float32 in [0, 1], on the CPU.
 
-        Raises :class:`NonFiniteOutputError` naming the model, the images (``first_index``
-        + row, and ``seed`` when given) and the likely cause when the network's output holds
-        NaN or infinity, so that no caller writes such a batch as black images."""
+        Raises :class:`NonFiniteOutputError` naming the model, the images (``indices``: the
+        image number of each row, default 0..N-1; ``seed`` when given) and the likely cause
+        when the network's output holds NaN or infinity, so that no caller writes such a
+        batch as black images."""
         z = torch.as_tensor(np.asarray(latents, dtype=np.float32))
         if z.ndim != 2 or z.shape[1] != self.latent_size:
             raise ValueError(f"latents must be [N, {self.latent_size}], got {tuple(z.shape)}")
@@ -75,11 +76,11 @@ class Renderer:
             try:
                 return self.model.adapter.apply(raw.float()).cpu()
             except NonFiniteOutputError as error:
-                raise self._non_finite(error, first_index, seed) from None
+                raise self._non_finite(error, indices, seed) from None
 
-    def _non_finite(self, error: NonFiniteOutputError, first_index: int,
+    def _non_finite(self, error: NonFiniteOutputError, rows: Sequence[int] | None,
                     seed: int | None) -> NonFiniteOutputError:
-        indices = [first_index + i for i in error.indices]
+        indices = [int(rows[i]) if rows is not None else i for i in error.indices]
         which = f"seed {seed} index {indices}" if seed is not None else f"image(s) {indices}"
         cause = "its weights may be damaged"
         if self.dtype != torch.float32:
