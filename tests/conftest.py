@@ -29,6 +29,33 @@ def isolated_user_folders(tmp_path, monkeypatch):
     yield
 
 
+@pytest.fixture
+def main_window(qtbot):
+    """The main window, once its device probe has finished; a running job is stopped after
+    the test."""
+    from cxrgan_desktop.gui.main_window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    qtbot.waitUntil(lambda: not win._device_probe.is_running(), timeout=20_000)
+    yield win
+    if win.runner is not None:
+        win.runner.cancel()
+        win.runner.wait()
+
+
+@pytest.fixture
+def dialogs(monkeypatch):
+    """Message boxes recorded as (kind, title, text) instead of shown."""
+    from PySide6.QtWidgets import QMessageBox
+
+    shown = []
+    for kind in ("critical", "warning", "information"):
+        monkeypatch.setattr(QMessageBox, kind,
+                            lambda *args, k=kind: shown.append((k, args[1], args[2])) or 0)
+    return shown
+
+
 @pytest.fixture(scope="session")
 def phantom_study_sources(tmp_path_factory):
     """make(n, size, seeds) -> (real folder, synthetic folder): two sets of procedural

@@ -24,23 +24,8 @@ def installed_model():
 
 
 @pytest.fixture
-def window(qtbot, installed_model):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    qtbot.waitUntil(lambda: not win._device_probe.is_running(), timeout=20_000)
-    yield win
-    if win.runner is not None:
-        win.runner.cancel()
-        win.runner.wait()
-
-
-@pytest.fixture
-def dialogs(monkeypatch):
-    shown = []
-    for kind in ("critical", "warning", "information"):
-        monkeypatch.setattr(QMessageBox, kind,
-                            lambda *args, k=kind: shown.append((k, args[2])) or 0)
-    return shown
+def window(installed_model, main_window):
+    return main_window
 
 
 def test_generate_fills_gallery_and_viewer(window, qtbot):
@@ -78,7 +63,7 @@ def test_bad_model_file_gives_a_dialog(window, qtbot, tmp_path, monkeypatch, dia
     window.open_model()
     with qtbot.waitSignal(window.runner.done, timeout=20_000):
         pass
-    assert dialogs and dialogs[0][0] == "critical" and "broken.pth" in dialogs[0][1]
+    assert dialogs and dialogs[0][0] == "critical" and "broken.pth" in dialogs[0][2]
 
 
 def test_open_dicom_and_skip_bad_files(window, qtbot, tmp_path, dialogs):
@@ -89,7 +74,7 @@ def test_open_dicom_and_skip_bad_files(window, qtbot, tmp_path, dialogs):
         pass
     qtbot.waitUntil(lambda: window.gallery.count() == 1, timeout=5_000)
     assert window.gallery.entries()[0].path.name == "RG3_UNCR.dcm"
-    assert dialogs and dialogs[0][0] == "warning" and "junk.png" in dialogs[0][1]
+    assert dialogs and dialogs[0][0] == "warning" and "junk.png" in dialogs[0][2]
 
 
 def test_settings_persist_across_restarts(window, qtbot):

@@ -11,30 +11,14 @@ from PIL import Image
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtWidgets import QMessageBox
 
-from cxrgan_desktop.gui.main_window import MainWindow, skipped_files_text
+from cxrgan_desktop.gui.main_window import skipped_files_text
 from cxrgan_desktop.imaging.readers import Skipped
 
 
 @pytest.fixture
-def window(qtbot):
-    win = MainWindow()
-    qtbot.addWidget(win)
-    qtbot.waitUntil(lambda: not win._device_probe.is_running(), timeout=20_000)
-    yield win
-    if win.runner is not None:
-        win.runner.cancel()
-        win.runner.wait()
-
-
-@pytest.fixture
-def dialogs(monkeypatch):
-    shown = []
-    for kind in ("critical", "warning", "information"):
-        monkeypatch.setattr(QMessageBox, kind,
-                            lambda *args, k=kind: shown.append((k, args[1], args[2])) or 0)
-    return shown
+def window(main_window):
+    return main_window
 
 
 def _good_images(folder, count):

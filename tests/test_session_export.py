@@ -22,7 +22,7 @@ def items(tmp_path):
 
 
 def test_png16_gets_sidecars_for_generated_images_only(items, tmp_path):
-    out = export_items(items, tmp_path / "out", "png16", Window(30000, 20000))
+    out = export_items(items, tmp_path / "out", "png16", Window(30000, 20000)).written
     assert [p.name for p in out] == ["gen_0.png", "real_scan.png"]
     sidecar = json.loads((tmp_path / "out" / "gen_0.json").read_text())
     assert "tiny" in json.dumps(sidecar) and "a" * 64 in json.dumps(sidecar)
@@ -33,7 +33,7 @@ def test_png16_gets_sidecars_for_generated_images_only(items, tmp_path):
 
 def test_png8_is_the_window_on_screen(items, tmp_path):
     window = Window(20000, 9000)
-    out = export_items(items, tmp_path / "out", "png8", window, inverted=True)
+    out = export_items(items, tmp_path / "out", "png8", window, inverted=True).written
     expected = display_bytes(np.asarray(Image.open(items[0].source)).astype(np.uint16),
                              window, inverted=True)
     saved = np.asarray(Image.open(out[0]))
@@ -44,10 +44,23 @@ def test_png8_is_the_window_on_screen(items, tmp_path):
 
 def test_dicom_carries_the_window_and_refuses_real_images(items, tmp_path):
     window = Window(21000.5, 12345)
-    out = export_items(items[:1], tmp_path / "out", "dicom", window)
+    out = export_items(items[:1], tmp_path / "out", "dicom", window).written
     ds = pydicom.dcmread(out[0])
     assert float(ds.WindowCenter) == pytest.approx(21000.5) and float(ds.WindowWidth) == 12345
     assert ds.ConversionType == "SYN"
     with pytest.raises(ValueError, match="real images: real_scan"):
         export_items(items, tmp_path / "out2", "dicom", window)
     assert not (tmp_path / "out2").exists() or not list((tmp_path / "out2").iterdir())
+
+
+def test_an_image_that_vanished_or_broke_is_listed_and_the_rest_exported(items, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(items[1].source.read_bytes()[:60])  # truncated since it was opened
+    gone = ExportItem(tmp_path / "moved_away.png", "gone")
+    result = export_items([gone, items[0], ExportItem(broken, "broken"), items[1]],
+                          tmp_path / "out", "png16", Window(30000, 20000))
+    assert [p.name for p in result.written] == ["gen_0.png", "real_scan.png"]
+    assert [s.source.name for s in result.skipped] == ["moved_away.png", "broken.png"]
+    assert all(s.reason for s in result.skipped)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
+        ["gen_0.json", "gen_0.png", "real_scan.png"]

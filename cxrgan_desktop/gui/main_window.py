@@ -47,10 +47,12 @@ MODEL_FILTER = "Model files (*.safetensors *.pth *.pt *.ckpt);;All files (*)"
 MAX_LISTED_SKIPS = 30  # a dialog taller than the screen helps nobody
 
 
-def skipped_files_text(opened: int, skipped: list, limit: int = MAX_LISTED_SKIPS) -> str:
-    """The one message after Open: how many images opened, then each file that did not with
-    its reason (the first ``limit``; the rest counted)."""
-    lines = [f"Opened {opened} image(s). {len(skipped)} file(s) were not opened:", ""]
+def skipped_files_text(opened: int, skipped: list, limit: int = MAX_LISTED_SKIPS,
+                       verb: str = "Opened") -> str:
+    """The one message after Open (or Export): how many images went through, then each file
+    that did not with its reason (the first ``limit``; the rest counted)."""
+    lines = [f"{verb} {opened} image(s). {len(skipped)} file(s) were not "
+             f"{verb.lower()}:", ""]
     lines += [f"{item.shown}: {item.reason}" for item in skipped[:limit]]
     if len(skipped) > limit:
         lines.append(f"… and {len(skipped) - limit} more")
@@ -406,9 +408,16 @@ class MainWindow(QMainWindow):
         window, inverted = self.viewer.window(), self.viewer.is_inverted()
         runner = JobRunner(lambda progress, cancel: export_items(
             items, folder, image_format, window, inverted, progress, cancel), "export")
-        runner.succeeded.connect(lambda files: self.statusBar().showMessage(
-            f"Exported {len(files)} file(s) to {folder}", 8000))
+        runner.succeeded.connect(lambda result: self._exported(result, folder))
         self._start_job(runner, f"Exporting {len(items)} image(s)…")
+
+    def _exported(self, result, folder: str) -> None:
+        self.statusBar().showMessage(f"Exported {len(result.written)} file(s) to {folder}",
+                                     8000)
+        if result.skipped:
+            QMessageBox.warning(self, "Some images were not exported",
+                                skipped_files_text(len(result.written), result.skipped,
+                                                   verb="Exported"))
 
     def describe_model(self, path: Path) -> None:
         from cxrgan_desktop.gui.model_library import details_html

@@ -16,7 +16,7 @@ from pathlib import Path
 from cxrgan_desktop.imaging.dicom_export import export_dicom, export_png16_with_sidecar
 from cxrgan_desktop.imaging.display import display_bytes, to_stored
 from cxrgan_desktop.imaging.png16 import write_png8, write_png16
-from cxrgan_desktop.imaging.readers import read_image
+from cxrgan_desktop.imaging.readers import ImageReadError, Skipped, read_image
 from cxrgan_desktop.imaging.synthetic_provenance import (
     LCOInfo,
     SyntheticImageInfo,
@@ -52,10 +52,18 @@ class ExportItem:
         return self.seed is not None
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    written: list[Path]
+    skipped: list[Skipped]  # images that could no longer be read (moved, damaged), and why
+
+
 def export_items(items: Sequence[ExportItem], out_dir: str | Path, image_format: str,
                  window: Window, inverted: bool = False, progress: ProgressFn = no_progress,
-                 cancel: threading.Event | None = None) -> list[Path]:
-    """Write each item to ``out_dir`` in ``image_format``; returns the files written."""
+                 cancel: threading.Event | None = None) -> ExportResult:
+    """Write each item to ``out_dir`` in ``image_format``. An image that can no longer be
+    read (its file moved or damaged since it was opened) is listed in ``skipped`` and the
+    rest are exported."""
     if image_format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {image_format!r}; choose from "
                          f"{sorted(EXPORT_FORMATS)}")
@@ -67,9 +75,14 @@ def export_items(items: Sequence[ExportItem], out_dir: str | Path, image_format:
     out.mkdir(parents=True, exist_ok=True)
     series: dict[tuple[str, str], SyntheticSeries] = {}  # one series per model in the batch
     written: list[Path] = []
+    skipped: list[Skipped] = []
     for done, item in enumerate(items):
         check_cancel(cancel)
-        pixels = read_image(item.source).pixels
+        try:
+            pixels = read_image(item.source).pixels
+        except ImageReadError as error:
+            skipped.append(Skipped(item.source, error.problem))
+            continue
         path = out / f"{item.name}{SUFFIXES[image_format]}"
         if image_format == "png8":
             write_png8(path, display_bytes(to_stored(pixels), window, inverted))
@@ -85,5 +98,5 @@ def export_items(items: Sequence[ExportItem], out_dir: str | Path, image_format:
             write_png16(path, pixels)
         written.append(path)
         progress((done + 1) / len(items), f"{done + 1}/{len(items)} exported")
-    return written
+    return ExportResult(written, skipped)
 
