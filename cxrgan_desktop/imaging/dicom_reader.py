@@ -11,11 +11,18 @@ intercept, and NaN or infinite pixel values. An unusable VOI window (width 0, or
 number) is only a display hint, and the pixels are fine: it is ignored, the image is
 normalised by robust percentiles instead, and a warning says so. Attribute values that
 cannot be parsed (``NumberOfFrames = "1A"``, a bad VR) are reported as such.
+
+Besides the pixels, the reader records what a viewer needs to show the image in the file's
+own units: which modality values became pixel 0 and 1 (when normalisation was linear), every
+Window Center/Width of the header with its explanation, the VOI LUT's explanation, and how
+many decimals the modality values have. These are display hints: a malformed second window
+or explanation is left out of the record, never a reason to refuse a readable image.
 """
 
 from __future__ import annotations
 
 import math
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO
 
@@ -83,15 +90,19 @@ def _to_image(path: Path, ds: pydicom.Dataset) -> LoadedImage:
     _check_rescale(path, ds)
     values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
     require_finite(path, values, "pixel values after the Modality LUT")
-    pixels, normalisation = _voi_to_unit(path, ds, values, warnings)
+    pixels, normalisation, value_range = _voi_to_unit(path, ds, values, warnings)
     if photometric == "MONOCHROME1":
         pixels = 1.0 - pixels
         normalisation += "; MONOCHROME1 inverted"
+        value_range = None if value_range is None else (value_range[1], value_range[0])
     sop = ds.get("SOPInstanceUID")
     return LoadedImage(pixels=np.ascontiguousarray(pixels, dtype=np.float32), source=path,
                        file_format="DICOM", photometric=photometric,
                        normalisation=normalisation, sop_instance_uid=str(sop) if sop else None,
-                       modality=str(ds.get("Modality", "")) or None, warnings=tuple(warnings))
+                       modality=str(ds.get("Modality", "")) or None, warnings=tuple(warnings),
+                       modality_range=value_range, voi_windows=header_windows(ds),
+                       voi_lut=_voi_lut_explanation(ds),
+                       modality_decimals=_modality_decimals(ds, stored))
 
 
 def _check_rescale(path: Path, ds: pydicom.Dataset) -> None:
@@ -168,9 +179,12 @@ def _grey_from_colour(path: Path, stored: np.ndarray, photometric: str) -> np.nd
 
 
 def _voi_to_unit(path: Path, ds: pydicom.Dataset, values: np.ndarray, warnings: list[str]
-                 ) -> tuple[np.ndarray, str]:
+                 ) -> tuple[np.ndarray, str, tuple[float, float] | None]:
     """Normalise modality values to [0, 1] with the file's own VOI when it has one; an
-    unusable window is ignored with a warning (the pixels are fine, only the hint is not)."""
+    unusable window is ignored with a warning (the pixels are fine, only the hint is not).
+
+    Also returns the modality values that became 0 and 1 when the map is linear (LINEAR and
+    LINEAR_EXACT windows, percentiles), None for a LUT or a sigmoid."""
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
         item = ds.VOILUTSequence[0]
         bits = int(item.LUTDescriptor[2])
@@ -179,7 +193,8 @@ def _voi_to_unit(path: Path, ds: pydicom.Dataset, values: np.ndarray, warnings: 
                                  "(1 to 16 allowed)")
         indices = values.astype(np.int64) if np.array_equal(values, np.round(values)) else values
         out = apply_voi(indices, ds, index=0).astype(np.float64) / (2**bits - 1)
-        return np.clip(out, 0.0, 1.0), f"VOI LUT Sequence (first of {len(ds.VOILUTSequence)})"
+        return (np.clip(out, 0.0, 1.0),
+                f"VOI LUT Sequence (first of {len(ds.VOILUTSequence)})", None)
     if "WindowCenter" in ds and "WindowWidth" in ds:
         window_values = _first_window(ds)
         if window_values is None:
@@ -192,17 +207,90 @@ def _voi_to_unit(path: Path, ds: pydicom.Dataset, values: np.ndarray, warnings: 
                      + (f" (first of {count})" if count > 1 else ""))
             usable = math.isfinite(center) and math.isfinite(width)
             if usable and function == "LINEAR" and width >= 1:
-                return apply_window(values, Window(center, width)), label
+                window = Window(center, width)
+                return apply_window(values, window), label, (window.low, window.high)
             if usable and function in ("LINEAR_EXACT", "SIGMOID") and width > 0:
                 y_min, y_max = voi_output_range(ds)
                 if y_max > y_min:
                     out = (apply_windowing(values, ds, index=0) - y_min) / (y_max - y_min)
-                    return np.clip(out, 0.0, 1.0), f"{label}, VOI LUT function {function}"
+                    linear = ((center - width / 2, center + width / 2)
+                              if function == "LINEAR_EXACT" else None)
+                    return (np.clip(out, 0.0, 1.0), f"{label}, VOI LUT function {function}",
+                            linear)
             warnings.append(f"ignored an unusable VOI window (c={center:g}, w={width:g}, "
                             f"{function}); normalised by percentiles instead")
     window = percentile_window(values)
     return apply_window(values, window), (f"percentiles 0.5-99.5 (window c={window.center:g} "
-                                          f"w={window.width:g})")
+                                          f"w={window.width:g})"), (window.low, window.high)
+
+
+def _printable(text: object) -> str:
+    """A header string as one printable line (explanations are shown in menus)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in " ".join(str(text).split()))
+
+
+def _values(ds: pydicom.Dataset, keyword: str) -> list:
+    element = ds[keyword]
+    if element.VM > 1:
+        return list(element.value)
+    return [element.value] if element.VM == 1 else []
+
+
+def header_windows(ds: pydicom.Dataset) -> tuple[tuple[float, float, str], ...]:
+    """Every usable Window Center/Width pair of the header, in modality units, with its
+    Window Center & Width Explanation ("" when absent). Pairs that are not finite numbers
+    or narrower than 1 are left out: a hint, not a reason to refuse the image."""
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return ()
+    try:
+        centers, widths = _values(ds, "WindowCenter"), _values(ds, "WindowWidth")
+        explanations = (_values(ds, "WindowCenterWidthExplanation")
+                        if "WindowCenterWidthExplanation" in ds else [])
+    except _ATTRIBUTE_ERRORS:
+        return ()
+    found = []
+    for index, (raw_center, raw_width) in enumerate(zip(centers, widths, strict=False)):
+        try:
+            center, width = float(raw_center), float(raw_width)
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if not (math.isfinite(center) and math.isfinite(width) and width >= 1):
+            continue
+        text = explanations[index] if index < len(explanations) else ""
+        found.append((center, width, _printable(text or "")))
+    return tuple(found)
+
+
+def _voi_lut_explanation(ds: pydicom.Dataset) -> str | None:
+    """The first VOI LUT's explanation ("" without one); None when there is no VOI LUT."""
+    try:
+        if "VOILUTSequence" not in ds or len(ds.VOILUTSequence) == 0:
+            return None
+        return _printable(ds.VOILUTSequence[0].get("LUTExplanation", "") or "")
+    except _ATTRIBUTE_ERRORS:
+        return None
+
+
+def _modality_decimals(ds: pydicom.Dataset, stored: np.ndarray) -> int | None:
+    """Decimal places that write every modality value exactly: 0 for integer stored values
+    without a fractional Rescale Slope/Intercept, else the places of those decimal strings
+    (at most 6); None for float pixel data or anything unreadable."""
+    if stored.dtype.kind not in "ui":
+        return None
+    if ds.get("ModalityLUTSequence") or "RescaleSlope" not in ds or "RescaleIntercept" not in ds:
+        return 0
+    places = 0
+    try:
+        for keyword in ("RescaleSlope", "RescaleIntercept"):
+            value = ds[keyword].value
+            text = getattr(value, "original_string", None) or str(value)
+            exponent = Decimal(str(text).strip()).normalize().as_tuple().exponent
+            if not isinstance(exponent, int):
+                return None
+            places = max(places, -exponent)
+    except (InvalidOperation, *_ATTRIBUTE_ERRORS):
+        return None
+    return places if places <= 6 else None
 
 
 def _first_window(ds: pydicom.Dataset) -> tuple[float, float, int] | None:

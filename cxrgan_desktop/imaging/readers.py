@@ -74,6 +74,16 @@ class LoadedImage:
     sop_instance_uid: str | None = None
     modality: str | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # DICOM only, for showing the image in the file's own units (the viewer; see
+    # imaging/display.py): the modality-unit values (stored values after the Modality LUT)
+    # that became pixel 0 and pixel 1 when normalisation was linear (reversed for
+    # MONOCHROME1), else None; every Window Center/Width of the header in modality units with
+    # its explanation; the explanation of the VOI LUT the pixels went through (None: no LUT);
+    # the decimal places that write every modality value (None: unknown, float data).
+    modality_range: tuple[float, float] | None = None
+    voi_windows: tuple[tuple[float, float, str], ...] = ()
+    voi_lut: str | None = None
+    modality_decimals: int | None = None
 
     @property
     def height(self) -> int:
