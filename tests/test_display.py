@@ -67,22 +67,30 @@ def test_to_stored_is_the_16_bit_export_value_and_rejects_bad_input():
 
 
 def test_presets():
-    names = display.preset_names(has_file_window=False)
+    names = display.preset_names()
     assert display.FILE_PRESET not in names
     assert names[:2] == [display.FULL_PRESET, display.AUTO_PRESET]
-    assert {"Lung", "Soft tissue", "Bone"} <= set(names)
+    assert {"Lung", "Mediastinum", "Bone"} <= set(names)
     assert display.preset_names(True)[0] == display.FILE_PRESET
+    own = (display.NamedWindow("DICOM default 1: LUNG", Window(-500, 1500)),)
+    assert display.preset_names(own)[0] == "DICOM default 1: LUNG"
 
     file_window = Window(1234, 567)
     assert display.preset_window(display.FILE_PRESET, file_window=file_window) == file_window
     assert display.preset_window(display.FULL_PRESET) == unit_window()
-    bone = display.preset_window("Bone")
-    assert bone.low == pytest.approx(round(0.55 * 65535)) and bone.high == pytest.approx(65535)
-    lung = display.preset_window("Lung")
-    assert lung.low == pytest.approx(round(0.10 * 65535))
-    assert lung.high == pytest.approx(round(0.60 * 65535))
-    for preset in display.RADIOGRAPH_PRESETS.values():  # all inside the stored range
-        assert 0 <= preset.low < preset.high <= 1
+    rng = np.random.default_rng(3)
+    image = rng.integers(1000, 60000, size=(100, 120)).astype(np.uint16)
+    assert display.preset_window(display.FULL_PRESET, image) == Window.from_bounds(
+        float(image.min()), float(image.max()))
+    # relative presets: numpy's percentiles of the central 60 % (rows 20-80, columns 24-96)
+    central = image[20:80, 24:96]
+    for name, region in (("Lung", central), ("Mediastinum", central), ("Bone", image),
+                         ("High contrast", central)):
+        preset = display.RADIOGRAPH_PRESETS[name]
+        low, high = np.percentile(region, [preset.low, preset.high])
+        window = display.preset_window(name, image)
+        assert (window.low, window.high) == pytest.approx((low, high))
+        assert 0 <= preset.low < preset.high <= 100
 
     # auto: 0.5 / 99.5 percentiles of a uniform ramp
     ramp = np.linspace(0, 60000, 200 * 200).reshape(200, 200).astype(np.uint16)
@@ -91,10 +99,28 @@ def test_presets():
 
     with pytest.raises(ValueError, match="no window"):
         display.preset_window(display.FILE_PRESET)
-    with pytest.raises(ValueError, match="needs the image"):
+    with pytest.raises(ValueError, match="needs it"):
         display.preset_window(display.AUTO_PRESET)
     with pytest.raises(ValueError, match="unknown"):
         display.preset_window("Brain")
+
+
+def test_display_units_convert_windows_end_to_end():
+    identity = display.DisplayUnits()
+    assert identity.to_display(Window(12345.5, 6789)) == Window(12345.5, 6789)
+    # MONOCHROME1-like: stored 0 (black) reads 29999, stored 65535 reads 0
+    units = display.DisplayUnits.from_range(29999.0, 0.0, "modality units", decimals=0)
+    assert units.value(0) == 29999 and units.value(65535) == pytest.approx(0)
+    header = Window(15000, 30000)  # ramp 0 .. 29999: the whole stored range
+    stored = units.to_stored(header)
+    assert (stored.low, stored.high) == pytest.approx((0, 65535))
+    back = units.to_display(stored)
+    assert (back.center, back.width) == pytest.approx((15000, 30000))
+    assert units.span() == pytest.approx((0, 29999))
+    assert units.format(1234.4) == "1234" and units.format(-0.2) == "0"
+    assert display.DisplayUnits(scale=0.01, decimals=2).format(1.5) == "1.5"
+    with pytest.raises(ValueError):
+        display.DisplayUnits(scale=0.0)
 
 
 @pytest.mark.parametrize(("width_sign", "level_sign"), [(1, 1), (-1, 1), (1, -1), (-1, -1)])

@@ -9,6 +9,13 @@ and hands pyqtgraph ready uint8 pixels (measured faster than uint16 data with Im
 levels + lookup; see tests/benchmarks/bench_viewer.py). Window changes only mark the display
 stale; one zero-delay timer renders the newest state, so a fast drag renders once per event
 loop pass, never once per mouse event.
+
+The numbers a user sees (Level, Width, histogram axis, pixel value) are in the image's own
+display units (:class:`~cxrgan_desktop.imaging.display.DisplayUnits`: modality units for a
+DICOM); the viewer keeps the window in both units, each exactly as it was set, and applies
+the stored-unit one. A newly shown image (:meth:`ImageViewer.show_image`) fits the view
+before its first paint, as Weasis, OHIF and Horos do, unless the user asked to keep the zoom
+between images of the same size.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from cxrgan_desktop.gui.window_controls import HistogramStrip, WindowControls
 from cxrgan_desktop.imaging import display
+from cxrgan_desktop.imaging.display import DisplayInfo, DisplayUnits, NamedWindow
 from cxrgan_desktop.imaging.windowing import Window, unit_window
 
 BUTTONS = {"left": Qt.MouseButton.LeftButton, "right": Qt.MouseButton.RightButton,
@@ -50,11 +58,13 @@ def dark_palette(base: QPalette) -> QPalette:
 @dataclass(frozen=True)
 class ViewerPreferences:
     """Which mouse button sets the window ("left", "right", "middle"), which modifier turns
-    that button's drag into a pan ("control", "shift", "alt"), and the drag directions."""
+    that button's drag into a pan ("control", "shift", "alt"), the drag directions, and
+    whether a newly shown image of the same size keeps the zoom and pan (else it fits)."""
 
     window_button: str = "left"
     pan_modifier: str = "control"
     drag: display.DragMapping = field(default_factory=display.DragMapping)
+    keep_zoom_same_size: bool = False
 
     def __post_init__(self) -> None:
         if self.window_button not in BUTTONS:
@@ -94,10 +104,11 @@ class ImageViewBox(pg.ViewBox):
 
 
 class ImageViewer(QWidget):
-    """One image with window/level (16-bit stored units), zoom, pan, invert and histogram."""
+    """One image with window/level (shown in the image's units), zoom, pan, invert,
+    histogram and a corner overlay (modality, size, window, zoom; model and seed)."""
 
-    windowChanged = Signal(float, float)  # center, width in 0..65535 units
-    pixelHovered = Signal(int, int, float)  # column, row, stored value; not sent off-image
+    windowChanged = Signal(float, float)  # center, width in stored 0..65535 units
+    pixelHovered = Signal(int, int, float)  # column, row, value in display units; on-image
     hoverLeft = Signal()  # the cursor left the image
     imageChanged = Signal()
     invertedChanged = Signal(bool)
@@ -130,8 +141,10 @@ class ImageViewer(QWidget):
 
         self._stored: np.ndarray | None = None  # [H, W] uint16
         self._displayed: np.ndarray | None = None  # [H, W] uint8, what the ImageItem shows
-        self._file_window: Window | None = None
-        self._window = unit_window()
+        self._info = DisplayInfo()
+        self._window = unit_window()  # applied, stored units
+        self._display_window = self._window  # the same in display units, as set
+        self._overlay_on = True
         self._inverted = False
         self._drag_start: Window | None = None
         self._fitted = True
@@ -151,13 +164,14 @@ class ImageViewer(QWidget):
         # hover from the viewport's own events: pyqtgraph's scene rate-limits its moves, and
         # the pixel a readout names must be the one under the cursor when it stops
         self.graphics_view.viewport().installEventFilter(self)
-        self.controls.windowEdited.connect(lambda c, w: self.set_window(Window(c, w)))
+        self.controls.windowEdited.connect(lambda c, w: self.set_display_window(Window(c, w)))
         self.controls.presetChosen.connect(self.apply_preset)
         self.controls.invertToggled.connect(self.set_inverted)
         self.controls.fitClicked.connect(self.fit)
         self.controls.oneToOneClicked.connect(self.one_to_one)
         self.controls.resetClicked.connect(self.reset)
-        self.histogram.windowDragged.connect(lambda c, w: self.set_window(Window(c, w)))
+        self.histogram.windowDragged.connect(
+            lambda c, w: self.set_display_window(Window(c, w)))
         self.controls.set_preset_names(self.preset_names())
         self._show_window()
         self.resize(820, 900)
@@ -165,10 +179,43 @@ class ImageViewer(QWidget):
     # --- image and window -----------------------------------------------------------------
 
     def set_image(self, pixels01: np.ndarray, file_window: Window | None = None,
-                  reset_view: bool = True) -> None:
-        """Show ``pixels01`` ([H, W] float in [0, 1], 0 = black). ``file_window`` is the file's
-        own window in 0..65535 units (a preset). With ``reset_view`` the window becomes the
-        file window (else full range) and the view fits; without, window and zoom are kept."""
+                  reset_view: bool = True, info: DisplayInfo | None = None) -> None:
+        """Show ``pixels01`` ([H, W] float in [0, 1], 0 = black) as described by ``info``
+        (units, own windows, overlay caption; default: 16-bit values). ``file_window`` is a
+        stored-unit window of the image's own ("File window"). With ``reset_view`` the
+        window becomes the image's first own window (else its full range) and the view
+        fits; without, window and zoom are kept (a live preview of the same image)."""
+        info = info or DisplayInfo()
+        if file_window is not None:
+            named = NamedWindow(display.FILE_PRESET, info.units.to_display(file_window))
+            info = DisplayInfo(info.units, (named, *info.windows), info.caption)
+        self._load(pixels01, info)
+        if reset_view:
+            self._reset_window()
+            self.fit()
+        self._finish_load()
+
+    def show_image(self, pixels01: np.ndarray, info: DisplayInfo | None = None) -> None:
+        """Show a newly chosen image (the gallery, Open): it fits the view (or keeps zoom
+        and pan where the preferences say so and the size is the same) before the first
+        paint, so a switch never shows a corner of the new image at the old zoom. The
+        window: the image's own first window; else, in the same units as the previous image,
+        the window stays (stepping through generates keeps the one set); else full range."""
+        info = info or DisplayInfo()
+        same_size = self._stored is not None and self._stored.shape == pixels01.shape[:2]
+        same_units = self._stored is not None and info.units == self._info.units
+        keep_view = same_size and self.preferences.keep_zoom_same_size and not self._fitted
+        self._load(pixels01, info)
+        if info.windows or not same_units:
+            self._reset_window()
+        else:
+            self._display_window = info.units.to_display(self._window)
+            self._show_window()
+        if not keep_view:
+            self.fit()
+        self._finish_load()
+
+    def _load(self, pixels01: np.ndarray, info: DisplayInfo) -> None:
         stored = display.to_stored(pixels01)
         if self._stored is None or stored.shape != self._stored.shape:
             height, width = stored.shape
@@ -179,35 +226,71 @@ class ImageViewer(QWidget):
         if self._hover_text:  # it named a pixel of the previous image
             self._hover_text = ""
             self.hoverLeft.emit()
-        had_file_window = self._file_window is not None
-        self._file_window = file_window
-        self.histogram.set_histogram(*display.histogram(stored))
-        if had_file_window != (file_window is not None):
+        units_changed = info.units != self._info.units
+        names_changed = info.windows != self._info.windows
+        self._info = info
+        if units_changed:
+            self.controls.set_units(info.units)
+            self.histogram.set_units(info.units)
+            self._display_window = info.units.to_display(self._window)
+        edges, counts = display.histogram(stored)
+        self.histogram.set_histogram(info.units.value(edges), counts)
+        if names_changed:
             self.controls.set_preset_names(self.preset_names())
-        if reset_view:
-            self.set_window(file_window or unit_window())
-        self._render()
-        if reset_view:
-            self.fit()
+
+    def _finish_load(self) -> None:
+        self._show_window()
+        self._render()  # now, not on the next pass: the first paint shows the new image
         self._update_overlay()
         self.imageChanged.emit()
+
+    def _reset_window(self) -> None:
+        """The image's first own window, else its full stored range."""
+        if self._info.windows:
+            self.set_display_window(self._info.windows[0].window)
+        else:
+            self.set_window(unit_window())
 
     def image(self) -> np.ndarray | None:
         """The shown image as [H, W] uint16 stored values (read it, do not change it)."""
         return self._stored
 
+    def info(self) -> DisplayInfo:
+        """The shown image's units, own windows and caption."""
+        return self._info
+
+    def units(self) -> DisplayUnits:
+        return self._info.units
+
     def window(self) -> Window:
+        """The applied window in stored 0..65535 units (what exports carry)."""
         return self._window
 
+    def display_window(self) -> Window:
+        """The window in the image's display units (what the fields show)."""
+        return self._display_window
+
     def set_window(self, window: Window) -> None:
-        """Set Window Center / Width (0..65535 units); the display follows on the next pass
-        of the event loop (or at :meth:`flush`)."""
+        """Set Window Center / Width in stored 0..65535 units; the display follows on the
+        next pass of the event loop (or at :meth:`flush`)."""
         if window == self._window:
             return
-        self._window = window
+        self._apply_window(window, self._info.units.to_display(window))
+
+    def set_display_window(self, window: Window) -> None:
+        """Set Window Center / Width in the image's display units (modality units for a
+        DICOM); the numbers shown are exactly these."""
+        if window == self._display_window:
+            return
+        self._apply_window(self._info.units.to_stored(window), window)
+
+    def _apply_window(self, stored: Window, shown: Window) -> None:
+        changed = stored != self._window
+        self._window, self._display_window = stored, shown
         self._show_window()
-        self._schedule_render()
-        self.windowChanged.emit(window.center, window.width)
+        if changed:
+            self._schedule_render()
+            self.windowChanged.emit(stored.center, stored.width)
 
     def is_inverted(self) -> bool:
         return self._inverted
@@ -223,14 +306,22 @@ class ImageViewer(QWidget):
         self.invertedChanged.emit(inverted)
 
     def preset_names(self) -> list[str]:
-        return display.preset_names(self._file_window is not None)
+        return display.preset_names(self._info.windows)
 
     def apply_preset(self, name: str) -> None:
-        self.set_window(display.preset_window(name, self._stored, self._file_window))
+        """An own window (DICOM default N, File window) or a preset relative to the image."""
+        for named in self._info.windows:
+            if named.name == name:
+                self.set_display_window(named.window)
+                return
+        if name == display.DICOM_DEFAULT:  # the menu's name for the first own window
+            self._reset_window()
+            return
+        self.set_window(display.preset_window(name, self._stored))
 
     def reset(self) -> None:
-        """File window (else full range), not inverted, image fitted."""
-        self.set_window(self._file_window or unit_window())
+        """The image's own window (else full range), not inverted, image fitted."""
+        self._reset_window()
         self.set_inverted(False)
         self.fit()
 
@@ -238,6 +329,23 @@ class ImageViewer(QWidget):
         self.preferences = preferences
         self.view_box.window_button = BUTTONS[preferences.window_button]
         self.view_box.pan_modifier = MODIFIERS[preferences.pan_modifier]
+
+    def overlay_visible(self) -> bool:
+        return self._overlay_on
+
+    def set_overlay_visible(self, visible: bool) -> None:
+        """Show or hide the corner overlay (the O key)."""
+        self._overlay_on = bool(visible)
+        self.overlay.setVisible(self._overlay_on)
+        self._update_overlay()
+
+    def toggle_overlay(self) -> None:
+        self.set_overlay_visible(not self._overlay_on)
+
+    def readout(self, column: int, row: int, value: float) -> str:
+        """The status bar's pixel read-out: position and value in display units."""
+        units = self._info.units
+        return f"x {column}  y {row}  value {units.format(value)} ({units.name})"
 
     def set_window_locked(self, locked: bool) -> None:
         """Fix the window where it is: drags pan instead, and the window controls and the
@@ -317,18 +425,30 @@ class ImageViewer(QWidget):
         self.image_item.setImage(self._displayed, autoLevels=False)
 
     def _show_window(self) -> None:
-        self.controls.show_window(self._window)
-        self.histogram.show_window(self._window)
+        self.controls.show_window(self._display_window)
+        self.histogram.show_window(self._display_window)
         self._update_overlay()
 
-    def _update_overlay(self) -> None:
-        lines = [f"W {self._window.width:.0f}  L {self._window.center:.0f}"
-                 + ("  inverted" if self._inverted else "")]
+    def overlay_lines(self) -> list[str]:
+        """What the corner overlay says: the caption (modality; model and seed), size,
+        window in display units, zoom, and the pixel under the cursor."""
+        units, window = self._info.units, self._display_window
+        lines = list(self._info.caption)
+        if self._stored is not None:
+            height, width = self._stored.shape
+            lines.append(f"{width} x {height}")
+        lines.append(f"W {units.format(window.width, 1)}  L {units.format(window.center, 1)}"
+                     + ("  inverted" if self._inverted else ""))
         if self._stored is not None:
             lines.append(f"Zoom {100 * self.zoom():.0f} %")
         if self._hover_text:
             lines.append(self._hover_text)
-        self.overlay.setText("\n".join(lines))
+        return lines
+
+    def _update_overlay(self) -> None:
+        if not self._overlay_on:
+            return
+        self.overlay.setText("\n".join(self.overlay_lines()))
         self.overlay.adjustSize()
 
     def _on_window_drag(self, phase: str, dx: float, dy: float) -> None:
@@ -370,8 +490,9 @@ class ImageViewer(QWidget):
             inside = (self.view_box.sceneBoundingRect().contains(scene_pos)
                       and 0 <= column < width and 0 <= row < height)
         if inside:
-            value = float(self._stored[row, column])
-            self._hover_text = f"x {column}  y {row}  value {value:.0f}"
+            value = self._info.units.value(float(self._stored[row, column]))
+            self._hover_text = (f"x {column}  y {row}  value "
+                                f"{self._info.units.format(value)}")
             self._update_overlay()
             self.pixelHovered.emit(column, row, value)
         elif self._hover_text:
@@ -397,11 +518,15 @@ class CompareView(QWidget):
         self.resize(1400, 860)
 
     def set_images(self, left01: np.ndarray, right01: np.ndarray,
-                   left_window: Window | None = None, right_window: Window | None = None,
+                   left_info: DisplayInfo | None = None, right_info: DisplayInfo | None = None,
                    reset_view: bool = True) -> None:
-        """Show two images; with ``reset_view`` both take the left one's default window."""
-        self.right.set_image(right01, right_window, reset_view=False)
-        self.left.set_image(left01, left_window, reset_view=reset_view)
+        """Show two images, each in its own units; with ``reset_view`` both take the left
+        one's default window (linked in stored units) and the view fits the left image."""
+        self.right.set_image(right01, reset_view=False, info=right_info)
+        self.left.set_image(left01, reset_view=reset_view, info=left_info)
+
+    def fit(self) -> None:
+        self.left.fit()
 
     def set_preferences(self, preferences: ViewerPreferences) -> None:
         self.left.set_preferences(preferences)

@@ -1,7 +1,13 @@
 """The viewer's window/level controls and histogram strip: widgets that show state and report
-edits; they hold no state of their own beyond what is displayed (the viewer owns it)."""
+edits; they hold no state of their own beyond what is displayed (the viewer owns it).
+
+Both work in the image's display units (modality units for a DICOM, see
+:class:`~cxrgan_desktop.imaging.display.DisplayUnits`); the viewer converts to the stored
+units it applies."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pyqtgraph as pg
@@ -18,16 +24,43 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrgan_desktop.imaging.display import MAX_CENTER, MAX_WIDTH, MIN_CENTER, MIN_WIDTH, STORED_MAX
+from cxrgan_desktop.imaging.display import (
+    MAX_CENTER,
+    MAX_WIDTH,
+    MIN_CENTER,
+    MIN_WIDTH,
+    STORED_MAX,
+    DisplayUnits,
+)
 from cxrgan_desktop.imaging.windowing import Window
 
 PRESET_PROMPT = "Window preset..."
 
 
+class NumberBox(QDoubleSpinBox):
+    """A spin box that keeps enough decimals for a header's exact numbers (15000, 40.25)
+    but shows no trailing zeros."""
+
+    def textFromValue(self, value: float) -> str:
+        text = self.locale().toString(value, "f", self.decimals())
+        point = self.locale().decimalPoint()
+        if point in text:
+            text = text.rstrip("0").rstrip(point)
+        return text
+
+
+def nice_step(target: float) -> float:
+    """1, 2 or 5 times a power of ten, near ``target`` (the arrows' step)."""
+    if target <= 0 or not math.isfinite(target):
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(target))
+    return min((m * power for m in (1, 2, 5, 10)), key=lambda step: abs(step - target))
+
+
 def _spin_box(minimum: float, maximum: float, tip: str) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
+    box = NumberBox()
     box.setRange(minimum, maximum)
-    box.setDecimals(1)
+    box.setDecimals(2)
     box.setSingleStep(100.0)
     box.setKeyboardTracking(False)  # report on Enter / focus out / arrows, not per digit
     box.setAlignment(Qt.AlignmentFlag.AlignRight)
@@ -130,6 +163,21 @@ class WindowControls(QWidget):
         if one_row != self._one_row:  # not inside the resize: Qt is laying out right now
             QTimer.singleShot(0, self, lambda: self._arrange(one_row))  # dies with self
 
+    def set_units(self, units: DisplayUnits) -> None:
+        """Ranges, step, decimals and tips of the fields for ``units``: the stored limits
+        converted, enough decimals for the header's numbers, a step of about 100 stored."""
+        centers = sorted((units.value(MIN_CENTER), units.value(MAX_CENTER)))
+        scale = abs(units.scale)
+        decimals = min(max(units.decimals + 2, 2), 6)
+        for box in (self.center, self.width):
+            box.setDecimals(decimals)
+            box.setSingleStep(nice_step(100 * scale))
+        with QSignalBlocker(self.center), QSignalBlocker(self.width):
+            self.center.setRange(*centers)
+            self.width.setRange(max(MIN_WIDTH * scale, MIN_WIDTH), MAX_WIDTH * scale)
+        self.center.setToolTip(f"Window Center (level), in {units.name}")
+        self.width.setToolTip(f"Window Width, in {units.name}")
+
     def show_window(self, window: Window) -> None:
         """Display ``window`` without reporting it back as an edit."""
         self._shown = window
@@ -175,10 +223,8 @@ class HistogramStrip(pg.PlotWidget):
         self.hideAxis("left")
         self.getAxis("bottom").setTextPen("#b0b0b0")
         self.getAxis("bottom").setPen("#606060")
-        self.setXRange(0, STORED_MAX, padding=0.01)
         self.setFixedHeight(86)
-        self.setToolTip("Histogram of stored values (log counts); drag the band or its edges "
-                        "to set the window")
+        self.set_units(DisplayUnits())
         self.curve = self.plot([0.0, 1.0], [0.0], stepMode="center", fillLevel=0,
                                pen=pg.mkPen("#9a9a9a"), brush=pg.mkBrush(150, 150, 150, 90))
         self.region = pg.LinearRegionItem(
@@ -188,7 +234,16 @@ class HistogramStrip(pg.PlotWidget):
         self.addItem(self.region)
         self.region.sigRegionChanged.connect(self._on_region_changed)
 
+    def set_units(self, units: DisplayUnits) -> None:
+        """The axis spans the display values of stored 0..65535."""
+        self.setXRange(*units.span(), padding=0.01)
+        self.setToolTip(f"Histogram of pixel values in {units.name} (log counts); drag the "
+                        "band or its edges to set the window")
+
     def set_histogram(self, edges: np.ndarray, counts: np.ndarray) -> None:
+        """Bin ``edges`` (display units, either order) and ``counts``."""
+        if edges[0] > edges[-1]:  # MONOCHROME1: stored black is the highest value
+            edges, counts = edges[::-1], counts[::-1]
         heights = np.log1p(counts.astype(np.float64))
         self.curve.setData(edges, heights)
         self.setYRange(0, max(float(heights.max()), 1.0), padding=0.05)

@@ -11,22 +11,36 @@ with :func:`cxrgan_desktop.imaging.windowing.apply_window`, the project's one VO
 For speed the function is evaluated once per window on all 65536 stored values (a lookup
 table) and the image is indexed through it; the result is the same number for every pixel.
 
-Also here: the window presets, the mouse-drag-to-window mapping and the histogram.
+**Display units.** The numbers a user reads and types (Level, Width, the histogram's axis, the
+pixel read-out) are not the stored values but the image's own units, a linear map of them
+(:class:`DisplayUnits`): modality units (stored values after the Modality LUT) for a DICOM
+whose reader normalised linearly, 8-bit values for 8-bit rasters, 16-bit values otherwise.
+The library's pixels stay float32 [0, 1]; only the viewer converts, and the window it
+applies is always the stored-unit one (:meth:`DisplayUnits.to_stored`). A DICOM's pixels are
+its modality values clipped to the window the reader normalised with (the header's first, or
+percentiles), so values outside that window read as its edges.
+
+Also here: the window presets (relative to the image), the mouse-drag-to-window mapping and
+the histogram.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from cxrgan_desktop.imaging.readers import LoadedImage
 from cxrgan_desktop.imaging.windowing import Window, apply_window, percentile_window, unit_window
 
 STORED_LEVELS = 65536  # 16-bit stored values 0..65535
 STORED_MAX = STORED_LEVELS - 1
 
 FILE_PRESET = "File window"
+DICOM_DEFAULT = "DICOM default"
 FULL_PRESET = "Full range"
 AUTO_PRESET = "Auto (0.5-99.5 %)"
 
@@ -65,34 +79,189 @@ def display_bytes(stored: np.ndarray, window: Window, inverted: bool = False,
     return np.take(table, stored)
 
 
+# --- display units -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DisplayUnits:
+    """The units a user reads and types: ``value = offset + scale * stored``.
+
+    ``scale`` is negative when stored 0 (black) is the highest value (a MONOCHROME1 DICOM,
+    whose reader inverted it). ``decimals`` is how many places a pixel value is shown with.
+    The identity (offset 0, scale 1) converts windows unchanged, so 16-bit images keep the
+    exact numbers typed.
+    """
+
+    offset: float = 0.0
+    scale: float = 1.0
+    name: str = "16-bit value"
+    decimals: int = 0
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.offset) and np.isfinite(self.scale) and self.scale != 0):
+            raise ValueError(f"display units need a finite non-zero scale, got {self.scale}")
+
+    @classmethod
+    def from_range(cls, at_black: float, at_white: float, name: str,
+                   decimals: int | None = None) -> DisplayUnits:
+        """Units in which pixel 0 reads ``at_black`` and pixel 1 reads ``at_white``.
+        Without ``decimals``, as many places as one stored step resolves."""
+        scale = (at_white - at_black) / STORED_MAX
+        resolved = max(0, math.floor(-math.log10(abs(scale)))) if scale else 0
+        places = resolved if decimals is None else min(decimals, resolved)
+        return cls(offset=float(at_black), scale=scale, name=name, decimals=places)
+
+    @property
+    def is_identity(self) -> bool:
+        return self.offset == 0.0 and self.scale == 1.0
+
+    def value(self, stored: float) -> float:
+        """The display value of a stored value."""
+        return self.offset + self.scale * stored
+
+    def stored(self, value: float) -> float:
+        """The (fractional) stored value of a display value."""
+        return (value - self.offset) / self.scale
+
+    def span(self) -> tuple[float, float]:
+        """The display values of stored 0 and 65535, lowest first."""
+        ends = (self.value(0.0), self.value(float(STORED_MAX)))
+        return min(ends), max(ends)
+
+    def to_display(self, window: Window) -> Window:
+        """A stored-unit window in display units (the same ramp, end to end)."""
+        if self.is_identity:
+            return window
+        ends = sorted((self.value(window.low), self.value(window.high)))
+        return Window.from_bounds(ends[0], ends[1])
+
+    def to_stored(self, window: Window) -> Window:
+        """A display-unit window as the stored-unit window the viewer applies."""
+        if self.is_identity:
+            return window
+        ends = sorted((self.stored(window.low), self.stored(window.high)))
+        return Window.from_bounds(ends[0], ends[1])
+
+    def format(self, value: float, extra: int = 0) -> str:
+        """``value`` with this unit's decimals (+ ``extra``), trailing zeros dropped."""
+        places = self.decimals + extra
+        text = f"{value:.{places}f}"
+        if places > 0:
+            text = text.rstrip("0").rstrip(".")
+        return "0" if text == "-0" else text
+
+
+SIXTEEN_BIT = DisplayUnits()
+
+
+@dataclass(frozen=True)
+class NamedWindow:
+    """A window the image brings with it (in display units), e.g. a DICOM header's."""
+
+    name: str
+    window: Window
+
+
+@dataclass(frozen=True)
+class DisplayInfo:
+    """How to show one image: its units, its own windows (the first is the default) and the
+    lines the viewer's corner overlay starts with (modality; model and seed)."""
+
+    units: DisplayUnits = SIXTEEN_BIT
+    windows: tuple[NamedWindow, ...] = ()
+    caption: tuple[str, ...] = ()
+
+
+def display_info(image: LoadedImage, details: Mapping[str, Any] | None = None) -> DisplayInfo:
+    """The :class:`DisplayInfo` of a read image; ``details`` are a session entry's (a
+    generated image has 'model_name', 'seed' and 'index').
+
+    DICOM with a linear normalisation: modality units, and one "DICOM default N" window per
+    header Window Center/Width. A VOI LUT was applied when reading, so its "DICOM default" is
+    the full stored range and the units stay 16-bit. 8-bit rasters read in 0-255.
+    """
+    details = details or {}
+    units, windows = SIXTEEN_BIT, []
+    caption = [f"{image.modality or 'DICOM'}  {image.photometric}"
+               if image.file_format == "DICOM" else f"{image.file_format}  {image.photometric}"]
+    if image.file_format == "DICOM":
+        if image.modality_range is not None and image.modality_range[0] != image.modality_range[1]:
+            units = DisplayUnits.from_range(*image.modality_range, name="modality units",
+                                            decimals=image.modality_decimals)
+            for number, (center, width, text) in enumerate(image.voi_windows, start=1):
+                windows.append(NamedWindow(_default_name(number, text), Window(center, width)))
+        elif image.voi_lut is not None:
+            windows.append(NamedWindow(_default_name(1, f"VOI LUT {image.voi_lut}".strip()),
+                                       unit_window()))
+    elif image.photometric in ("L", "LA", "P", "RGB", "RGBA", "1"):
+        units = DisplayUnits.from_range(0.0, 255.0, name="8-bit value", decimals=0)
+    if "seed" in details:
+        caption = [f"synthetic  {details.get('model_name', '')}".rstrip(),
+                   f"seed {details['seed']}  #{details.get('index', 0)}"]
+    return DisplayInfo(units=units, windows=tuple(windows), caption=tuple(caption))
+
+
+def _default_name(number: int, explanation: str) -> str:
+    name = f"{DICOM_DEFAULT} {number}"
+    return f"{name}: {explanation}" if explanation else name
+
+
 # --- presets -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class FractionPreset:
-    """A window given as the fraction of the full 0..65535 range its ramp spans."""
+class PercentilePreset:
+    """A window from ``low`` to ``high`` percentile of the image's brightness (0 = black),
+    over the central region (``central``: the middle 60 % of rows and of columns, where a
+    PA chest radiograph has its lung fields and mediastinum, not the collimation, markers
+    or background) or over the whole image."""
 
     low: float
     high: float
+    central: bool
     note: str
 
-    def window(self) -> Window:
-        return Window.from_bounds(round(self.low * STORED_MAX), round(self.high * STORED_MAX))
+    def window(self, stored: np.ndarray) -> Window:
+        region = central_region(stored) if self.central else stored
+        return _percentile_bounds(region, self.low, self.high)
 
 
-# Display conveniences for radiographs, NOT calibrated Hounsfield-unit windows: a radiograph
-# (and a GAN output) has no physical unit, so these only pick a part of the grey range. In
-# the library's convention 0 is black, i.e. air / lung is dark and bone bright.
-RADIOGRAPH_PRESETS: dict[str, FractionPreset] = {
-    "Lung": FractionPreset(0.10, 0.60, "dark-to-middle range spread out: lung fields, vessels"),
-    "Soft tissue": FractionPreset(0.35, 0.95, "middle-to-bright range: mediastinum, heart"),
-    "Bone": FractionPreset(0.55, 1.00, "bright range: ribs, spine, clavicles"),
-    "High contrast": FractionPreset(0.25, 0.75, "middle half of the range, steep ramp"),
+def central_region(image: np.ndarray, fraction: float = 0.6) -> np.ndarray:
+    """The middle ``fraction`` of rows and of columns (a view, no copy)."""
+    height, width = image.shape
+    top, left = round(height * (1 - fraction) / 2), round(width * (1 - fraction) / 2)
+    return image[top:max(height - top, top + 1), left:max(width - left, left + 1)]
+
+
+def _percentile_bounds(values: np.ndarray, low: float, high: float) -> Window:
+    lo, hi = np.percentile(values, [low, high])
+    return Window.from_bounds(float(lo), float(max(hi, lo + 1.0)))
+
+
+# Windows relative to the image, for chest radiographs (CR/DX, and GAN outputs like them).
+# A radiograph has no calibrated unit (unlike CT's Hounsfield units), so a fixed number or a
+# fixed fraction of the range means something different on every detector; these follow the
+# image's own brightness distribution instead. Percentiles are of brightness (0 = black:
+# lungs dark, bone bright), so they mean the same for MONOCHROME1 and MONOCHROME2 files.
+RADIOGRAPH_PRESETS: dict[str, PercentilePreset] = {
+    "Lung": PercentilePreset(1.0, 60.0, True, "the darker 60 % of the central region spread "
+                             "over the grey scale: lung fields, vessels, fissures; "
+                             "mediastinum and bone white"),
+    "Mediastinum": PercentilePreset(40.0, 99.5, True, "the brighter part of the central "
+                                    "region: heart, mediastinum, lines and tubes, the spine "
+                                    "behind the heart; lungs black"),
+    "Bone": PercentilePreset(70.0, 99.9, False, "the brightest 30 % of the image: ribs, "
+                             "clavicles, spine, with soft tissue dark"),
+    "High contrast": PercentilePreset(25.0, 75.0, True, "the middle half of the central "
+                                      "region's values, a steep ramp"),
 }
 
 
-def preset_names(has_file_window: bool) -> list[str]:
-    """The preset names, in menu order; the file's own window only when it has one."""
-    names = [FILE_PRESET] if has_file_window else []
+def preset_names(windows: tuple[NamedWindow, ...] | bool = ()) -> list[str]:
+    """The preset names in menu order: the image's own windows first (a legacy ``True``
+    stands for one "File window"), then the presets relative to the image."""
+    if isinstance(windows, bool):
+        names = [FILE_PRESET] if windows else []
+    else:
+        names = [named.name for named in windows]
     return [*names, FULL_PRESET, AUTO_PRESET, *RADIOGRAPH_PRESETS]
 
 
@@ -102,22 +271,29 @@ def auto_window(stored: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5
     return percentile_window(sample, low_pct, high_pct)
 
 
+def full_window(stored: np.ndarray) -> Window:
+    """From the image's darkest to its brightest stored value."""
+    return Window.from_bounds(float(stored.min()), float(max(stored.max(), stored.min() + 1)))
+
+
 def preset_window(name: str, stored: np.ndarray | None = None,
                   file_window: Window | None = None) -> Window:
-    """The window a preset names; ``stored`` is needed for the auto preset."""
+    """The stored-unit window a preset names, computed from ``stored`` (the image)."""
     if name == FILE_PRESET:
         if file_window is None:
             raise ValueError("this image has no window of its own")
         return file_window
+    if name not in (FULL_PRESET, AUTO_PRESET, *RADIOGRAPH_PRESETS):
+        raise ValueError(f"unknown window preset {name!r}; known: {preset_names()}")
+    if stored is None:
+        if name == FULL_PRESET:
+            return unit_window(STORED_LEVELS)
+        raise ValueError(f"the {name} preset is relative to the image and needs it")
     if name == FULL_PRESET:
-        return unit_window(STORED_LEVELS)
+        return full_window(stored)
     if name == AUTO_PRESET:
-        if stored is None:
-            raise ValueError("the auto window needs the image")
         return auto_window(stored)
-    if name in RADIOGRAPH_PRESETS:
-        return RADIOGRAPH_PRESETS[name].window()
-    raise ValueError(f"unknown window preset {name!r}; known: {preset_names(True)}")
+    return RADIOGRAPH_PRESETS[name].window(stored)
 
 
 # --- mouse drag -> window ------------------------------------------------------------------
