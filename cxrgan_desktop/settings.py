@@ -30,6 +30,7 @@ class ViewerPreferences:
     drag_right_widens: bool = True  # dragging right widens the window (less contrast)
     drag_down_raises_level: bool = True  # dragging down raises the level (darker image)
     invert: bool = False
+    keep_zoom_same_size: bool = False  # a new image of the same size keeps zoom and pan
 
 
 @dataclass

@@ -25,6 +25,7 @@ SHORTCUTS = [
     ("Wheel", "zoom about the cursor"), ("Middle drag", "pan"),
     ("F", "fit to window"), ("1", "1:1 pixels"), ("Ctrl++ / Ctrl+-", "zoom in / out"),
     ("I", "invert"), ("R", "reset window and view"), ("2 … 9", "window presets"),
+    ("O", "image overlay on / off (modality, size, window, zoom, model and seed)"),
     ("F11", "full screen"), ("F1", "this sheet"),
     ("Reader mode: 1 … 8", "rate the image (1 = most confidently real)"),
     ("Reader mode: Space", "next, after a practice image's feedback"),

@@ -347,6 +347,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Opened {opened} image(s).", 5000)
 
     def show_entry(self, entry: GalleryEntry) -> None:
+        from cxrgan_desktop.imaging.display import display_info
         from cxrgan_desktop.imaging.readers import ImageReadError, read_image
 
         try:
@@ -354,7 +355,7 @@ class MainWindow(QMainWindow):
         except ImageReadError as error:
             QMessageBox.warning(self, "Cannot show image", str(error))
             return
-        self.viewer.set_image(image.pixels, reset_view=False)
+        self.viewer.show_image(image.pixels, display_info(image, entry.details))
         if "lco" in entry.details:
             from cxrgan_desktop.gui.lco_session import probability_rows
 
@@ -455,6 +456,7 @@ class MainWindow(QMainWindow):
 
         if self.centre.currentWidget() is self.compare:
             self.centre.setCurrentWidget(self.viewer)
+            self.viewer.fit()  # the compare view's zoom and pan were its own
             return
         entries = self.gallery.selected_entries()
         if len(entries) != 2:
@@ -462,11 +464,14 @@ class MainWindow(QMainWindow):
                                     "(Ctrl+click), then compare.")
             return
         try:
-            left, right = (read_image(e.path).pixels for e in entries)
+            images = [read_image(e.path) for e in entries]
         except ImageReadError as error:
             QMessageBox.warning(self, "Cannot compare", str(error))
             return
-        self.compare.set_images(left, right)
+        from cxrgan_desktop.imaging.display import display_info
+
+        self.compare.set_images(*(i.pixels for i in images), *(
+            display_info(i, e.details) for i, e in zip(images, entries, strict=True)))
         self.compare.left.set_window(self.viewer.window())
         self.centre.setCurrentWidget(self.compare)
         self.statusBar().showMessage(f"Comparing {entries[0].title} | {entries[1].title} "
@@ -516,7 +521,7 @@ class MainWindow(QMainWindow):
         self.device_label.setText(f"device: {description}")
 
     def _show_pixel(self, x: int, y: int, value: float) -> None:
-        self.pixel_label.setText(f"x {x}  y {y}  value {value:.0f} ({value / 65535:.4f})")
+        self.pixel_label.setText(self.viewer.readout(x, y, value))  # the image's units
 
     def _toggle_invert(self) -> None:
         self.settings.viewer.invert = not self.settings.viewer.invert

@@ -73,6 +73,8 @@ def build_menus(window) -> None:
     _action(window, view, "&Reset window and view", window.viewer.reset, "R")
     _action(window, view, "&Fit to window", window.viewer.fit, "F")
     _action(window, view, "&1:1 pixels", window.viewer.one_to_one, "1")
+    _action(window, view, "Image &overlay", window.viewer.toggle_overlay, "O",
+            "Modality, size, window, zoom (and model, seed) in the viewer's corner")
     _action(window, view, "Zoom &in", lambda: window.viewer.zoom_by(1.25), QKeySequence.ZoomIn)
     _action(window, view, "Zoom &out", lambda: window.viewer.zoom_by(0.8), QKeySequence.ZoomOut)
     presets = view.addMenu("Window &presets")

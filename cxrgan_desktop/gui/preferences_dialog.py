@@ -25,7 +25,8 @@ def to_viewer_preferences(prefs: ViewerPreferences) -> viewer.ViewerPreferences:
                        level_sign=1 if prefs.drag_down_raises_level else -1)
     button = prefs.window_button if prefs.window_button in BUTTON_LABELS else "left"
     modifier = prefs.pan_modifier if prefs.pan_modifier in MODIFIER_LABELS else "control"
-    return viewer.ViewerPreferences(window_button=button, pan_modifier=modifier, drag=drag)
+    return viewer.ViewerPreferences(window_button=button, pan_modifier=modifier, drag=drag,
+                                    keep_zoom_same_size=prefs.keep_zoom_same_size)
 
 
 class PreferencesDialog(QDialog):
@@ -44,6 +45,8 @@ class PreferencesDialog(QDialog):
         self.right_widens.setChecked(prefs.drag_right_widens)
         self.down_raises = QCheckBox("dragging down raises the level (darker image)")
         self.down_raises.setChecked(prefs.drag_down_raises_level)
+        self.keep_zoom = QCheckBox("keep zoom and pan when the next image has the same size")
+        self.keep_zoom.setChecked(prefs.keep_zoom_same_size)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -53,6 +56,7 @@ class PreferencesDialog(QDialog):
         form.addRow("Pan with that button and", self.modifier)
         form.addRow("Horizontal", self.right_widens)
         form.addRow("Vertical", self.down_raises)
+        form.addRow("New image", self.keep_zoom)
         form.addRow(buttons)
 
     def preferences(self, invert: bool) -> ViewerPreferences:
@@ -60,4 +64,4 @@ class PreferencesDialog(QDialog):
                                  pan_modifier=self.modifier.currentData(),
                                  drag_right_widens=self.right_widens.isChecked(),
                                  drag_down_raises_level=self.down_raises.isChecked(),
-                                 invert=invert)
+                                 invert=invert, keep_zoom_same_size=self.keep_zoom.isChecked())
