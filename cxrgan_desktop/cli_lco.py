@@ -97,9 +97,19 @@ def _add_lco_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge", help="a second, independently trained classifier: reports "
                    "whether it agrees (a guard against images that fool only the first)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability a present label "
-                   "must reach and an absent one must stay below")
+                   "must reach and an absent one must stay below, unless one of the next two "
+                   "sets that side")
+    p.add_argument("--present-threshold", type=float, metavar="P",
+                   help="probability a present label must reach (e.g. 0.9: clearly there)")
+    p.add_argument("--absent-threshold", type=float, metavar="P",
+                   help="probability an absent label must stay below (e.g. 0.3: clearly not "
+                   "there)")
     p.add_argument("--thresholds", default="", metavar="LABEL=P,...",
                    help="per-label thresholds, e.g. Pneumothorax=0.7")
+    p.add_argument("--allow-unreliable", action="store_true",
+                   help="ask for findings the classifier's card says it cannot read (no "
+                   "positive training images, or validation AUROC below the floor); refused "
+                   "without this")
     p.add_argument("--n", type=int, default=16, help="number of samples")
     p.add_argument("--seed", type=int, default=0, help="sample k's first latent is image k of "
                    "'cxrgan generate --seed SEED'")
@@ -278,7 +288,11 @@ def _cmd_classifier_import(args: argparse.Namespace) -> int:
 def _cmd_classifier_list(args: argparse.Namespace) -> int:
     from cxrgan_desktop.engine.checkpoints import CheckpointError
     from cxrgan_desktop.engine.classifier.files import load_classifier
-    from cxrgan_desktop.engine.classifier.installed import classifiers_dir, installed_classifiers
+    from cxrgan_desktop.engine.classifier.installed import (
+        card_from_provenance,
+        classifiers_dir,
+        installed_classifiers,
+    )
 
     print(f"Installed classifiers ({classifiers_dir()}):")
     files = installed_classifiers()
@@ -293,9 +307,39 @@ def _cmd_classifier_list(args: argparse.Namespace) -> int:
         auc_text = f", validation mean AUROC {auc:.3f}" if isinstance(auc, float) else ""
         print(f"  {path.stem}: {spec.architecture}, {len(spec.labels)} labels, "
               f"{spec.input_size} px{auc_text}")
+        unreadable = card_from_provenance(spec.labels, loaded.provenance).unreadable()
+        if unreadable:
+            print(f"    cannot read (not offered for LCO): {', '.join(unreadable)}")
     if not files:
         print("  none yet: 'cxrgan classifier train' or 'cxrgan classifier import FILE'")
     return 0
+
+
+def _side_thresholds(args: argparse.Namespace) -> tuple[float, float | None]:
+    """(present threshold, absent threshold or None when it equals the present one: such a
+    target records as before the two were separated)."""
+    present = args.threshold if args.present_threshold is None else args.present_threshold
+    absent = args.threshold if args.absent_threshold is None else args.absent_threshold
+    return present, None if absent == present else absent
+
+
+def _refuse_unreliable(args: argparse.Namespace, classifier: Any, plan: Any) -> None:
+    """Refuse (or, with --allow-unreliable, warn about) requested findings the classifier's
+    card says it cannot read: their labels on the images would be unchecked guesses."""
+    from cxrgan_desktop.engine.classifier.installed import AUROC_FLOOR, card_from_provenance
+
+    reasons = card_from_provenance(classifier.labels, classifier.provenance).unreadable()
+    asked = [n for n in classifier.labels if n in reasons
+             and any(n in t.specified for t in dict.fromkeys(plan.targets))]
+    if not asked:
+        return
+    listed = "; ".join(f"{n}: {reasons[n]}" for n in asked)
+    if not args.allow_unreliable:
+        raise UserError(f"classifier {classifier.name} cannot read {', '.join(asked)} ({listed}; "
+                        f"AUROC floor {AUROC_FLOOR}). Leave them out, or pass "
+                        "--allow-unreliable to ask anyway")
+    print(f"warning: classifier {classifier.name} cannot read {listed}; asked anyway "
+          "(--allow-unreliable)", file=sys.stderr)
 
 
 def _settings(args: argparse.Namespace):
@@ -324,6 +368,7 @@ def _run_archive(args: argparse.Namespace, make_plan: Any) -> int:
         plan = make_plan(classifier.labels)
     except ValueError as error:
         raise UserError(str(error)) from error
+    _refuse_unreliable(args, classifier, plan)
     print(f"model {model.name} ({model.resolution} px), classifier {classifier.name}"
           + (f", judge {judge.name}" if judge else "") + f" on {device}: {plan.description}",
           file=sys.stderr)
@@ -342,6 +387,8 @@ def _run_archive(args: argparse.Namespace, make_plan: Any) -> int:
           f"{manifest['mean_image_change']}")
     if summary.judge_agreement is not None:
         print(f"judge agrees on {100 * summary.judge_agreement:.1f} % of accepted images")
+    for remark in summary.advice.remarks if summary.advice else ():
+        print(f"advice: {remark}")
     print(f"archive: {args.out} (labels: {manifest['labels_csv']})")
     return 0
 
@@ -351,8 +398,9 @@ def _cmd_lco(args: argparse.Namespace) -> int:
     from cxrgan_desktop.engine.lco_archive import repeated_target
 
     def plan(labels: tuple[str, ...]):
-        target = LCOTarget(_names(args.labels), _names(args.absent), args.threshold,
-                           _thresholds(args.thresholds))
+        present, absent = _side_thresholds(args)
+        target = LCOTarget(_names(args.labels), _names(args.absent), present,
+                           _thresholds(args.thresholds), absent)
         target.check_labels(labels)
         return repeated_target(target, args.n, args.seed)
 
@@ -365,7 +413,8 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     from cxrgan_desktop.imaging.phantom.labels import LabelDistribution
 
     if args.thresholds:
-        raise UserError("--thresholds applies to 'cxrgan lco'; an archive uses --threshold")
+        raise UserError("--thresholds applies to 'cxrgan lco'; an archive uses --threshold "
+                        "(or --present-threshold and --absent-threshold)")
 
     def plan(labels: tuple[str, ...]):
         if args.distribution == "chestxray14":
@@ -380,7 +429,8 @@ def _cmd_archive(args: argparse.Namespace) -> int:
             distribution = LabelDistribution.from_label_sets(
                 [e.findings for e in entries], source=path.name)
             source = f"{path.name} ({len(entries)} rows)"
-        return distribution_plan(distribution, args.n, args.seed, labels, args.threshold,
-                                 source)
+        present, absent = _side_thresholds(args)
+        return distribution_plan(distribution, args.n, args.seed, labels, present, source,
+                                 absent)
 
     return _run_archive(args, plan)

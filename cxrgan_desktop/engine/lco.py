@@ -12,11 +12,13 @@ it holds |z| near sqrt(d - 1), where all of the generator's training latents liv
 leaving the direction free. (The full Gaussian density would pull z towards 0, a point no
 training latent was near.)
 
-A sample stops early when every specified label passes its threshold (present: p >= t,
-absent: p < t). A sample that has not passed after ``steps`` updates is restarted from a new
-latent, up to ``restarts`` times. Attempt 0 of sample k starts from exactly the latent of
-image k of ``cxrgan generate --seed S`` (``default_rng([S, k])``), so the "before" image is
-reproducible; attempt a > 0 starts from ``default_rng([S, k, a])``.
+A sample stops early when every specified label passes its threshold (present: p >= its
+threshold, absent: p < its threshold). The two sides have their own thresholds, because
+"clearly there" and "clearly not there" are different readings: asking for present at 0.9
+should not make 0.6 count as absent. A sample that has not passed after ``steps`` updates is
+restarted from a new latent, up to ``restarts`` times. Attempt 0 of sample k starts from
+exactly the latent of image k of ``cxrgan generate --seed S`` (``default_rng([S, k])``), so
+the "before" image is reproducible; attempt a > 0 starts from ``default_rng([S, k, a])``.
 
 How the work is done (the honest speed-ups, measured by ``tests/benchmarks/bench_lco.py``):
 - many samples share each forward and backward pass (a batch of latents);
@@ -28,6 +30,10 @@ How the work is done (the honest speed-ups, measured by ``tests/benchmarks/bench
   and 3x3 convolution fused into one stride-2 transposed convolution (16/36 of the work);
 - Adam is written per sample (its own step count), so a sample's path does not depend on
   which others share its batch: results are deterministic given the seed.
+
+Progress only moves forward: a sample's share is the part of its evaluation budget
+(``(restarts + 1) x (steps + 1)``) it has spent, and 1 once it settles (accepted or out of
+attempts). A restart keeps what was spent, so the bar never falls back when an attempt fails.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,13 +64,17 @@ DEFAULT_THRESHOLD = 0.5
 class LCOTarget:
     """What to ask for: findings present, findings absent, the rest don't care.
 
-    ``thresholds`` overrides ``threshold`` per label (pairs, so the target stays hashable).
+    ``threshold`` is the probability a present finding must reach; ``absent_threshold`` the
+    one an absent finding must stay below (``None``: ``threshold`` too, as every record made
+    before the two were separated says). ``thresholds`` overrides either per label (pairs, so
+    the target stays hashable); a label is on one side only, so one value per label suffices.
     """
 
     present: tuple[str, ...] = ()
     absent: tuple[str, ...] = ()
     threshold: float = DEFAULT_THRESHOLD
     thresholds: tuple[tuple[str, float], ...] = ()
+    absent_threshold: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "present", tuple(dict.fromkeys(self.present)))
@@ -77,7 +88,12 @@ class LCOTarget:
         both = sorted(set(self.present) & set(self.absent))
         if both:
             raise ValueError(f"label(s) {', '.join(both)} requested both present and absent")
-        for name, value in ((None, self.threshold), *self.thresholds):
+        if self.absent_threshold is not None:
+            object.__setattr__(self, "absent_threshold", float(self.absent_threshold))
+        sides = [(None, self.threshold)]
+        if self.absent_threshold is not None:
+            sides.append(("absent findings", self.absent_threshold))
+        for name, value in (*sides, *self.thresholds):
             if not 0.0 < value < 1.0:
                 what = f"threshold of {name}" if name else "threshold"
                 raise ValueError(f"{what} must be between 0 and 1, got {value}")
@@ -86,8 +102,21 @@ class LCOTarget:
     def specified(self) -> tuple[str, ...]:
         return self.present + self.absent
 
+    @property
+    def present_threshold(self) -> float:
+        """What a present finding must reach (unless ``thresholds`` names it)."""
+        return self.threshold
+
+    @property
+    def absent_level(self) -> float:
+        """What an absent finding must stay below (unless ``thresholds`` names it)."""
+        return self.threshold if self.absent_threshold is None else self.absent_threshold
+
     def threshold_of(self, label: str) -> float:
-        return dict(self.thresholds).get(label, self.threshold)
+        own = dict(self.thresholds).get(label)
+        if own is not None:
+            return own
+        return self.absent_level if label in self.absent else self.threshold
 
     def check_labels(self, labels: Sequence[str]) -> None:
         """Raise ``ValueError`` naming any requested label the classifier does not output."""
@@ -114,14 +143,23 @@ class LCOTarget:
         return {**{n: True for n in self.present}, **{n: False for n in self.absent}}
 
     def to_json(self) -> dict[str, Any]:
-        return {"present": list(self.present), "absent": list(self.absent),
-                "threshold": self.threshold, "thresholds": dict(self.thresholds)}
+        """The record; ``absent_threshold`` only when it differs from ``threshold``'s role,
+        so a target made the old way writes the old record (an archive made before the
+        change still resumes: its stored plan compares equal)."""
+        data: dict[str, Any] = {"present": list(self.present), "absent": list(self.absent),
+                                "threshold": self.threshold,
+                                "thresholds": dict(self.thresholds)}
+        if self.absent_threshold is not None:
+            data["absent_threshold"] = self.absent_threshold
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LCOTarget:
+        absent_threshold = data.get("absent_threshold")
         return cls(tuple(data.get("present", ())), tuple(data.get("absent", ())),
                    float(data.get("threshold", DEFAULT_THRESHOLD)),
-                   tuple(dict(data.get("thresholds", {})).items()))
+                   tuple(dict(data.get("thresholds", {})).items()),
+                   None if absent_threshold is None else float(absent_threshold))
 
 
 @dataclass(frozen=True)
@@ -175,6 +213,10 @@ class LCOResult:
     image_change: float = 0.0  # mean |final - start| over the final attempt, in [0, 1] units
     judge_probabilities: np.ndarray | None = None
     judge_agrees: bool | None = None
+    # per label, the most favourable reading over every evaluation of every attempt (highest
+    # for a present label, lowest for an absent one, final for the rest): what a failed
+    # sample came closest to, for the advice (see lco_advice)
+    best_probabilities: np.ndarray | None = None
 
     @property
     def index(self) -> int:
@@ -313,6 +355,14 @@ def optimise(model: LoadedGenerator, classifier: PathologyClassifier,
     v = torch.zeros_like(z)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     total = len(requests)
+    budget = (settings.restarts + 1) * (settings.steps + 1)  # evaluations a sample may spend
+    highest: dict[int, np.ndarray] = {}  # row -> per-label maximum over all evaluations
+    lowest: dict[int, np.ndarray] = {}
+    shown = 0.0  # the fraction last reported: never reported lower
+
+    def best_of(row: int) -> np.ndarray:
+        wanted = wanted_all[row].cpu().numpy() > 0.5
+        return np.where(wanted, highest[row], lowest[row])
 
     def fill() -> None:
         nonlocal z, m, v
@@ -351,6 +401,9 @@ def optimise(model: LoadedGenerator, classifier: PathologyClassifier,
             keep: list[int] = []
             for i, slot in enumerate(active):
                 slot.evaluations += 1
+                row_probs = probs_np[i]
+                highest[slot.row] = np.maximum(highest.get(slot.row, row_probs), row_probs)
+                lowest[slot.row] = np.minimum(lowest.get(slot.row, row_probs), row_probs)
                 if slot.start_image is None:
                     slot.start_image = frames[i].clone()  # not a view of the batch
                     slot.start_probabilities = probs_np[i]
@@ -370,7 +423,9 @@ def optimise(model: LoadedGenerator, classifier: PathologyClassifier,
                         z_start=slot.z_start, probabilities=probs_np[i],
                         start_probabilities=slot.start_probabilities,
                         image=frames[i].cpu().numpy(),
-                        image_change=float((frames[i] - slot.start_image).abs().mean()))
+                        image_change=float((frames[i] - slot.start_image).abs().mean()),
+                        best_probabilities=np.where(mask_all[slot.row].cpu().numpy() > 0.5,
+                                                    best_of(slot.row), probs_np[i]))
                     results[slot.row] = result
                     if on_result is not None:
                         on_result(result)
@@ -392,11 +447,57 @@ def optimise(model: LoadedGenerator, classifier: PathologyClassifier,
                 slot.step += 1
             fill()
             done = len(results)
-            in_flight = sum(min(s.step / max(settings.steps, 1), 1.0) for s in active)
+            spent = (sum(s.evaluations for s in active)
+                     + sum(evaluations for _, _, evaluations in pending))
+            shown = max(shown, min((done + min(spent / budget, total - done)) / total, 1.0))
             accepted = sum(r.success for r in results.values())
-            progress(min((done + 0.5 * in_flight) / total, 1.0),
-                     f"{done}/{total} samples, {accepted} accepted")
+            progress(shown, f"{done}/{total} samples settled, {accepted} accepted")
     return [results[i] for i in range(total)]
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``3 min 05 s``, ``2 h 10 min``: as precise as an estimate deserves."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class MonotoneProgress:
+    """A progress callback that never moves back and says how long is left.
+
+    LCO's work per sample is unknown in advance (a sample may pass at step 0 or use every
+    restart), so the fraction counts settled samples plus the spent part of the others'
+    budgets; it is clamped here as well, so that no composition of sub-progress slices can
+    show the bar falling. The estimate of the time left is the elapsed time scaled by the
+    rate at which that fraction grows, shown once there is something to extrapolate from.
+    """
+
+    def __init__(self, progress: ProgressFn,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.progress = progress
+        self.clock = clock
+        self.started = clock()
+        self.fraction = 0.0
+
+    def eta(self) -> float | None:
+        """Seconds left, or None while too little is done to say (under 1 % or 2 s)."""
+        elapsed = self.clock() - self.started
+        if self.fraction < 0.01 or elapsed < 2.0 or self.fraction >= 1.0:
+            return None
+        return elapsed * (1.0 - self.fraction) / self.fraction
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        self.fraction = max(self.fraction, min(max(fraction, 0.0), 1.0))
+        left = self.eta()
+        if left is not None:
+            message = f"{message}, about {_duration(left)} left" if message \
+                else f"about {_duration(left)} left"
+        self.progress(self.fraction, message)
 
 
 @torch.no_grad()

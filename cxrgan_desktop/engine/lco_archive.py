@@ -54,10 +54,12 @@ from cxrgan_desktop.engine.lco import (
     LCOResult,
     LCOSettings,
     LCOTarget,
+    MonotoneProgress,
     Snapshot,
     judge,
     optimise,
 )
+from cxrgan_desktop.engine.lco_advice import LCOAdvice, Outcome, advise
 from cxrgan_desktop.fileio import atomic_write_json, atomic_write_many, remove_orphan_temps
 from cxrgan_desktop.imaging.chestxray14 import DataEntry, data_entry_csv_text
 from cxrgan_desktop.imaging.dicom_export import export_dicom
@@ -110,9 +112,10 @@ def repeated_target(target: LCOTarget, n: int, seed: int) -> ArchivePlan:
 
 def distribution_plan(distribution: LabelDistribution, n: int, seed: int,
                       labels: Sequence[str], threshold: float = 0.5,
-                      source: str = "") -> ArchivePlan:
+                      source: str = "", absent_threshold: float | None = None) -> ArchivePlan:
     """``n`` items whose label sets are drawn from ``distribution``; each item asks for its
-    drawn findings present and every other of ``labels`` absent (a complete row)."""
+    drawn findings present (``threshold``) and every other of ``labels`` absent
+    (``absent_threshold``, default ``threshold``): a complete row."""
     if n < 1:
         raise ValueError(f"the number of images must be at least 1, got {n}")
     targets = []
@@ -120,7 +123,8 @@ def distribution_plan(distribution: LabelDistribution, n: int, seed: int,
         drawn = distribution.sample(np.random.default_rng([seed, k, _LABEL_TAG]))
         present = tuple(name for name in labels if name in drawn)
         absent = tuple(name for name in labels if name not in drawn)
-        targets.append(LCOTarget(present, absent, threshold))
+        targets.append(LCOTarget(present, absent, threshold,
+                                 absent_threshold=absent_threshold))
     what = source or distribution.source or "a label distribution"
     return ArchivePlan(tuple(targets), seed, f"{n} images with the label distribution of {what}")
 
@@ -134,6 +138,7 @@ class ArchiveSummary:
     judge_agreement: float | None = None
     cancelled: bool = False
     new_results: list[LCOResult] = field(default_factory=list)
+    advice: LCOAdvice | None = None  # over every item in the folder (see lco_advice)
 
     @property
     def done(self) -> int:
@@ -159,6 +164,7 @@ def _record(result: LCOResult, labels: Sequence[str], judge_labels: Sequence[str
         "attempts": result.attempts, "classifier_evaluations": result.evaluations,
         "probabilities": named(result.probabilities, labels),
         "start_probabilities": named(result.start_probabilities, labels),
+        "best_probabilities": named(result.best_probabilities, labels),
         "judge_probabilities": named(result.judge_probabilities, judge_labels),
         "judge_agrees": result.judge_agrees,
         "image_change": round(result.image_change, 6),
@@ -314,12 +320,20 @@ def _build_locked(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
     todo = [c for c in chunks if any(k not in archive.records for k in c)]
     started = time.monotonic()
     judge_labels = None if judge_classifier is None else judge_classifier.labels
+    progress = MonotoneProgress(progress)
+    counts = {"settled": len(archive.records),
+              "accepted": sum(bool(r["success"]) for r in archive.records.values())}
+
+    def status() -> str:
+        return (f"{counts['settled']}/{len(plan)} samples settled, {counts['accepted']} "
+                "accepted")
     try:
         for number, items in enumerate(todo):
             check_cancel(cancel)
             missing = {k for k in items if k not in archive.records}
             requests = [LCORequest(k, plan.targets[k], plan.seed) for k in items]
-            slice_progress = sub_progress(progress, number / len(todo), (number + 1) / len(todo))
+            slice_progress = sub_progress(lambda f, _m: progress(f, status()),
+                                          number / len(todo), (number + 1) / len(todo))
 
             def write(result: LCOResult, missing: set[int] = missing) -> None:
                 if result.index not in missing:
@@ -329,6 +343,8 @@ def _build_locked(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
                 path = archive.write(result, lco_info(result, classifier, labels), labels,
                                      judge_labels)
                 summary.new_results.append(result)
+                counts["settled"] += 1
+                counts["accepted"] += result.success
                 if on_result is not None:
                     on_result(result, path)
 
@@ -365,6 +381,9 @@ def _write_summary(archive: _Archive, plan: ArchivePlan, summary: ArchiveSummary
     judged = [r["judge_agrees"] for r in accepted if r["judge_agrees"] is not None]
     summary.judge_agreement = float(np.mean(judged)) if judged else None
     controlled = sorted({n for t in plan.targets for n in t.specified}, key=list(labels).index)
+    settings = archive.header["settings"]
+    summary.advice = advise((Outcome.from_record(r) for r in records.values()),
+                            steps=settings["steps"], restarts=settings["restarts"])
     evaluations = sum(r["classifier_evaluations"] for r in records.values())
     manifest = {
         "software": {"name": "cxrgan-desktop", "version": __version__},
@@ -383,6 +402,7 @@ def _write_summary(archive: _Archive, plan: ArchivePlan, summary: ArchiveSummary
         "labels_csv": CSV_NAME,
         "seconds_this_run": round(seconds, 2),
         "image_format": archive.image_format,
+        "advice": list(summary.advice.remarks),
     }
     atomic_write_many({archive.out / CSV_NAME: data_entry_csv_text(entries).encode(),
                        archive.out / MANIFEST_NAME: (json.dumps(manifest, indent=2)

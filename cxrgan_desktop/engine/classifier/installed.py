@@ -11,9 +11,13 @@ kilobytes keeps torch's import (seconds) off the GUI thread.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cxrgan_desktop import paths
 from cxrgan_desktop.imaging.chestxray14 import FINDINGS
@@ -22,6 +26,11 @@ SUFFIX = ".safetensors"
 ARCHITECTURE_NAMES = ("densenet121", "densenet-small")  # densenet.ARCHITECTURES' keys
 
 _MAX_HEADER = 100 * 1024 * 1024
+
+# A label whose validation AUROC is below this is not read well enough to steer LCO by: 0.5
+# is chance, and CheXNet's weakest ChestX-ray14 finding (Infiltration) scored 0.73, so a
+# label under 0.7 is read worse than any finding of the classifier the method was built on.
+AUROC_FLOOR = 0.7
 
 
 def safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str] | None:
@@ -85,3 +94,87 @@ def resolve_classifier(name_or_path: str) -> Path:
     names = ", ".join(p.stem for p in installed_classifiers()) or "none installed"
     raise FileNotFoundError(f"{path}: no such file, and no installed classifier of that name "
                             f"(installed: {names})")
+
+
+@dataclass(frozen=True)
+class LabelCard:
+    """What a classifier's card says about one label (None: not recorded)."""
+
+    label: str
+    train_positives: int | None
+    val_positives: int | None
+    val_negatives: int | None
+    val_auroc: float | None
+
+    def problem(self, floor: float = AUROC_FLOOR) -> str | None:
+        """Why the classifier cannot be trusted to read this label, or None."""
+        if self.train_positives == 0:
+            return "no positive images in its training data"
+        if self.val_auroc is not None:
+            if self.val_auroc < floor:
+                return f"validation AUROC {self.val_auroc:.2f} is below {floor:.2f}"
+            return None
+        if self.val_positives == 0:
+            return "no positive images in its validation data (AUROC not measurable)"
+        if self.val_negatives == 0:
+            return "no negative images in its validation data (AUROC not measurable)"
+        return None
+
+
+@dataclass(frozen=True)
+class ClassifierCard:
+    """Per-label training and validation counts from a classifier's provenance."""
+
+    labels: tuple[str, ...]
+    per_label: dict[str, LabelCard]
+    validated: bool  # the card holds a per-label validation report
+
+    def unreadable(self, floor: float = AUROC_FLOOR) -> dict[str, str]:
+        """Label -> why the classifier cannot read it (a card without counts says nothing:
+        an imported CheXNet checkpoint is not accused of anything)."""
+        reasons = {}
+        for name in self.labels:
+            card = self.per_label.get(name)
+            problem = card.problem(floor) if card is not None else None
+            if problem is not None:
+                reasons[name] = problem
+        return reasons
+
+
+def _count(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else None
+
+
+def card_from_provenance(labels: Sequence[str], provenance: Mapping[str, Any]
+                         ) -> ClassifierCard:
+    """Read ``train_positives`` (label -> count in the training split, recorded since
+    training writes it) and ``validation.labels`` (AUROC, positives, negatives per label)."""
+    train = provenance.get("train_positives")
+    train = train if isinstance(train, dict) else {}
+    validation = provenance.get("validation")
+    rows = validation.get("labels") if isinstance(validation, dict) else None
+    rows = {r.get("label"): r for r in rows if isinstance(r, dict)} \
+        if isinstance(rows, list) else {}
+    per_label = {}
+    for name in labels:
+        row = rows.get(name, {})
+        auroc = row.get("auroc")
+        auroc = float(auroc) if isinstance(auroc, int | float) and not isinstance(auroc, bool) \
+            and math.isfinite(auroc) else None
+        per_label[name] = LabelCard(name, _count(train.get(name)), _count(row.get("positives")),
+                                    _count(row.get("negatives")), auroc)
+    return ClassifierCard(tuple(labels), per_label, bool(rows))
+
+
+def classifier_card(path: str | os.PathLike[str]) -> ClassifierCard:
+    """The card of a classifier file, from its header alone (no torch); a PyTorch checkpoint
+    (CheXNet import) has none, and gets an empty card. Raises ``ValueError`` as
+    :func:`classifier_labels` does."""
+    labels = classifier_labels(path)
+    try:
+        metadata = safetensors_metadata(path) or {}
+        provenance = json.loads(metadata.get("provenance", "{}"))
+    except (OSError, ValueError):
+        provenance = {}
+    return card_from_provenance(labels, provenance if isinstance(provenance, dict) else {})

@@ -247,6 +247,10 @@ def train_classifier(config: ClassifierTrainConfig, data: TrainingImages, out_pa
               "training_data_fingerprint": data.fingerprint,
               "train_config": {**asdict(config), "labels": list(config.labels)},
               "split": split, "best_epoch": best[1], "history": history,
+              # per label, positives the network learnt from: 0 means it never saw the
+              # finding, and LCO must not be steered by its reading (installed.py)
+              "train_positives": {name: int(count) for name, count in zip(
+                  config.labels, data.targets[train_idx].sum(axis=0).tolist(), strict=True)},
               "validation": validation.to_json()}
     record.update(provenance or {})
     save_classifier(out_path, classifier, config.name, record)
