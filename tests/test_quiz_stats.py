@@ -15,7 +15,6 @@ import pytest
 from cxrgan_desktop.quiz.mrmc_export import write_imrmc, write_mrmcaov_csv
 from cxrgan_desktop.quiz.results_table import ResultRow
 from cxrgan_desktop.quiz.stats import (
-    DeLongResult,
     binomial_test_two_sided,
     clopper_pearson,
     cohen_kappa,
@@ -203,11 +202,19 @@ def test_delong_interval_shrinks_with_more_cases():
 
 
 def test_delong_edges():
-    perfect = delong([1, 2, 3, 4, 5, 6], [0, 0, 0, 1, 1, 1])
-    assert perfect == DeLongResult(1.0, 0.0, 1.0, 1.0)
+    # complete separation: not "1.000-1.000" but the exact bound over 3 disjoint pairs, each
+    # right with probability theta: theta ** 3 = 0.025 at the lower end (scipy's beta)
+    beta = importlib.import_module("scipy.stats").beta
+    perfect = delong([1, 2, 3, 4, 5, 6, 7], [0, 0, 0, 1, 1, 1, 1])
+    assert perfect.auc == 1.0 and perfect.high == 1.0
+    assert perfect.low == pytest.approx(beta.ppf(0.025, 3, 1)) == pytest.approx(0.025 ** (1 / 3))
+    inverted = delong([6, 5, 4, 3, 2, 1], [0, 0, 0, 1, 1, 1])
+    assert inverted.auc == 0.0 and inverted.low == 0.0
+    assert inverted.high == pytest.approx(1 - 0.025 ** (1 / 3))
     single = delong([1, 2, 3], [0, 0, 1])
-    assert single.auc == 1.0 and math.isnan(single.se)
-    assert math.isnan(single.low) and math.isnan(single.high)
+    assert single.auc == 1.0 and single.low == pytest.approx(0.025) and single.high == 1.0
+    small = delong([1, 2, 3, 2.5], [0, 0, 1, 1])  # AUC 1 with 2 of each: still a real interval
+    assert small.low < 1.0
     empty = delong([1, 2, 3], [1, 1, 1])
     assert all(math.isnan(value) for value in (empty.auc, empty.se, empty.low, empty.high))
     clipped = delong([1, 2, 3, 4, 2.5], [0, 0, 1, 1, 0])

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrgan_desktop.quiz.builder import StudyPlan, build_study
+from cxrgan_desktop.quiz.builder import AuditFailed, StudyPlan, build_study
 from cxrgan_desktop.quiz.key import read_key
 from cxrgan_desktop.quiz.leak_audit import audit_package
 from cxrgan_desktop.quiz.package import StudyPackage, npy_bytes
@@ -227,8 +227,9 @@ def test_content_statistics_are_notes_not_failures(study, tmp_path):
     assert report.passed and "NOTE  pixels: fraction at minimum" in report.text()
 
 
-def test_synthetic_cases_drawn_from_a_model(sources, phantom_generator, tmp_path):
-    real, _ = sources
+def test_synthetic_cases_drawn_from_a_model(phantom_study_sources, phantom_generator,
+                                            tmp_path):
+    real, _ = phantom_study_sources(8, 32, (1, 2))  # the model's own resolution: 32 px
     plan = StudyPlan([str(real)], 3, 4, model=str(phantom_generator.path), seed=2,
                      settings=StudySettings(image_size=64))
     result = build_study(plan, tmp_path, "model")
@@ -273,3 +274,34 @@ def test_each_reader_name_has_its_own_session(study, tmp_path):
     planted.replace(open_session(package, "Dr X", tmp_path).path)
     with pytest.raises(SessionError, match="session of 'Dr Test'"):
         open_session(package, "Dr X", tmp_path)
+
+
+def test_sources_of_other_resolutions_fail_the_audit(phantom_study_sources, tmp_path):
+    """The issue's case: small synthetic images upscaled beside larger real ones."""
+    large, _ = phantom_study_sources(10, 96, (1, 2))
+    _, small = phantom_study_sources(10, 24, (3, 4))
+    plan = StudyPlan([str(large)], 8, 8, synthetic=[str(small)],
+                     settings=StudySettings(image_size=64))
+    with pytest.raises(AuditFailed, match="native resolution: .*real 96 px, synthetic 24 px"):
+        build_study(plan, tmp_path / "mixed")
+    same, other = phantom_study_sources(10, 64, (5, 6))
+    built = build_study(StudyPlan([str(same)], 8, 8, synthetic=[str(other)],
+                                  settings=StudySettings(image_size=64)), tmp_path / "same")
+    checks = {c.name: c for c in built.audit.checks}
+    assert checks["native resolution"].passed and "pixels: fine detail" in checks
+
+
+def test_fine_detail_is_the_laplacian_energy_over_the_variance():
+    from PIL import Image
+    from scipy.ndimage import laplace
+
+    from cxrgan_desktop.quiz.leak_audit import fine_detail
+
+    rng = np.random.default_rng(3)
+    sharp = rng.integers(0, 256, (64, 64)).astype(np.uint16)
+    x = sharp.astype(np.float64)
+    expected = np.mean(laplace(x)[1:-1, 1:-1] ** 2) / x.var()
+    assert fine_detail(sharp) == pytest.approx(expected)
+    small = Image.fromarray(sharp[::4, ::4].astype(np.float32), mode="F")
+    blurred = np.asarray(small.resize((64, 64), Image.Resampling.BICUBIC)).clip(0, 255)
+    assert fine_detail(blurred.round().astype(np.uint16)) < fine_detail(sharp) / 5

@@ -181,8 +181,9 @@ def report_text(analysis: Analysis) -> str:
     lines.append("")
     lines.append("accuracy: exact Clopper-Pearson interval; p: exact two-sided binomial test "
                  "against 0.5; sens/spec: for detecting synthetic images; AUC from the "
-                 "ratings with a DeLong interval. The pooled row treats reader-case pairs as "
-                 "independent: use the MRMC exports for inference across readers.")
+                 "ratings with a DeLong interval (an exact one when the classes separate "
+                 "completely, where DeLong's is 0 wide). The pooled row treats reader-case "
+                 "pairs as independent: use the MRMC exports for inference across readers.")
     if analysis.fleiss_kappa is not None:
         lines += ["", f"Fleiss' kappa (answers, {analysis.fleiss_cases} cases read by all): "
                       f"{analysis.fleiss_kappa:.3f}"]

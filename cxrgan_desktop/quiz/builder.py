@@ -76,6 +76,7 @@ class Prepared:
     levels: np.ndarray
     source: str
     labels: list[str]
+    native_size: list[int]  # [height, width] before the pipeline: the audit compares them
 
 
 @dataclass
@@ -134,7 +135,7 @@ def _from_files(inputs: list[str], count: int, rng: np.random.Generator,
             continue
         made += 1
         yield Prepared(prepare_case(pixels, settings.image_size, settings.bit_depth),
-                       str(path), _lco_labels(path))
+                       str(path), _lco_labels(path), list(pixels.shape))
     if made < count:
         raise ValueError(f"{', '.join(inputs)}: only {made} readable images, the study asks "
                          f"for {count}")
@@ -151,7 +152,7 @@ def _from_model(model_name: str, count: int, seed: int, settings: StudySettings,
               for image in batch[:, 0].numpy())
     for index, image in enumerate(images):
         yield Prepared(prepare_case(image, settings.image_size, settings.bit_depth),
-                       f"model:{model.name}#seed{seed}/{index}", [])
+                       f"model:{model.name}#seed{seed}/{index}", [], list(image.shape))
 
 
 def shared_sources(real: list[str], synthetic: list[str]) -> list[tuple[Path, Path]]:
@@ -251,7 +252,7 @@ def build_study(plan: StudyPlan, out_dir: str | Path, name: str = "study",
         built["source_files"] = file_counts
         key = StudyKey(
             study_id=study_id, package_sha256=sha256_file(unaudited), seed=plan.seed,
-            cases={cid: KeyCase(truth, item.source, item.labels)
+            cases={cid: KeyCase(truth, item.source, item.labels, item.native_size)
                    for cid, (truth, item) in zip(scored_ids, scored, strict=True)},
             built=built)
         progress(0.95, "auditing the package for leaks")

@@ -26,6 +26,7 @@ class KeyCase:
     truth: str  # real | synthetic
     source: str  # a file path, or model:NAME#seed/index
     labels: list[str] = field(default_factory=list)  # LCO findings of a synthetic case
+    native_size: list[int] | None = None  # [height, width] of the source (keys since 0.2)
 
 
 @dataclass

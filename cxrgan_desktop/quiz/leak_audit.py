@@ -87,14 +87,52 @@ def _same(name: str, values: list, what: str) -> Check:
 # Statistics fixed by the pipeline (a difference is a leak) and statistics of content (a
 # difference may be what the images look like: real radiographs have flat burned-in borders
 # that a generator renders as texture), reported as notes.
-CONTENT_STATISTICS = {"fraction at minimum", "fraction at maximum"}
+CONTENT_STATISTICS = {"fraction at minimum", "fraction at maximum", "fine detail"}
+# A class whose sources are this many times smaller than the other's, and upscaled to the
+# study size, is told apart by its blur: a pipeline choice, so it blocks the study.
+NATIVE_SIZE_RATIO = 1.5
 
 
 def _pixel_statistics(levels: np.ndarray) -> dict[str, float]:
     low, high = levels.min(), levels.max()
     return {"grey levels used": float(np.unique(levels).size), "minimum": float(low),
             "maximum": float(high), "fraction at minimum": float(np.mean(levels == low)),
-            "fraction at maximum": float(np.mean(levels == high))}
+            "fraction at maximum": float(np.mean(levels == high)),
+            "fine detail": fine_detail(levels)}
+
+
+def fine_detail(levels: np.ndarray) -> float:
+    """Energy of the discrete Laplacian over the image's variance: near 0 for an image
+    upscaled from far fewer pixels, larger for one with detail at the pixel scale."""
+    x = levels.astype(np.float64)
+    variance = x.var()
+    if variance == 0 or min(x.shape) < 3:
+        return 0.0
+    laplacian = (4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:])
+    return float(np.mean(laplacian ** 2) / variance)
+
+
+def native_resolution_check(key: StudyKey, ids: list[str], synthetic: np.ndarray,
+                            image_size: int) -> Check:
+    """Compare the classes' source sizes (recorded in the key): images upscaled from a much
+    smaller source are blurred, and the blur alone tells the classes apart."""
+    sizes = [key.cases[i].native_size for i in ids]
+    if any(not s for s in sizes):
+        return Check("native resolution", True, "source sizes not recorded (a key made "
+                     "before version 0.2)")
+    sides = np.array([min(s) for s in sizes], dtype=float)
+    medians = {"synthetic": float(np.median(sides[synthetic])),
+               "real": float(np.median(sides[~synthetic]))}
+    small, large = sorted(medians, key=medians.get)
+    detail = (f"median source side: real {medians['real']:.0f} px, synthetic "
+              f"{medians['synthetic']:.0f} px; study size {image_size} px")
+    if medians[small] < image_size and medians[large] >= NATIVE_SIZE_RATIO * medians[small]:
+        return Check("native resolution", False, f"{detail}: the {small} images are upscaled "
+                     f"{image_size / medians[small]:.1f}x and the {large} ones "
+                     f"{max(image_size / medians[large], 1):.1f}x, so blur tells them "
+                     f"apart; use a study size of at most {medians[small]:.0f} px or sources "
+                     "of matching resolution")
+    return Check("native resolution", True, detail)
 
 
 def audit_package(path: str | Path, key: StudyKey) -> AuditReport:
@@ -124,6 +162,7 @@ def audit_package(path: str | Path, key: StudyKey) -> AuditReport:
             shapes.append((levels.shape, str(levels.dtype)))
             statistics.append(_pixel_statistics(levels))
     report.checks.append(_same("dimensions", shapes, "shape and dtype"))
+    report.checks.append(native_resolution_check(key, ids, synthetic, int(shapes[0][0][0])))
     report.checks.append(_same("file headers", headers, "header bytes"))
     for name in statistics[0]:
         values = np.array([s[name] for s in statistics])

@@ -137,12 +137,25 @@ def delong(scores: Sequence[float] | np.ndarray, positive: Sequence[bool] | np.n
         return DeLongResult(math.nan, math.nan, math.nan, math.nan)
     v10, v01 = placements(pos, neg)
     auc = float(v10.mean())
+    if auc in (0.0, 1.0):
+        return _separated(auc, min(pos.size, neg.size), level)
     if pos.size < 2 or neg.size < 2:
         return DeLongResult(auc, math.nan, math.nan, math.nan)
     variance = v10.var(ddof=1) / pos.size + v01.var(ddof=1) / neg.size
     se = float(math.sqrt(variance))
     z = float(norm.ppf(0.5 + level / 2))
     return DeLongResult(auc, se, max(0.0, auc - z * se), min(1.0, auc + z * se))
+
+
+def _separated(auc: float, pairs: int, level: float) -> DeLongResult:
+    """Complete separation: DeLong's variance is 0, and "1.000-1.000" would claim certainty.
+    Pair each case of the smaller class with its own case of the other: those ``pairs`` pairs
+    share no case, so under a true AUC of theta each is ordered correctly independently with
+    probability theta, and all are with probability theta ** pairs. The exact
+    (Clopper-Pearson) interval for ``pairs`` of ``pairs`` correct bounds theta, and is valid
+    (conservative) because the other pairs only add information."""
+    low, high = clopper_pearson(pairs if auc == 1.0 else 0, pairs, level)
+    return DeLongResult(auc, 0.0, low, high)
 
 
 def roc_points(scores: Sequence[float] | np.ndarray,
