@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cxrgan_desktop import __version__, cli_fid, cli_lco, cli_quiz, cli_tstr, runtime
 from cxrgan_desktop.cli_common import (
+    DefaultsHelpFormatter,
     UserError,
     add_device_option,
     load_model,
@@ -32,7 +33,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         description="Render images from a generator into a folder of 16-bit PNGs (or DICOM "
                     "files marked synthetic) plus manifest.json and latents.npy. Example: "
                     "cxrgan generate --model segal2020-pggan-cxr14 --n 8 --seed 1 --out synth/",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("--model", help="model file (.safetensors, or the paper's .pth) or the name "
                    "of an installed model; default: the first installed model")
     p.add_argument("--n", type=int, default=8, help="number of images (ignored with --latents)")
@@ -46,7 +47,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    help="arithmetic precision; float16 is for CUDA GPUs (the error bound is "
                    "measured by tests/benchmarks/bench_generate.py)")
     p.add_argument("--format", default="png16", choices=["png16", "dicom"], dest="image_format",
-                   help="png16: 16-bit grayscale PNG, value round(65535 * pixel); dicom: "
+                   help="png16: 16-bit greyscale PNG, value round(65535 * pixel); dicom: "
                    "Secondary Capture .dcm files with the same 16-bit values, one study and "
                    "series per run, marked SYNTHETIC (Conversion Type SYN, patient "
                    "SYNTHETIC^CXRGAN) with the model, its SHA-256 and the latent seed/index")
@@ -89,7 +90,11 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an installed model of that name")
     p.set_defaults(func=_cmd_import_model)
 
-    p = sub.add_parser("info", help="describe a model file: architecture, provenance, SHA-256")
+    p = sub.add_parser("info", help="describe a model file: architecture, provenance, SHA-256",
+                       description="Describe a generator or classifier file, or an installed "
+                       "model, without installing it: architecture, output adapter, labels, "
+                       "provenance and the file's SHA-256, as JSON. Nothing in the file is "
+                       "executed. Example: cxrgan info segal2020-pggan-cxr14")
     p.add_argument("model", help="model file or installed model name")
     p.set_defaults(func=_cmd_info)
 
@@ -101,7 +106,7 @@ def _add_phantom(sub: argparse._SubParsersAction) -> None:
                     "ChestX-ray14 labels in a Data_Entry CSV, for tests, demos and training "
                     "experiments. Not clinical data. Example: cxrgan phantom --n 100 "
                     "--size 256 --seed 0 --out phantoms/",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("--n", type=int, default=16, help="number of images")
     p.add_argument("--size", type=int, default=1024, help="width and height in pixels")
     p.add_argument("--seed", type=int, default=0, help="image k depends only on (seed, k)")
@@ -138,7 +143,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     "log.jsonl, sample grids, checkpoints and final.safetensors. Ctrl-C saves "
                     "a checkpoint; run again with --run-dir to resume. Example: cxrgan train "
                     "configs/quick256.toml",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("config", help="training config (.toml or .json), or a preset: "
                    "paper1024, quick256, finetune")
     p.add_argument("--data", type=Path, help="training images folder (overrides the config)")
@@ -323,10 +328,10 @@ def _prevalence_option(text: str):
 def _cmd_convert(args: argparse.Namespace) -> int:
     from cxrgan_desktop.cli_progress import run_job
     from cxrgan_desktop.imaging.convert import convert_images
-    from cxrgan_desktop.imaging.readers import display_path, file_problem
+    from cxrgan_desktop.imaging.readers import display_path, missing_inputs
 
     # only a mistyped input stops here; any other problem is listed per file by convert
-    missing = [display_path(p) for p in args.inputs if file_problem(p) == "no such file"]
+    missing = missing_inputs(args.inputs)
     if missing:
         raise UserError(f"no such file or folder: {', '.join(missing)}")
     report = run_job(lambda progress, cancel: convert_images(

@@ -15,6 +15,19 @@ class UserError(Exception):
     """A problem the user can fix; printed without a traceback."""
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default only where it tells something: not "(default: None)" or
+    "(default: False)", and not a second time where the help already names the default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        quiet = action.default is None or action.default is False \
+            or action.default == argparse.SUPPRESS  # "is": 0 == False must still show
+        if quiet or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
 def add_device_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES,
                         help="auto = CUDA if present, else MPS, else CPU")

@@ -41,12 +41,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resize", choices=sorted(RESIZE_MODES), default=DEFAULT_RESIZE,
                    help="antialias: antialiased bicubic to 299 px (default); pytorch-fid: "
                         "bilinear without antialiasing, to compare with published numbers")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per Inception forward "
+                   "pass (default: 32; lower it if memory runs out)")
     add_device_option(p)
-    p.add_argument("--kid-subsets", type=int, default=DEFAULT_SUBSETS)
+    p.add_argument("--kid-subsets", type=int, default=DEFAULT_SUBSETS, help="random subsets "
+                   f"KID is averaged over (default: {DEFAULT_SUBSETS}, as in Binkowski et "
+                   "al.); more subsets, a steadier estimate")
     p.add_argument("--kid-subset-size", type=int, default=DEFAULT_SUBSET_SIZE,
                    help="images per KID subset (smaller sides use all their images)")
-    p.add_argument("--kid-seed", type=int, default=0)
+    p.add_argument("--kid-seed", type=int, default=0, help="seed of the KID subsets "
+                   "(default: 0), recorded with the result")
     p.add_argument("--save-stats", metavar="FILE.npz", type=Path,
                    help="save REAL's statistics (mu, sigma: pytorch-fid's layout; plus N and "
                         "the settings)")
@@ -69,8 +73,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "--download fetches them (SHA-256 checked); --install FILE copies a file "
                     "obtained elsewhere (e.g. on a machine without internet) after checking it.")
     group = w.add_mutually_exclusive_group()
-    group.add_argument("--download", action="store_true")
-    group.add_argument("--install", metavar="FILE", type=Path)
+    group.add_argument("--download", action="store_true", help="fetch the weights into the "
+                       "cache folder and check their SHA-256")
+    group.add_argument("--install", metavar="FILE", type=Path, help="check a copy obtained "
+                       "elsewhere and install it in the cache folder")
     w.set_defaults(func=cmd_fid_weights)
 
 

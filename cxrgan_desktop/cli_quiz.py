@@ -6,7 +6,12 @@ import argparse
 import zipfile
 from pathlib import Path
 
-from cxrgan_desktop.cli_common import UserError, add_device_option, resolve_device_option
+from cxrgan_desktop.cli_common import (
+    DefaultsHelpFormatter,
+    UserError,
+    add_device_option,
+    resolve_device_option,
+)
 
 QUIZ_EXAMPLES = """workflow:
   cxrgan quiz build --real real/ --model segal2020 --n-real 50 --n-synthetic 50 --out study/
@@ -25,7 +30,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="quiz_command", metavar="ACTION", required=True)
 
     b = actions.add_parser("build", help="make a study package and its answer key",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           description="Draw real and synthetic images, pass them all "
+                           "through one pipeline (bit depth, square crop, size, contrast), "
+                           "write the package for readers and the answer key for you, and "
+                           "audit the package for leaks; a package that fails the audit is "
+                           "not written unless --force. Example: cxrgan quiz build --real "
+                           "real/ --model segal2020-pggan-cxr14 --n-real 50 --n-synthetic 50 "
+                           "--practice 2 --out study/",
+                           formatter_class=DefaultsHelpFormatter)
     b.add_argument("--real", nargs="+", required=True, help="folders or files of real images")
     source = b.add_mutually_exclusive_group(required=True)
     source.add_argument("--synthetic", nargs="+", help="folders or files of synthetic images "
@@ -59,38 +71,67 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--force", action="store_true", help="write the package even when the "
                    "leak audit fails (it is removed otherwise); the failures stay in the "
                    "output")
-    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--out", type=Path, required=True, help="folder for the package and the "
+                   "key (created if needed)")
     add_device_option(b)
     b.set_defaults(func=cmd_build)
 
     a = actions.add_parser("audit", help="check a package for anything that tells the "
-                           "classes apart besides the pixels")
+                           "classes apart besides the pixels",
+                           description="Run the leak audit on a package with its key: names, "
+                           "sizes, headers, timestamps, order, pixel statistics, source "
+                           "resolution and a replay of seeded draws, plus the package's "
+                           "SHA-256 against the key's. Exit 0 when it passes, 1 when it "
+                           "fails. Example: cxrgan quiz audit study/study.cxrstudy "
+                           "study/study.key.json")
     a.add_argument("package", type=Path)
     a.add_argument("key", type=Path)
     a.set_defaults(func=cmd_audit)
 
-    s = actions.add_parser("score", help="join readers' sessions with the key: results.csv")
+    s = actions.add_parser("score", help="join readers' sessions with the key: results.csv",
+                           description="Check each reader's session file against the key "
+                           "(study, package hash, cases, ratings on the scale, reading times) "
+                           "and write the long results table, one row per reader and case. "
+                           "A file that fails names itself and the answer; nothing is "
+                           "written then. Example: cxrgan quiz score study/study.key.json "
+                           "sessions/*/*.session.json --out results.csv")
     s.add_argument("key", type=Path)
     s.add_argument("sessions", nargs="+", type=Path)
-    s.add_argument("--out", type=Path, default=Path("results.csv"))
+    s.add_argument("--out", type=Path, default=Path("results.csv"), help="the results table "
+                   "(default: results.csv)")
     s.set_defaults(func=cmd_score)
 
-    n = actions.add_parser("analyse", help="statistics from results.csv (from any source)")
+    n = actions.add_parser("analyse", help="statistics from results.csv (from any source)",
+                           description="Per reader and pooled: accuracy with an exact "
+                           "interval, a binomial test against chance, sensitivity and "
+                           "specificity, ROC AUC with its interval, reading time; kappa across "
+                           "readers; a per-finding breakdown with --key; exports for MRMCaov "
+                           "and iMRMC. Example: cxrgan quiz analyse results.csv --key "
+                           "study/study.key.json --out analysis/ --plots")
     n.add_argument("results", type=Path)
     n.add_argument("--key", type=Path, help="the key, for a per-finding breakdown")
-    n.add_argument("--out", type=Path, default=Path("analysis"))
+    n.add_argument("--out", type=Path, default=Path("analysis"), help="folder for the "
+                   "summary, report and exports (default: analysis)")
     n.add_argument("--plots", action="store_true", help="also draw the ROC and accuracy "
                    "plots (PNG and PDF; needs no display)")
     n.set_defaults(func=cmd_analyse)
 
     m = actions.add_parser("simulate", help="sessions of simulated readers, to try the "
-                           "analysis before real readers take the study")
+                           "analysis before real readers take the study",
+                           description="Write session files of simulated readers (an "
+                           "equal-variance signal-detection model with the given d') so that "
+                           "scoring and analysis can be tried before real readers take the "
+                           "study. Never mix them with real sessions. Example: cxrgan quiz "
+                           "simulate study/study.cxrstudy study/study.key.json --readers 6 "
+                           "--out sessions/",
+                           formatter_class=DefaultsHelpFormatter)
     m.add_argument("package", type=Path)
     m.add_argument("key", type=Path)
-    m.add_argument("--readers", type=int, default=6)
-    m.add_argument("--d-prime", type=float, default=0.9)
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--readers", type=int, default=6, help="simulated readers")
+    m.add_argument("--d-prime", type=float, default=0.9, help="how well they tell the classes "
+                   "apart (0: guessing)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the simulated ratings")
+    m.add_argument("--out", type=Path, required=True, help="folder for the session files")
     m.set_defaults(func=cmd_simulate)
 
 
@@ -111,17 +152,26 @@ def _settings(args: argparse.Namespace):
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from cxrgan_desktop.imaging.readers import missing_inputs
+
+    missing = missing_inputs([*args.real, *(args.synthetic or [])])
+    if missing:  # before the imports below start torch
+        raise UserError(f"no such file or folder: {', '.join(missing)}")
     from cxrgan_desktop import zoo
     from cxrgan_desktop.cli_progress import run_job
     from cxrgan_desktop.engine.checkpoints import CheckpointError
-    from cxrgan_desktop.quiz.builder import AuditFailed, StudyPlan, build_study
+    from cxrgan_desktop.quiz.builder import (
+        AuditFailed,
+        StudyPlan,
+        build_study,
+    )
 
     try:
         plan = StudyPlan(args.real, args.n_real, args.n_synthetic,
                          synthetic=args.synthetic or [], model=args.model, seed=args.seed,
                          practice=args.practice, settings=_settings(args),
-                         device=str(resolve_device_option(args.device)),
                          readers=args.readers)
+        plan.device = str(resolve_device_option(args.device)) if plan.model else "cpu"
         result = run_job(lambda progress, cancel: build_study(
             plan, args.out, args.name, progress, cancel, force=args.force), None, "",
             "building", "nothing usable was written")

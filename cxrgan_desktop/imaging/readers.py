@@ -170,6 +170,12 @@ def file_problem(path: AnyPath) -> str | None:
     return None
 
 
+def missing_inputs(inputs: Iterable[AnyPath]) -> list[str]:
+    """The named inputs that do not exist, for display: checked before slow work starts, so
+    a typo costs one line, not a wait."""
+    return [display_path(p) for p in inputs if file_problem(p) == "no such file"]
+
+
 def open_image_file(path: AnyPath) -> BinaryIO:
     """Open ``path`` for reading, or raise :class:`ImageReadError` saying why not.
 

@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import secrets
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,12 @@ from typing import Any
 import numpy as np
 
 from cxrgan_desktop.fileio import sha256_file
-from cxrgan_desktop.imaging.readers import ImageReadError, image_files, read_image
+from cxrgan_desktop.imaging.readers import (
+    ImageReadError,
+    image_files,
+    missing_inputs,
+    read_image,
+)
 from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress, sub_progress
 from cxrgan_desktop.quiz.key import KeyCase, StudyKey, write_key
 from cxrgan_desktop.quiz.leak_audit import AuditReport, audit_package
@@ -158,28 +164,52 @@ def _from_model(model_name: str, count: int, seed: int, settings: StudySettings,
 def shared_sources(real: list[str], synthetic: list[str]) -> list[tuple[Path, Path]]:
     """Pairs (real, synthetic) that are one image: the same file reached twice, or two
     byte-identical files. Such a case would be in the key under both truths."""
-    real_files, synthetic_files = image_files(real), image_files(synthetic)
+    real_files, synthetic_files = _sized(image_files(real)), _sized(image_files(synthetic))
     by_size: dict[int, list[Path]] = {}
-    for path in real_files:
-        by_size.setdefault(path.stat().st_size, []).append(path)
-    resolved = {path.resolve(): path for path in real_files}
-    digests: dict[Path, str] = {}
+    for path, size in real_files:
+        by_size.setdefault(size, []).append(path)
+    resolved = {path.resolve(): path for path, _ in real_files}
+    digests: dict[Path, str | None] = {}
 
-    def digest(path: Path) -> str:
+    def digest(path: Path) -> str | None:
         if path not in digests:
-            digests[path] = sha256_file(path)
+            try:
+                digests[path] = sha256_file(path)
+            except OSError:  # unreadable: the read that follows lists it with its reason
+                digests[path] = None
         return digests[path]
 
     pairs = []
-    for path in synthetic_files:
+    for path, size in synthetic_files:
         if path.resolve() in resolved:
             pairs.append((resolved[path.resolve()], path))
             continue
-        for twin in by_size.get(path.stat().st_size, []):
-            if digest(twin) == digest(path):
+        for twin in by_size.get(size, []):
+            if digest(path) is not None and digest(twin) == digest(path):
                 pairs.append((twin, path))
                 break
     return pairs
+
+
+def _sized(files: list[Path]) -> list[tuple[Path, int]]:
+    """Regular files with their sizes; the rest (gone, a pipe) cannot be one image twice
+    and are reported when they are read."""
+    sized = []
+    for path in files:
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            sized.append((path, info.st_size))
+    return sized
+
+
+def check_sources_exist(plan: StudyPlan) -> None:
+    """Before anything slow: every named source must exist (a typo is one clear line)."""
+    missing = missing_inputs([*plan.real, *plan.synthetic])
+    if missing:
+        raise ValueError(f"no such file or folder: {', '.join(missing)}")
 
 
 def _refuse_shared_sources(plan: StudyPlan) -> None:
@@ -222,6 +252,7 @@ def build_study(plan: StudyPlan, out_dir: str | Path, name: str = "study",
     skipped: list[str] = []
     file_counts: list[int] = []  # candidate files per folder source, for the audit's replay
     progress(0.0, "checking the sources")
+    check_sources_exist(plan)
     _refuse_shared_sources(plan)
     n_practice = plan.practice
     real = _gather(plan, "real", plan.n_real + n_practice, rng, skipped, file_counts,
