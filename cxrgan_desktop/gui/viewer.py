@@ -317,7 +317,11 @@ class ImageViewer(QWidget):
         if name == display.DICOM_DEFAULT:  # the menu's name for the first own window
             self._reset_window()
             return
-        self.set_window(display.preset_window(name, self._stored))
+        units = self._info.units
+        window = units.to_display(display.preset_window(name, self._stored))
+        # in the units' precision: a percentile's 11189.92 helps nobody read or type it
+        self.set_display_window(Window(round(window.center, units.decimals),
+                                       max(round(window.width, units.decimals), 1.0)))
 
     def reset(self) -> None:
         """The image's own window (else full range), not inverted, image fitted."""

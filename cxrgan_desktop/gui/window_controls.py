@@ -165,8 +165,13 @@ class WindowControls(QWidget):
 
     def set_units(self, units: DisplayUnits) -> None:
         """Ranges, step, decimals and tips of the fields for ``units``: the stored limits
-        converted, enough decimals for the header's numbers, a step of about 100 stored."""
-        centers = sorted((units.value(MIN_CENTER), units.value(MAX_CENTER)))
+        converted, widened so that a header's wider windows fit (a DICOM's pixels span only
+        the window they were read with); enough decimals for the header's numbers; a step
+        of about 100 stored values."""
+        low, high = units.span()
+        extent = max(high - low, 1.0)
+        centers = sorted((units.value(MIN_CENTER), units.value(MAX_CENTER),
+                          low - 10 * extent, high + 10 * extent))[::3]
         scale = abs(units.scale)
         decimals = min(max(units.decimals + 2, 2), 6)
         for box in (self.center, self.width):
@@ -174,7 +179,7 @@ class WindowControls(QWidget):
             box.setSingleStep(nice_step(100 * scale))
         with QSignalBlocker(self.center), QSignalBlocker(self.width):
             self.center.setRange(*centers)
-            self.width.setRange(max(MIN_WIDTH * scale, MIN_WIDTH), MAX_WIDTH * scale)
+            self.width.setRange(MIN_WIDTH, max(MAX_WIDTH * scale, 20 * extent))
         self.center.setToolTip(f"Window Center (level), in {units.name}")
         self.width.setToolTip(f"Window Width, in {units.name}")
 

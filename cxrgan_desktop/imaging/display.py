@@ -236,20 +236,21 @@ def _percentile_bounds(values: np.ndarray, low: float, high: float) -> Window:
     return Window.from_bounds(float(lo), float(max(hi, lo + 1.0)))
 
 
-# Windows relative to the image, for chest radiographs (CR/DX, and GAN outputs like them).
+# Windows relative to the image, for chest radiographs (CR/DX, and GAN outputs like them);
+# chosen by looking at pydicom-data's RG1 (a PA chest, CR, MONOCHROME1) in each.
 # A radiograph has no calibrated unit (unlike CT's Hounsfield units), so a fixed number or a
 # fixed fraction of the range means something different on every detector; these follow the
 # image's own brightness distribution instead. Percentiles are of brightness (0 = black:
 # lungs dark, bone bright), so they mean the same for MONOCHROME1 and MONOCHROME2 files.
 RADIOGRAPH_PRESETS: dict[str, PercentilePreset] = {
-    "Lung": PercentilePreset(1.0, 60.0, True, "the darker 60 % of the central region spread "
-                             "over the grey scale: lung fields, vessels, fissures; "
-                             "mediastinum and bone white"),
-    "Mediastinum": PercentilePreset(40.0, 99.5, True, "the brighter part of the central "
-                                    "region: heart, mediastinum, lines and tubes, the spine "
-                                    "behind the heart; lungs black"),
-    "Bone": PercentilePreset(70.0, 99.9, False, "the brightest 30 % of the image: ribs, "
-                             "clavicles, spine, with soft tissue dark"),
+    "Lung": PercentilePreset(0.5, 70.0, True, "the darker 70 % of the central region (lung "
+                             "fields, hila, the edge of the mediastinum) spread over the grey "
+                             "scale: vessels and fissures; heart and bone white"),
+    "Mediastinum": PercentilePreset(40.0, 99.5, True, "the brighter 60 % of the central "
+                                    "region: heart borders, mediastinum, lines and tubes, the "
+                                    "spine behind the heart; lungs black"),
+    "Bone": PercentilePreset(20.0, 99.0, True, "most of the central region with the darkest "
+                             "fifth black: ribs over the lungs, clavicles, spine"),
     "High contrast": PercentilePreset(25.0, 75.0, True, "the middle half of the central "
                                       "region's values, a steep ramp"),
 }
