@@ -32,6 +32,7 @@ from cxrgan_desktop.gui.help_texts import ABOUT_HTML, SHORTCUTS_HTML
 from cxrgan_desktop.gui.lco_panel import LCOPanel, LCOPanelRequest
 from cxrgan_desktop.gui.menus import build_menus
 from cxrgan_desktop.gui.model_library import ModelLibrary
+from cxrgan_desktop.gui.model_watcher import ModelFolderWatcher
 from cxrgan_desktop.gui.preferences_dialog import PreferencesDialog, to_viewer_preferences
 from cxrgan_desktop.gui.quiz_panel import QuizPanel
 from cxrgan_desktop.gui.train_panel import TrainPanel
@@ -117,6 +118,11 @@ class MainWindow(QMainWindow):
         self.generate_panel.load_settings(self.settings)
         self.lco_panel.load_settings(self.settings.lco)
         self.fid = FIDController(self, self.fid_panel, self.settings)
+        from cxrgan_desktop.engine.classifier.installed import classifiers_dir
+
+        # models and classifiers installed from the command line while the window is open
+        self.model_watcher = ModelFolderWatcher([paths.models_dir(), classifiers_dir()], self)
+        self.model_watcher.changed.connect(self.refresh_model_lists)
         self._restore_geometry()
         self._update_model_label()
         self.statusBar().showMessage("Ready. Open an image (Ctrl+O) or generate (Ctrl+G).")
@@ -189,6 +195,16 @@ class MainWindow(QMainWindow):
         dialog.show()
         self.welcome = dialog
         return dialog
+
+    def refresh_model_lists(self) -> None:
+        """Reread the models and classifiers folders into every list that shows them (the
+        selections are kept where the files still exist)."""
+        self.generate_panel.refresh_models()
+        self.library.refresh()
+        self.lco_panel.refresh_classifiers()
+        self.fid_panel.real.refresh_models()
+        self.fid_panel.fake.refresh_models()
+        self._update_model_label()
 
     def _model_installed(self, installed) -> None:
         self.generate_panel.refresh_models(select=str(installed.path))
@@ -269,6 +285,7 @@ class MainWindow(QMainWindow):
                                    lambda item: runner.emit_item(item))
         runner = JobRunner(job, "lco")
         runner.item.connect(self._lco_item)
+        runner.succeeded.connect(self.lco_panel.show_summary)
         runner.succeeded.connect(lambda summary: self.statusBar().showMessage(
             f"LCO: {summary.accepted} of {summary.requested} accepted"
             + ("" if summary.judge_agreement is None else
