@@ -37,7 +37,8 @@ class ViewerPreferences:
 class LCOPreferences:
     classifier: str = ""  # path of the classifier file last used
     judge: str = ""  # path of the judge classifier, "" for none
-    threshold: float = 0.5
+    threshold: float = 0.5  # a finding requested present must reach this
+    absent_threshold: float = 0.5  # a finding requested absent must stay below this
     count: int = 8
     steps: int = 200
     seed: int = 0

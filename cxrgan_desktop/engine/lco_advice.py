@@ -136,8 +136,9 @@ def _at_start_remark(outcomes: list[Outcome], accepted: int) -> str:
     reads = [f"{n} ({_range(v)})" for n, v in present.items()]
     reads += [f"no {n} ({_range(v)})" for n, v in absent.items()]
     text = (f"{len(outcomes)} of {accepted} accepted samples passed at step 0: the classifier "
-            f"already reads {', '.join(reads)} in the starting image, so nothing was "
-            "optimised (the image is unchanged).")
+            f"already reads {', '.join(reads)} in the starting "
+            f"{'image' if len(outcomes) == 1 else 'images'}, so nothing was optimised (the "
+            f"{'image is' if len(outcomes) == 1 else 'images are'} unchanged).")
     fixes = []
     if present:
         thresholds = sorted({o.target.threshold_of(n) for o in outcomes for n in o.target.present})

@@ -4,17 +4,27 @@ probabilities of each result.
 Each label of the chosen classifier has three choices (any / present / absent): the
 tri-state the method needs, laid out as radio columns so the state is readable at a glance.
 The panel only collects a request; the main window runs it (``build_archive``) in a worker.
+
+Findings the classifier's card says it cannot read (no positive training images, or a
+validation AUROC below :data:`~cxrgan_desktop.engine.classifier.installed.AUROC_FLOOR`) are
+greyed with the reason as a tooltip, and only *any* is offered for them until the user ticks
+"Offer findings the classifier cannot read": a request the classifier cannot check yields
+images whose labels are guesses. After a run the panel shows the library's advice (samples
+accepted at step 0, or what to change when few converged).
 """
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -31,7 +41,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrgan_desktop.engine.classifier.installed import classifier_labels, installed_classifiers
+from cxrgan_desktop.engine.classifier.installed import (
+    AUROC_FLOOR,
+    classifier_card,
+    installed_classifiers,
+)
 from cxrgan_desktop.gui.job_controls import JobControls
 from cxrgan_desktop.settings import LCOPreferences
 
@@ -52,6 +66,7 @@ class LCOPanelRequest:
     restarts: int
     batch_size: int
     image_format: str
+    absent_threshold: float = 0.5  # an absent finding must stay below this
 
 
 @dataclass
@@ -110,10 +125,23 @@ class ProbabilityBars(QWidget):
         painter.end()
 
 
+def _probability_box() -> QDoubleSpinBox:
+    """A threshold: 0.001-0.999 in steps of 0.05 (decimals first, so the range is not
+    rounded to two places)."""
+    box = QDoubleSpinBox()
+    box.setDecimals(3)
+    box.setRange(0.001, 0.999)
+    box.setSingleStep(0.05)
+    box.setValue(0.5)
+    return box
+
+
 @dataclass
 class _LabelChoice:
     group: QButtonGroup
     buttons: dict[str, QRadioButton] = field(default_factory=dict)
+    name_label: QLabel | None = None
+    problem: str | None = None  # why the classifier cannot read it; None: it can
 
 
 class LCOPanel(QWidget):
@@ -144,10 +172,22 @@ class LCOPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.labels_box)
         scroll.setMinimumHeight(180)
+        self.unreadable_note = QLabel("")
+        self.unreadable_note.setWordWrap(True)
+        self.allow_unreliable = QCheckBox("Offer findings the classifier cannot read")
+        self.allow_unreliable.setToolTip(
+            "Greyed findings had no positive training images or a validation AUROC below "
+            f"{AUROC_FLOOR:.2f} (from the classifier's card): images asked to show them carry "
+            "labels nobody checked")
+        self.allow_unreliable.toggled.connect(self._update_offered)
 
-        self.threshold = QDoubleSpinBox(minimum=0.05, maximum=0.99, singleStep=0.05, value=0.5)
-        self.threshold.setToolTip("A present finding must reach this probability; an absent one "
-                                  "must stay below it")
+        self.threshold = _probability_box()
+        self.threshold.setToolTip("A finding requested present must reach this probability "
+                                  "(0.8-0.9 when it should be clear)")
+        self.absent_threshold = _probability_box()
+        self.absent_threshold.setToolTip("A finding requested absent must stay below this "
+                                         "probability (0.2-0.3 when it should be clearly "
+                                         "absent)")
         self.count = QSpinBox(minimum=1, maximum=10_000, value=8)
         self.steps = QSpinBox(minimum=1, maximum=10_000, value=200)
         self.steps.setToolTip("Adam steps per attempt before it counts as failed")
@@ -162,7 +202,8 @@ class LCOPanel(QWidget):
         form = QFormLayout()
         form.addRow("Classifier", row)
         form.addRow("Judge", self.judge_box)
-        form.addRow("Threshold", self.threshold)
+        form.addRow("Present ≥", self.threshold)
+        form.addRow("Absent <", self.absent_threshold)
         form.addRow("Images", self.count)
         form.addRow("Steps", self.steps)
         form.addRow("Restarts", self.restarts)
@@ -181,12 +222,22 @@ class LCOPanel(QWidget):
         self.hint = QLabel("No classifier yet: train one with 'cxrgan classifier train', or "
                            "open a classifier file.")
         self.hint.setWordWrap(True)
+        self.advice = QLabel("")
+        self.advice.setObjectName("lco_advice")
+        self.advice.setWordWrap(True)
+        self.advice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.advice.setStyleSheet("QLabel#lco_advice { border: 1px solid palette(mid); "
+                                  "border-left: 4px solid #d9a400; padding: 6px; }")
+        self.advice.hide()
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(scroll, 1)
+        layout.addWidget(self.unreadable_note)
+        layout.addWidget(self.allow_unreliable)
         layout.addWidget(self.hint)
         layout.addWidget(self.controls)
+        layout.addWidget(self.advice)
         layout.addWidget(self.bars)
         self.refresh_classifiers()
 
@@ -226,18 +277,22 @@ class LCOPanel(QWidget):
                 widget.deleteLater()
         self.choices.clear()
         labels: tuple[str, ...] = ()
+        problems: dict[str, str] = {}
         if path:
             try:
-                labels = classifier_labels(path)
+                card = classifier_card(path)
             except ValueError as error:
                 self.status.setText(str(error))
+            else:
+                labels, problems = card.labels, card.unreadable()
         for column, title in enumerate(("Finding", "Any", "Present", "Absent")):
             header = QLabel(f"<b>{title}</b>")
             self.labels_grid.addWidget(header, 0, column)
         for row, name in enumerate(labels, start=1):
-            self.labels_grid.addWidget(QLabel(name.replace("_", " ")), row, 0)
+            name_label = QLabel(name.replace("_", " "))
+            self.labels_grid.addWidget(name_label, row, 0)
             group = QButtonGroup(self)
-            choice = _LabelChoice(group)
+            choice = _LabelChoice(group, name_label=name_label, problem=problems.get(name))
             for column, value in enumerate(CHOICES, start=1):
                 button = QRadioButton()
                 button.setToolTip(f"{name}: {value}")
@@ -248,7 +303,38 @@ class LCOPanel(QWidget):
                                            alignment=Qt.AlignmentFlag.AlignCenter)
             choice.buttons[previous.get(name, "any")].setChecked(True)
             self.choices[name] = choice
+        self.unreadable_note.setText(
+            f"Greyed: {len(problems)} finding{'s' if len(problems) != 1 else ''} this classifier "
+            "cannot read (hover for why)." if problems else "")
+        self.unreadable_note.setVisible(bool(problems))
+        self.allow_unreliable.setVisible(bool(problems))
+        self._update_offered()
         self.run_button.setEnabled(bool(labels) and not self.cancel_button.isEnabled())
+
+    def unreadable(self) -> dict[str, str]:
+        """Findings of the chosen classifier it cannot read, with the reason."""
+        return {n: c.problem for n, c in self.choices.items() if c.problem is not None}
+
+    def _update_offered(self, *_args) -> None:
+        """Grey the findings the classifier cannot read and, unless allowed, offer only
+        *any* for them (a choice already made falls back to *any*)."""
+        allowed = self.allow_unreliable.isChecked()
+        for name, choice in self.choices.items():
+            if choice.problem is None or choice.name_label is None:
+                continue
+            why = (f"{name}: the classifier cannot read this finding ({choice.problem}; "
+                   f"AUROC floor {AUROC_FLOOR:.2f}, from its card).")
+            if not allowed:
+                why += " Not offered: tick 'Offer findings the classifier cannot read' to use it."
+                if self.choice(name) != "any":
+                    choice.buttons["any"].setChecked(True)
+            choice.name_label.setText(f"<i>{html.escape(name.replace('_', ' '))}</i> "
+                                      "<small>(cannot read)</small>")
+            choice.name_label.setStyleSheet("color: palette(mid);")
+            choice.name_label.setToolTip(why)
+            for value in ("present", "absent"):
+                choice.buttons[value].setEnabled(allowed)
+                choice.buttons[value].setToolTip(why)
 
     def choice(self, label: str) -> str:
         buttons = self.choices[label].buttons
@@ -269,10 +355,21 @@ class LCOPanel(QWidget):
             present=present, absent=absent, threshold=round(self.threshold.value(), 4),
             count=self.count.value(), steps=self.steps.value(), seed=self.seed.value(),
             restarts=self.restarts.value(), batch_size=self.batch_size.value(),
-            image_format=self.image_format.currentData()))
+            image_format=self.image_format.currentData(),
+            absent_threshold=round(self.absent_threshold.value(), 4)))
 
     def set_running(self, running: bool) -> None:
         self.controls.set_running(running, bool(self.choices))
+        if running:
+            self.advice.hide()
+
+    def show_summary(self, summary: Any) -> None:
+        """After a run: the library's advice (an ``ArchiveSummary``'s), if it has any."""
+        advice = getattr(summary, "advice", None)
+        remarks = advice.remarks if advice is not None else ()
+        self.advice.setText("<b>Advice</b><br>" + "<br><br>".join(html.escape(r)
+                                                                  for r in remarks))
+        self.advice.setVisible(bool(remarks))
 
     def show_progress(self, fraction: float, message: str) -> None:
         self.controls.show_progress(fraction, message)
@@ -280,6 +377,7 @@ class LCOPanel(QWidget):
     # -- settings ---------------------------------------------------------------------------
     def load_settings(self, prefs: LCOPreferences) -> None:
         self.threshold.setValue(prefs.threshold)
+        self.absent_threshold.setValue(prefs.absent_threshold)
         self.count.setValue(prefs.count)
         self.steps.setValue(prefs.steps)
         self.seed.setValue(prefs.seed)
@@ -292,6 +390,7 @@ class LCOPanel(QWidget):
         prefs.classifier = self.classifier_box.currentData() or ""
         prefs.judge = self.judge_box.currentData() or ""
         prefs.threshold = float(self.threshold.value())
+        prefs.absent_threshold = float(self.absent_threshold.value())
         prefs.count = self.count.value()
         prefs.steps = self.steps.value()
         prefs.seed = self.seed.value()
