@@ -11,10 +11,12 @@ import contextlib
 import hashlib
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,6 +117,25 @@ def clear_stale_parts(folder: Path) -> list[Path]:
     return removed
 
 
+def network_reason(error: BaseException, url: str) -> str:
+    """Why a download failed, in words: "[Errno -2] Name or service not known" means, to a
+    user, that this machine is offline or the name is wrong, and what to do instead."""
+    reason = getattr(error, "reason", None) or error
+    host = urllib.parse.urlsplit(url).hostname or url
+    offline = ("this machine seems to be offline (or blocks it); download the file on "
+               "another machine and import it from disk instead")
+    if isinstance(reason, socket.gaierror):
+        return f"cannot find the server {host}: {offline}"
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return f"{host} did not answer in time: {offline}"
+    if isinstance(reason, ConnectionRefusedError):
+        return (f"{host} refused the connection (the server is down, or a firewall blocks "
+                "it); try later, or download the file elsewhere and import it from disk")
+    if isinstance(reason, ConnectionError):
+        return f"the connection to {host} failed ({reason}): {offline}"
+    return str(reason)
+
+
 def download_file(url: str, target: Path, *, sha256_prefix: str = "", label: str = "",
                   timeout: float = 30.0, max_bytes: int | None = None,
                   progress: ProgressFn = no_progress,
@@ -150,8 +171,8 @@ def download_file(url: str, target: Path, *, sha256_prefix: str = "", label: str
                 out.flush()
                 os.fsync(out.fileno())
         except (urllib.error.URLError, OSError, ValueError) as error:
-            reason = getattr(error, "reason", None) or error
-            raise DownloadFailed(f"download from {url} failed: {reason}") from error
+            raise DownloadFailed(f"download from {url} failed: {network_reason(error, url)}"
+                                 ) from error
         if expected and received != expected:
             raise DownloadFailed(f"download from {url} was interrupted after {received} of "
                                  f"{expected} bytes")

@@ -123,3 +123,18 @@ def test_a_killed_unpack_leaves_nothing_a_later_run_keeps(tmp_path):
         removed = clear_stale_parts(tmp_path)
         assert [p.name for p in removed] == left
         assert [p.name for p in tmp_path.iterdir()] == [live.name]
+
+
+@pytest.mark.parametrize(("reason", "words"), [
+    (__import__("socket").gaierror(-2, "Name or service not known"),
+     "cannot find the server example.invalid: this machine seems to be offline"),
+    (TimeoutError("timed out"), "example.invalid did not answer in time"),
+    (ConnectionRefusedError(111, "Connection refused"), "refused the connection"),
+])
+def test_network_failures_say_what_happened_and_what_to_do(reason, words):
+    import urllib.error
+
+    from cxrgan_desktop.download import network_reason
+
+    text = network_reason(urllib.error.URLError(reason), "https://example.invalid/a.zip")
+    assert words in text and "Errno" not in text

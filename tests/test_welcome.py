@@ -66,3 +66,23 @@ def test_importing_a_file_from_the_welcome(qtbot, tmp_path, paper_file):
     assert installed.args[0].name == "Final_Full_Model"
     qtbot.waitUntil(lambda: not dialog.is_running())
     assert [m.name for m in zoo.installed_models()] == ["Final_Full_Model"]
+
+
+def test_no_welcome_over_files_given_on_the_command_line_and_it_is_never_modal(qtbot,
+                                                                              tmp_path):
+    import numpy as np
+
+    from cxrgan_desktop.gui.app import open_main_window
+    from cxrgan_desktop.imaging.png16 import write_png16
+
+    image = tmp_path / "chest.png"
+    write_png16(image, np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64))
+    with_files = open_main_window([image])
+    qtbot.addWidget(with_files)
+    assert getattr(with_files, "welcome", None) is None  # no model, but files were given
+    qtbot.waitUntil(lambda: with_files.gallery.count() == 1, timeout=20_000)
+    without = open_main_window([])
+    qtbot.addWidget(without)
+    assert getattr(without, "welcome", None) is not None and without.welcome.isVisible()
+    assert not without.welcome.isModal()
+    without.welcome.close()

@@ -56,3 +56,26 @@ def test_failure_is_reported_not_raised(qtbot):
         runner.start()
     assert blocker.args == ["bad file x.pth"]
     runner.wait()
+
+
+def test_a_deliberate_error_is_one_log_line_and_a_bug_keeps_its_traceback(qtbot, caplog):
+    """A failed download or a bad file says what happened; only an unexpected exception
+    (a bug) is worth a traceback on the console."""
+    from cxrgan_desktop.download import DownloadFailed
+
+    def fails(error):
+        def job(progress, cancel):
+            raise error
+        return job
+
+    for error, traceback_expected in ((DownloadFailed("offline"), False),
+                                      (OSError(28, "No space left on device"), False),
+                                      (KeyError("bug"), True)):
+        caplog.clear()
+        runner = JobRunner(fails(error), "task")
+        with qtbot.waitSignal(runner.failed, timeout=10_000):
+            runner.start()
+        runner.wait()
+        logged = "\n".join(record.getMessage() for record in caplog.records)
+        assert "task failed" in logged
+        assert ("Traceback" in logged) == traceback_expected, logged

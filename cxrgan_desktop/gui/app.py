@@ -78,14 +78,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.study is not None:
         window = open_reader_study(args.study, full_screen=not args.windowed)
         return app.exec() if window is not None else 1
+    window = open_main_window(args.images)  # kept alive while the app runs
+    return app.exec()
+
+
+def open_main_window(images: Sequence[Path] = ()):
+    """The workstation window, with the files given on the command line opened; the welcome
+    shows only when none were given (the user came to see those, not a welcome)."""
     from cxrgan_desktop.gui.main_window import MainWindow
 
     window = MainWindow()
     window.show()
-    window.maybe_show_welcome()
-    if args.images:
-        window.load_image_files(args.images)
-    return app.exec()
+    if images:
+        window.load_image_files(list(images))
+    else:
+        window.maybe_show_welcome()
+    return window
 
 
 if __name__ == "__main__":

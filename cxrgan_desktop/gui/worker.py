@@ -23,6 +23,13 @@ log = logging.getLogger(__name__)
 JobFunction = Callable[[Callable[[float, str], None], threading.Event], Any]
 
 
+def _deliberate(error: Exception) -> bool:
+    """Raised on purpose with a message for the user: the project's own error types (a bad
+    file, a failed download, a refused study) and the operating system's (a full disk, no
+    network)."""
+    return type(error).__module__.startswith("cxrgan_desktop.") or isinstance(error, OSError)
+
+
 class _JobThread(QThread):
     def __init__(self, runner: JobRunner) -> None:
         super().__init__()
@@ -72,8 +79,11 @@ class JobRunner(QObject):
             result = self.job(self._report, self.cancel_event)
         except Cancelled:
             self.cancelled.emit()
-        except Exception as error:  # shown to the user as a dialog, logged in full
-            log.error("%s failed:\n%s", self.description or "job", traceback.format_exc())
+        except Exception as error:  # shown to the user as a dialog
+            if _deliberate(error):  # its message says it all: no traceback on the console
+                log.warning("%s failed: %s", self.description or "job", error)
+            else:  # a bug: the traceback is what a report needs
+                log.error("%s failed:\n%s", self.description or "job", traceback.format_exc())
             disk = disk_error_message(error)  # a full or read-only disk: the CLI's one line
             self.failed.emit(f"{disk}. Files written before are whole; none is left "
                              "half-written." if disk else str(error) or type(error).__name__)
