@@ -192,6 +192,7 @@ class MainWindow(QMainWindow):
         dialog.trainRequested.connect(lambda: self.show_task(self.train_panel))
         dialog.show_at_start.toggled.connect(
             lambda on: setattr(self.settings, "show_welcome", on))
+        dialog.setModal(False)  # the window behind stays usable: open a file, look around
         dialog.show()
         self.welcome = dialog
         return dialog
