@@ -3,9 +3,12 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python tests/xvfb_viewer_shots.py OUT \
         RG1_UNCI.dcm RG3_UNCI.dcm
 
-Opens each CR chest (pydicom-data's test files) and grabs the window at its DICOM default
-window, at every preset, with the overlay off, and after switching from a tiny synthetic image
-zoomed far in to a large one. OUT/<name>.png for each step.
+Opens each DICOM (pydicom-data's test files) and grabs the window at its DICOM default window,
+at every preset, with the overlay off, and after switching from a tiny synthetic image zoomed
+far in to a large one: OUT/<name>.png for each step. From the first file it also composes the
+README's pictures: OUT/viewer_dicom_window.png (default window, pixel read-out),
+OUT/viewer_presets.png (the viewer at four windows) and OUT/viewer_overlay.png (the chest
+phantom standing in for a generated image, with its seed, in the overlay).
 """
 
 import sys
@@ -13,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtCore import QEvent, QEventLoop, QPointF, Qt, QTimer
+from PySide6.QtGui import QMouseEvent, QPainter, QPixmap
 from PySide6.QtWidgets import QApplication
 
 from cxrgan_desktop.gui.app import create_application
@@ -23,6 +27,29 @@ def settle(ms: int = 300) -> None:
     loop = QEventLoop()
     QTimer.singleShot(ms, loop.quit)
     loop.exec()
+
+
+def hover(viewer, x: float, y: float) -> None:
+    """Move the mouse over image pixel (x, y), as a hand would."""
+    viewport = viewer.graphics_view.viewport()
+    point = viewer.graphics_view.mapFromScene(viewer.view_box.mapViewToScene(QPointF(x, y)))
+    QApplication.sendEvent(viewport, QMouseEvent(
+        QEvent.Type.MouseMove, QPointF(point), QPointF(viewport.mapToGlobal(point)),
+        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier))
+
+
+def montage(tiles: list[QPixmap], columns: int, width: int) -> QPixmap:
+    """Tiles side by side, ``columns`` a row, scaled to ``width`` pixels in all."""
+    tile_w = width // columns
+    scaled = [t.scaledToWidth(tile_w, Qt.TransformationMode.SmoothTransformation) for t in tiles]
+    rows = -(-len(scaled) // columns)
+    out = QPixmap(width, rows * scaled[0].height())
+    out.fill(Qt.GlobalColor.black)
+    painter = QPainter(out)
+    for index, tile in enumerate(scaled):
+        painter.drawPixmap((index % columns) * tile_w, (index // columns) * tile.height(), tile)
+    painter.end()
+    return out
 
 
 def main() -> None:
@@ -47,7 +74,7 @@ def main() -> None:
         window.screen().grabWindow(window.winId()).save(str(out / f"{name}.png"))
 
     viewer = window.viewer
-    for path in files:
+    for number, path in enumerate(files):
         stem = path.stem.split("_")[0].lower()
         window.load_image_files([path])
         for _ in range(100):
@@ -56,10 +83,22 @@ def main() -> None:
                     and not window.runner.is_running():
                 break
         settle(500)
+        height, width = viewer.image().shape
+        hover(viewer, width * 0.3, height * 0.4)  # a right lung field of a PA chest
         shoot(f"{stem}_default")
+        tiles = {}
         for name in viewer.preset_names():
             viewer.apply_preset(name)
             shoot(f"{stem}_{name.split(':')[0].replace(' ', '_').replace('(', '')}")
+            settle(100)
+            tiles[name] = viewer.grab()
+        if number == 0:
+            viewer.reset()
+            hover(viewer, width * 0.3, height * 0.4)
+            shoot("viewer_dicom_window")
+            chosen = [tiles[n] for n in tiles if n.startswith("DICOM default")][:1] + [
+                tiles[n] for n in ("Lung", "Mediastinum", "Bone")]
+            montage(chosen, 2, 1400).save(str(out / "viewer_presets.png"))
         viewer.reset()
 
     # a 16 px synthetic image zoomed far in, then a large image from the strip
@@ -80,6 +119,21 @@ def main() -> None:
     viewer.toggle_overlay()
     shoot("overlay_off")
     viewer.toggle_overlay()
+
+    # the overlay on a synthetic image: the chest phantom stands in for a generate
+    from cxrgan_desktop.imaging.phantom.render import render_phantom
+
+    chest = render_phantom(512, frozenset(), np.random.default_rng(7))
+    chest_path = Path(tiny) / "seed7_00001.png"
+    write_png16(chest_path, chest)
+    window.gallery.add_entry(GalleryEntry(chest_path, "seed 7 #1", {
+        "seed": 7, "index": 1, "model_name": "chest phantom", "model_sha256": "0"}),
+        chest, select=True)
+    settle(300)
+    viewer.apply_preset("Lung")
+    viewer.zoom_by(1.6)
+    hover(viewer, 180, 240)
+    shoot("viewer_overlay")
     window.close()
     app.quit()
 
