@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -316,3 +317,31 @@ def test_cxrgan_tstr_runs_resumes_and_draws(experiment_data, tmp_path, capsys):
     assert main(["tstr", str(tmp_path / "missing.toml")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["tstr"]) == 2
+
+
+def test_the_whole_plan_is_checked_before_any_arm_trains(experiment_data, tmp_path):
+    """A scarce arm too small for one batch is named before the real arm spends its time;
+    nothing is trained or written."""
+    real_dir, real_labels, archive, archive_labels = experiment_data
+    config = dataclasses.replace(
+        _config(real_dir, archive, arms=("real", "scarce"), scarce_fractions=(0.05,)),
+        real_labels=real_labels, synthetic_labels=archive_labels)
+    config = dataclasses.replace(config, classifier=dataclasses.replace(
+        config.classifier, batch_size=64))
+    with pytest.raises(ValueError, match=r"nothing was trained:\n.*arm real-5%: \d+ training "
+                       r"images after the validation split .* fewer than the batch size 64"):
+        run_tstr(config, tmp_path / "out")
+    assert not (tmp_path / "out" / "arms").exists()
+
+
+def test_a_mixed_arm_short_of_synthetic_images_is_reported():
+    from cxrgan_desktop.engine.tstr.arms import Arm, check_arms
+
+    config = _config(Path("r"), Path("s"), arms=("real", "mixed"))
+    arms = [Arm("real", "real", np.arange(960), np.array([], np.int64)),
+            Arm("mixed", "mixed", np.arange(960), np.arange(19))]
+    problems, warnings = check_arms(config, arms, lambda arm: np.arange(
+        len(arm.real) + len(arm.synthetic)), lambda ids: (ids[:-10], ids[-10:]))
+    assert not problems
+    assert len(warnings) == 1 and "arm mixed: 19 synthetic images beside 960 real ones, " \
+        "where mix_ratio 1 asks for 960" in warnings[0]

@@ -65,3 +65,35 @@ def plan_arms(config: TSTRConfig, real: LabelledImages, synthetic: LabelledImage
                                 fraction))
                 arms.append(Arm(f"real-{label}+synthetic", kind, subset, fixed, fraction))
     return arms
+
+
+# A mixed arm whose synthetic share falls this far below the one asked for is reported: the
+# synthetic set is too small to mix at that ratio, and the arm is nearly the real one.
+MIX_SHORTFALL = 0.5
+
+
+def check_arms(config: TSTRConfig, arms: list[Arm], patient_ids_of, split
+               ) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the whole plan, before any arm trains: an arm whose training
+    images after the classifier's own validation split do not fill one batch cannot train,
+    and it should say so now, naming itself, not after an hour of other arms.
+    ``patient_ids_of(arm)`` gives an arm's pooled patient ids; ``split(ids)`` the
+    classifier's patient split."""
+    recipe = config.classifier
+    problems, warnings = [], []
+    for arm in arms:
+        train, _ = split(patient_ids_of(arm))
+        if len(train) < recipe.batch_size:
+            problems.append(f"arm {arm.name}: {len(train)} training images after the "
+                            f"validation split ({len(arm.real)} real + {len(arm.synthetic)} "
+                            f"synthetic before it), fewer than the batch size "
+                            f"{recipe.batch_size}; lower the batch size or drop this arm")
+        if arm.kind in ("mixed", "scarce") and len(arm.synthetic) and len(arm.real):
+            wanted = config.mix_ratio * len(arm.real) if arm.kind == "mixed" else None
+            if wanted and len(arm.synthetic) < MIX_SHORTFALL * wanted:
+                warnings.append(f"arm {arm.name}: {len(arm.synthetic)} synthetic images "
+                                f"beside {len(arm.real)} real ones, where mix_ratio "
+                                f"{config.mix_ratio:g} asks for {round(wanted)}: the "
+                                "synthetic set is too small, so this arm is nearly the "
+                                "real one")
+    return problems, warnings

@@ -68,6 +68,9 @@ def results_table(results: dict[str, Any]) -> str:
     lines = [f"Train on synthetic, test on real: {results['test']['images']} real test images "
              f"({results['test']['patients']} patients), {results['bootstrap']} patient "
              "bootstrap resamples", ""]
+    lines += [f"warning: {warning}" for warning in results.get("warnings", [])]
+    if results.get("warnings"):
+        lines.append("")
     header = (f"{'arm':<26} {'real':>6} {'synth':>6}  {'macro AUROC (95% CI)':<24} "
               f"{'vs real (95% CI)':<26} {'p':>8}")
     lines += [header, "-" * len(header)]

@@ -24,7 +24,7 @@ from cxrgan_desktop.engine.classifier.data import labelled_images, patient_split
 from cxrgan_desktop.engine.classifier.files import load_classifier
 from cxrgan_desktop.engine.classifier.training import predict, train_classifier
 from cxrgan_desktop.engine.training.dataset import DatasetSpec
-from cxrgan_desktop.engine.tstr.arms import Arm, plan_arms
+from cxrgan_desktop.engine.tstr.arms import Arm, check_arms, plan_arms
 from cxrgan_desktop.engine.tstr.config import TSTRConfig
 from cxrgan_desktop.engine.tstr.results import arm_statistics, results_table
 from cxrgan_desktop.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -79,6 +79,12 @@ def run_tstr(config: TSTRConfig, out_dir: str | Path, device: str = "cpu",
                                 progress=sub_progress(progress, 0.04, 0.08), cancel=cancel)
     train, test = patient_split(real.patient_ids, config.test_fraction, config.seed)
     arms = plan_arms(config, real, synthetic, train)
+    problems, warnings = check_arms(
+        config, arms, lambda arm: arm.pool(real, synthetic).patient_ids,
+        lambda ids: patient_split(ids, config.classifier.val_fraction, config.seed))
+    if problems:
+        raise ValueError("the experiment cannot run as planned; nothing was trained:\n"
+                         + "\n".join(problems))
     fingerprints = [real.fingerprint, synthetic.fingerprint]
     records: dict[str, dict[str, Any]] = {}
     probabilities: dict[str, np.ndarray] = {}
@@ -114,6 +120,7 @@ def run_tstr(config: TSTRConfig, out_dir: str | Path, device: str = "cpu",
                  "positives": dict(zip(config.labels, real.positives(test).tolist(),
                                        strict=True))},
         "arms": records,
+        "warnings": warnings,
     }
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "results.txt", results_table(results))
