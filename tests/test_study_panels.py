@@ -137,3 +137,22 @@ def test_undefined_statistics_show_as_dashes():
     cells = summary_cells(reader_stats("r", only_real))
     assert math.isnan(reader_stats("r", only_real).sensitivity)
     assert cells[5] == "–" and cells[7] == "–" and cells[6] == "100.0 %"
+
+
+def test_session_files_are_looked_for_beside_the_key_then_beside_the_last_ones(qtbot,
+                                                                              tmp_path):
+    from cxrgan_desktop.quiz.session import sessions_dir
+
+    panel = QuizPanel(Settings())
+    qtbot.addWidget(panel)
+    sessions_dir().mkdir(parents=True)
+    assert panel.sessions_start_folder() == str(sessions_dir())  # no key yet
+    study = tmp_path / "study"
+    study.mkdir()
+    panel.key_path.setText(str(study / "study.key.json"))
+    assert panel.sessions_start_folder() == str(study)
+    returned = tmp_path / "from_readers"
+    returned.mkdir()
+    (returned / "a.session.json").write_text("{}")
+    panel.add_sessions([str(returned / "a.session.json")])
+    assert panel.sessions_start_folder() == str(returned)

@@ -41,7 +41,10 @@ from cxrgan_desktop.gui.viewer import CompareView, ImageViewer
 from cxrgan_desktop.gui.worker import JobRunner
 from cxrgan_desktop.settings import Settings, load_settings, save_settings
 
-IMAGE_FILTER = "Images (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)"
+# All files first: PACS exports are often DICOM files without an extension, which an
+# extension filter would hide; files that are not images are listed with the reason.
+IMAGE_FILTER = ("All files, DICOM without extension included (*);;"
+                "Images with a known extension (*.dcm *.dicom *.png *.jpg *.jpeg *.tif *.tiff)")
 MODEL_FILTER = "Model files (*.safetensors *.pth *.pt *.ckpt);;All files (*)"
 
 

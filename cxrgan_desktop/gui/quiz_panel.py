@@ -150,14 +150,28 @@ class QuizPanel(QWidget):
                 known.add(file)
                 self.sessions.addItem(file)
 
+    def sessions_start_folder(self) -> str:
+        """Where to look for session files first: beside the last ones added, else beside
+        the key (readers' files usually come back to the study folder), else this
+        machine's reader-sessions folder, else home."""
+        from cxrgan_desktop.quiz.session import sessions_dir
+
+        listed = self.session_files()
+        key = Path(self.key_path.text().strip())
+        for candidate in ([Path(listed[-1]).parent] if listed else []) + [
+                key.parent if key.name else None, sessions_dir(), Path.home()]:
+            if candidate is not None and candidate.is_dir():
+                return str(candidate)
+        return str(Path.home())
+
     def _add_session_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Readers' session files",
-                                                str(Path.home()), SESSION_FILTER)
+                                                self.sessions_start_folder(), SESSION_FILTER)
         self.add_sessions(files)
 
     def _add_session_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "A folder of session files",
-                                                  str(Path.home()))
+                                                  self.sessions_start_folder())
         if folder:
             found = sorted(str(p) for p in Path(folder).rglob("*.session.json"))
             if not found:
