@@ -70,3 +70,16 @@ def test_a_long_list_is_cut_and_counted(tmp_path):
     text = skipped_files_text(2, skipped, limit=30)
     assert text.count("damaged PNG file") == 30 and text.endswith("… and 15 more")
     assert text.startswith("Opened 2 image(s). 45 file(s) were not opened:")
+
+
+def test_opening_an_mr_says_it_is_not_a_radiograph_as_the_cli_does(window, qtbot, dialogs):
+    from tests.dicom_data import real_dicom
+
+    window.load_image_files([real_dicom("MR_small.dcm")])
+    with qtbot.waitSignal(window.runner.done, timeout=30_000):
+        pass
+    qtbot.waitUntil(lambda: window.gallery.count() == 1, timeout=10_000)
+    assert len(dialogs) == 1
+    kind, title, text = dialogs[0]
+    assert kind == "warning" and title == "Notes on the opened images"
+    assert "MR_small.dcm: modality MR: not a radiograph" in text

@@ -338,14 +338,15 @@ class MainWindow(QMainWindow):
         def job(progress, cancel):
             from cxrgan_desktop.imaging.readers import Skipped, scan_images
 
-            opened, skipped = 0, []
+            opened, skipped, notes = 0, [], []
             for result in scan_images(files, progress, cancel):
                 if isinstance(result, Skipped):
                     skipped.append(result)
                 else:
                     opened += 1
+                    notes += [Skipped(result.source, note) for note in result.warnings]
                     runner.emit_item(result)
-            return opened, skipped
+            return opened, skipped, notes
 
         runner = JobRunner(job, "open images")
         runner.item.connect(self._add_loaded)
@@ -360,10 +361,17 @@ class MainWindow(QMainWindow):
                                image.pixels, select=True)
 
     def _report_skipped(self, outcome) -> None:
-        opened, skipped = outcome
-        if skipped:
-            QMessageBox.warning(self, "Some files were not opened",
-                                skipped_files_text(opened, skipped))
+        """One message for the whole Open: the files that did not open, and what the
+        reader noted about those that did (an MR is not a radiograph, say), as the CLI
+        prints them."""
+        opened, skipped, notes = outcome
+        parts = [skipped_files_text(opened, skipped)] if skipped else []
+        if notes:
+            parts.append("Opened with a note:\n\n" + "\n".join(
+                f"{item.shown}: {item.reason}" for item in notes[:MAX_LISTED_SKIPS]))
+        if parts:
+            QMessageBox.warning(self, "Some files were not opened" if skipped else
+                                "Notes on the opened images", "\n\n".join(parts))
         else:
             self.statusBar().showMessage(f"Opened {opened} image(s).", 5000)
 
