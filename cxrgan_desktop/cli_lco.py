@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrgan_desktop.cli_common import (
+    DefaultsHelpFormatter,
     UserError,
     add_device_option,
     load_model,
@@ -37,7 +38,7 @@ def _add_classifier(sub: argparse._SubParsersAction) -> None:
                     "sides), per-label AUROC report. The images are cached once (shared with "
                     "GAN training). Example: cxrgan classifier train --data images/ --labels "
                     "Data_Entry_2017.csv --arch densenet121 --epochs 10",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     t.add_argument("--data", type=Path, required=True, help="image folder (searched recursively)")
     t.add_argument("--labels", type=Path, required=True, help="ChestX-ray14-style Data_Entry CSV")
     t.add_argument("--arch", default="densenet121", choices=sorted(ARCHITECTURE_NAMES),
@@ -65,7 +66,7 @@ def _add_classifier(sub: argparse._SubParsersAction) -> None:
                     "positive and negative counts (n/a where a label has no positives or no "
                     "negatives). Example: cxrgan classifier eval --classifier chexnet --data "
                     "test_images/ --labels Data_Entry_2017.csv --json report.json",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     e.add_argument("--classifier", required=True, help="classifier file or installed name")
     e.add_argument("--data", type=Path, required=True)
     e.add_argument("--labels", type=Path, required=True)
@@ -100,15 +101,16 @@ def _add_lco_options(p: argparse.ArgumentParser) -> None:
                    "must reach and an absent one must stay below, unless one of the next two "
                    "sets that side")
     p.add_argument("--present-threshold", type=float, metavar="P",
-                   help="probability a present label must reach (e.g. 0.9: clearly there)")
+                   help="probability a present label must reach (e.g. 0.9: clearly there; "
+                   "default: --threshold)")
     p.add_argument("--absent-threshold", type=float, metavar="P",
                    help="probability an absent label must stay below (e.g. 0.3: clearly not "
-                   "there)")
+                   "there; default: --threshold)")
     p.add_argument("--thresholds", default="", metavar="LABEL=P,...",
-                   help="per-label thresholds, e.g. Pneumothorax=0.7")
+                   help="per-label thresholds, e.g. Pneumothorax=0.7 (default: none)")
     p.add_argument("--allow-unreliable", action="store_true",
                    help="ask for findings the classifier's card says it cannot read (no "
-                   "positive training images, or validation AUROC below the floor); refused "
+                   "positive training images, or validation AUROC below 0.7); refused "
                    "without this")
     p.add_argument("--n", type=int, default=16, help="number of samples")
     p.add_argument("--seed", type=int, default=0, help="sample k's first latent is image k of "
@@ -133,7 +135,7 @@ def _add_lco(sub: argparse._SubParsersAction) -> None:
                     "probabilities, judge) and a Data_Entry CSV. Resumable. Example: cxrgan "
                     "lco --model G --classifier C --labels Cardiomegaly,Effusion --absent "
                     "Pneumothorax --n 100 --out lco/",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     p.add_argument("--labels", default="", help="findings requested present, comma-separated")
     p.add_argument("--absent", default="", help="findings requested absent, comma-separated")
     _add_lco_options(p)
@@ -146,7 +148,7 @@ def _add_lco(sub: argparse._SubParsersAction) -> None:
                     "ship with this program), and ask LCO for those findings present and all "
                     "others absent. Resumable. Example: cxrgan archive --model G --classifier "
                     "C --distribution Data_Entry_2017.csv --n 1000 --out archive/",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     a.add_argument("--distribution", required=True, help="a Data_Entry CSV, or 'chestxray14'")
     _add_lco_options(a)
     a.set_defaults(func=_cmd_archive)
