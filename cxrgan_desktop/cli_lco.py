@@ -92,6 +92,8 @@ def _add_classifier(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_lco_options(p: argparse.ArgumentParser) -> None:
+    from cxrgan_desktop.engine.classifier.installed import AUROC_FLOOR
+
     p.add_argument("--model", help="generator file or installed name (default: the first "
                    "installed model)")
     p.add_argument("--classifier", required=True, help="classifier file or installed name")
@@ -110,7 +112,7 @@ def _add_lco_options(p: argparse.ArgumentParser) -> None:
                    help="per-label thresholds, e.g. Pneumothorax=0.7 (default: none)")
     p.add_argument("--allow-unreliable", action="store_true",
                    help="ask for findings the classifier's card says it cannot read (no "
-                   "positive training images, or validation AUROC below 0.7); refused "
+                   f"positive training images, or validation AUROC below {AUROC_FLOOR}); refused "
                    "without this")
     p.add_argument("--n", type=int, default=16, help="number of samples")
     p.add_argument("--seed", type=int, default=0, help="sample k's first latent is image k of "
