@@ -277,3 +277,17 @@ def test_compare_view_links_zoom_window_and_invert(qtbot):
     right.set_inverted(True)
     assert left.is_inverted()
     np.testing.assert_array_equal(left.displayed_bytes()[::-1], right.displayed_bytes())
+
+
+def test_thumbnails_of_small_images_fill_the_strip_with_sharp_pixels(qtbot):
+    from cxrgan_desktop.gui.gallery import THUMBNAIL, thumbnail_pixmap
+
+    tiny = np.zeros((16, 16), np.float32)
+    tiny[:, 8:] = 1.0  # left half black, right half white
+    pixmap = thumbnail_pixmap(tiny)
+    assert pixmap.width() == pixmap.height() == THUMBNAIL
+    image = pixmap.toImage()
+    row = [image.pixelColor(x, THUMBNAIL // 2).value() for x in range(THUMBNAIL)]
+    assert row == [0] * (THUMBNAIL // 2) + [255] * (THUMBNAIL // 2)  # no blur at the edge
+    wide = thumbnail_pixmap(np.zeros((512, 1024), np.float32))
+    assert wide.width() <= THUMBNAIL and wide.height() <= THUMBNAIL

@@ -27,14 +27,21 @@ class GalleryEntry:
 
 
 def thumbnail_pixmap(pixels01: np.ndarray, size: int = THUMBNAIL) -> QPixmap:
-    """A small 8-bit preview (block-averaged, full range)."""
-    step = max(1, max(pixels01.shape) // size)
+    """An 8-bit preview about ``size`` px across (block-averaged, full range); images
+    smaller than that are enlarged with nearest-neighbour, so their pixels stay visible."""
+    step = max(1, -(-max(pixels01.shape) // size))  # ceiling: never wider than size
     h, w = (pixels01.shape[0] // step) * step, (pixels01.shape[1] // step) * step
     small = pixels01[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3))
     data = np.ascontiguousarray(np.round(np.clip(small, 0, 1) * 255).astype(np.uint8))
     image = QImage(data.data, data.shape[1], data.shape[0], data.strides[0],
                    QImage.Format.Format_Grayscale8)
-    return QPixmap.fromImage(image.copy())
+    pixmap = QPixmap.fromImage(image.copy())
+    factor = size // max(data.shape)
+    if factor >= 2:  # a 16 px generate would be a speck: enlarge by whole pixels, kept sharp
+        pixmap = pixmap.scaled(data.shape[1] * factor, data.shape[0] * factor,
+                               Qt.AspectRatioMode.KeepAspectRatio,
+                               Qt.TransformationMode.FastTransformation)
+    return pixmap
 
 
 class Gallery(QListWidget):
