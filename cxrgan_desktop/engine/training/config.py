@@ -5,12 +5,19 @@ betas (0, 0.99), EMA generator 0.999, 800k images at 4x4, then per resolution 80
 in and 800k stabilising, batch sizes falling with resolution). The growth schedule is a pure
 function of the number of images shown, so a run resumed from any checkpoint, even in the
 middle of a fade-in, continues at exactly the same resolution and alpha.
+
+The EMA's horizon ramps up with the images shown, as in StyleGAN2-ADA (``ema_rampup``): a
+fixed decay of 0.999 per step keeps 0.999^2000 = 14 % of the random initial weights after
+2000 steps, so the samples and exported model of a short run were noise while the live
+generator already drew chests. With the ramp the half-life is at most ``ema_rampup`` times
+the images shown; past that point (886k images for the paper's recipe) it is the paper's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +61,10 @@ class TrainConfig:
     adam_eps: float = 1e-8
     gp_lambda: float = 10.0
     drift: float = 0.001
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999  # per step (the paper); see ema_half_life_images
+    ema_half_life_images: int = 0  # > 0: the EMA half-life in images (StyleGAN's ema_kimg)
+    ema_rampup: float = 0.05  # half-life at most this x images shown; 0 = no ramp
+    cpu_threads: int = 0  # torch threads per process on a CPU; 0 = automatic (see threads.py)
     mixed_precision: bool = True  # CUDA only; ignored on CPU
     checkpoint_every: int = 100_000  # images
     sample_every: int = 50_000  # images
@@ -82,6 +92,28 @@ class TrainConfig:
             raise ValueError("images_final_extra must not be negative")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError("ema_decay must be in (0, 1)")
+        if self.ema_half_life_images < 0 or self.ema_rampup < 0 or self.cpu_threads < 0:
+            raise ValueError("ema_half_life_images, ema_rampup and cpu_threads must not be "
+                             "negative")
+
+    def ema_beta(self, images_shown: int, batch: int) -> float:
+        """The EMA weight kept in the step that trains on ``batch`` images after
+        ``images_shown``: ``G_ema <- beta G_ema + (1 - beta) G``.
+
+        StyleGAN2-ADA's rule: half-life h (images) = ``ema_half_life_images``, or the
+        paper's per-step ``ema_decay`` as images at this batch size; with the ramp,
+        h = min(h, images_shown * ema_rampup); beta = 0.5 ** (batch / h). The first step
+        (h = 0) copies the live generator. A pure function of the schedule, so a resumed run
+        uses exactly the same weights as an uninterrupted one.
+        """
+        if self.ema_half_life_images:
+            half_life = float(self.ema_half_life_images)
+        else:
+            half_life = batch * math.log(0.5) / math.log(self.ema_decay)
+        ramp = images_shown * self.ema_rampup if self.ema_rampup else math.inf
+        if ramp >= half_life and not self.ema_half_life_images:
+            return self.ema_decay  # exactly the paper's number once the ramp is over
+        return 0.5 ** (batch / max(min(half_life, ramp), 1e-8))
 
     @property
     def architecture(self) -> PGGANConfig:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from cxrgan_desktop.engine.training.batches import next_indices
 from cxrgan_desktop.engine.training.config import TrainConfig, phase_at, total_images
 from cxrgan_desktop.engine.training.losses import discriminator_loss, generator_loss
 from cxrgan_desktop.engine.training.state import TrainingState
+from cxrgan_desktop.engine.training.threads import cpu_threads
 from cxrgan_desktop.fileio import atomic_write_json, atomic_write_text
 from cxrgan_desktop.imaging.png16 import write_png8
 from cxrgan_desktop.jobs import Cancelled, ProgressFn, no_progress
@@ -112,14 +114,22 @@ def train(config: TrainConfig, data: TrainingData, run_dir: str | Path, *,
     saving a checkpoint when ``cancel`` is set. Under torchrun every rank calls this; rank 0
     writes the run folder.
     """
+    torch_device = resolve_device(device)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    with cpu_threads(config, torch_device, local) as threads:
+        return _train(config, data, Path(run_dir), torch_device, state, stop_at, progress,
+                      cancel, threads)
+
+
+def _train(config: TrainConfig, data: TrainingData, run: Path, torch_device: torch.device,
+           state: TrainingState | None, stop_at: int | None, progress: ProgressFn,
+           cancel: threading.Event | None, threads: tuple[int, str]) -> TrainResult:
     context = distributed.current()
-    run = Path(run_dir)
     if context.is_main:
         (run / "samples").mkdir(parents=True, exist_ok=True)
     else:
         progress = no_progress
     checkpoint = run / "checkpoints" / "latest.pt"
-    torch_device = resolve_device(device)
     if state is None:
         state = TrainingState.create(config, torch_device, rank=context.rank)
     distributed.barrier(context)
@@ -133,7 +143,7 @@ def train(config: TrainConfig, data: TrainingData, run_dir: str | Path, *,
         if context.is_main else None
     if context.is_main:
         atomic_write_json(run / "config.json", config.to_dict())
-        _write_manifest(run, config, data, torch_device, context.world)
+        _write_manifest(run, config, data, torch_device, context.world, threads)
     G_train, D_train = distributed.wrap(state.G, context), distributed.wrap(state.D, context)
 
     end = min(total_images(config), stop_at) if stop_at else total_images(config)
@@ -167,14 +177,15 @@ def train(config: TrainConfig, data: TrainingData, run_dir: str | Path, *,
             if phase.fading:
                 real = _fade_real(real, phase.alpha)
             values = _step(state, G_train, D_train, real, amp,
-                           warmup=state.images_shown < _warmup(config))
+                           warmup=state.images_shown < _warmup(config), batch=batch)
             state.images_shown += batch
             meter.add(batch, **values)
             crossed = _crossed(state.images_shown - batch, state.images_shown)
             if context.is_main and (crossed(config.log_every) or state.images_shown >= end):
                 row = {"images": state.images_shown, "resolution": phase.resolution,
                        "alpha": round(phase.alpha, 6), "fading": phase.fading,
-                       **meter.row(), "elapsed_s": time.monotonic() - started}
+                       **meter.row(), "elapsed_s": time.monotonic() - started,
+                       "threads": threads[0], "processes": context.world}
                 with open(run / "log.jsonl", "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(row) + "\n")
                 result.log_rows += 1
@@ -236,9 +247,10 @@ def _crossed(before: int, after: int) -> Callable[[int], bool]:
 
 
 def _step(state: TrainingState, G: torch.nn.Module, D: torch.nn.Module, real: torch.Tensor,
-          amp: bool, warmup: bool) -> dict[str, float]:
+          amp: bool, warmup: bool, batch: int | None = None) -> dict[str, float]:
     """One D step and (after any warm-up) one G step, then the EMA update. ``G`` and ``D`` are
-    the networks to run: the state's own, or their DDP wrappers."""
+    the networks to run: the state's own, or their DDP wrappers; ``batch`` is the global
+    batch (over all ranks; default: this rank's), which sets the EMA weight."""
     config = state.config
     device = real.device
     n = real.shape[0]
@@ -264,7 +276,7 @@ def _step(state: TrainingState, G: torch.nn.Module, D: torch.nn.Module, real: to
         g_loss.backward()
         state.opt_G.step()
         values["loss_g"] = float(g_loss.detach())
-    state.update_ema()
+    state.update_ema(batch or n)
     return values
 
 
@@ -278,12 +290,12 @@ def _sample(state: TrainingState, fixed_z: torch.Tensor, device: torch.device, r
 
 
 def _write_manifest(run: Path, config: TrainConfig, data: TrainingData,
-                    device: torch.device, processes: int) -> None:
+                    device: torch.device, processes: int, threads: tuple[int, str]) -> None:
     atomic_write_json(run / "manifest.json", {
         "software": {"name": "cxrgan-desktop", "version": __version__,
                      "torch": torch.__version__},
         "run": config.name, "seed": config.seed, "device": describe_device(device),
-        "processes": processes,
+        "processes": processes, "threads_per_process": threads[0], "threads_why": threads[1],
         "dataset": {"fingerprint": data.fingerprint, "images": data.count,
                     "description": data.description},
         "total_images": total_images(config),

@@ -89,9 +89,10 @@ def export_checkpoint(run_dir: Path, out: Path, name: str | None = None,
     Why: a run takes days; users want to sample (or run LCO on) the model as it stands, at
     the resolution it has reached, without stopping the run. The checkpoint is read with
     ``weights_only=True``; the model records how many images it had seen. The live weights
-    are for short runs: with decay 0.999 the EMA keeps 0.999^n of a new layer's initial
-    weights after n steps, so a schedule of a few hundred steps per fade-in leaves the EMA
-    generator far behind the trained one.
+    are for comparison: with a fixed decay of 0.999 the EMA kept 0.999^n of a new layer's
+    initial weights after n steps, so a short run's EMA was noise; the EMA horizon now ramps
+    up with the images shown (``ema_rampup``), and a short run's EMA follows its live
+    generator.
     """
     if weights not in ("ema", "live"):
         raise ValueError(f"weights must be 'ema' or 'live', got {weights!r}")

@@ -57,11 +57,14 @@ class TrainingState:
         rng = torch.Generator().manual_seed(config.seed + 7919 * rank)  # own draws per rank
         return cls(config, G, D, G_ema, opt_G, opt_D, rng)
 
-    def update_ema(self) -> None:
-        """G_ema <- decay * G_ema + (1 - decay) * G; buffers (growth state) copied."""
+    def update_ema(self, batch: int) -> None:
+        """G_ema <- beta * G_ema + (1 - beta) * G after a step on ``batch`` images (global),
+        beta from :meth:`TrainConfig.ema_beta` at the images shown before the step; buffers
+        (growth state) copied."""
+        beta = self.config.ema_beta(self.images_shown, batch)
         with torch.no_grad():
             for ema, live in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
-                ema.lerp_(live, 1.0 - self.config.ema_decay)
+                ema.lerp_(live, 1.0 - beta)
             for ema, live in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
                 ema.copy_(live)
 
