@@ -141,11 +141,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     "paper's recipe unless it says otherwise. The images are preprocessed once "
                     "into a multi-resolution cache; the run folder gets config.json, "
                     "log.jsonl, sample grids, checkpoints and final.safetensors. Ctrl-C saves "
-                    "a checkpoint; run again with --run-dir to resume. Example: cxrgan train "
-                    "configs/quick256.toml",
+                    "a checkpoint; run again with --run-dir to resume. A preset is named "
+                    "as it is: tiny64 (a CPU demo, minutes: cxrgan phantom --n 2000 --size 64 "
+                    "--out phantoms/, then cxrgan train tiny64 --data phantoms/), quick256, "
+                    "paper1024, finetune; or give your own file, e.g. cxrgan train "
+                    "my_run.toml. On a CPU, tiny networks use one torch thread per process "
+                    "(faster and steadier than several); set cpu_threads in the config or "
+                    "OMP_NUM_THREADS to change it.",
         formatter_class=DefaultsHelpFormatter)
     p.add_argument("config", help="training config (.toml or .json), or a preset: "
-                   "paper1024, quick256, finetune")
+                   "tiny64, quick256, paper1024, finetune")
     p.add_argument("--data", type=Path, help="training images folder (overrides the config)")
     p.add_argument("--labels", type=Path, help="ChestX-ray14-style labels CSV (overrides)")
     p.add_argument("--init-from", type=Path, help="fine-tune from this generator file")
