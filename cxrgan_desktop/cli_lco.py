@@ -42,11 +42,13 @@ def _add_classifier(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--data", type=Path, required=True, help="image folder (searched recursively)")
     t.add_argument("--labels", type=Path, required=True, help="ChestX-ray14-style Data_Entry CSV")
     t.add_argument("--arch", default="densenet121", choices=sorted(ARCHITECTURE_NAMES),
-                   help="densenet121: CheXNet's network; densenet-small: 13x fewer operations, "
-                   "for CPUs and small images")
+                   help="densenet121: CheXNet's network, for a GPU (on a CPU an epoch of a "
+                   "few thousand 256 px images takes hours); densenet-small: 13x fewer "
+                   "operations, for CPUs and small images (with --input-size 128)")
     t.add_argument("--input-size", type=int, default=256, help="pixels the classifier sees")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--epochs", type=int, default=10, help="passes over the training images; "
+                   "the best epoch by validation AUROC is kept")
+    t.add_argument("--batch-size", type=int, default=16, help="images per step")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     t.add_argument("--val-fraction", type=float, default=0.2,
                    help="share of images (whole patients) held out for validation")
@@ -68,10 +70,13 @@ def _add_classifier(sub: argparse._SubParsersAction) -> None:
                     "test_images/ --labels Data_Entry_2017.csv --json report.json",
         formatter_class=DefaultsHelpFormatter)
     e.add_argument("--classifier", required=True, help="classifier file or installed name")
-    e.add_argument("--data", type=Path, required=True)
-    e.add_argument("--labels", type=Path, required=True)
-    e.add_argument("--view-positions", default="")
-    e.add_argument("--max-images", type=int)
+    e.add_argument("--data", type=Path, required=True, help="image folder (searched "
+                   "recursively)")
+    e.add_argument("--labels", type=Path, required=True, help="ChestX-ray14-style Data_Entry "
+                   "CSV for those images")
+    e.add_argument("--view-positions", default="", help="keep only these views, e.g. PA or "
+                   "PA,AP (default: all)")
+    e.add_argument("--max-images", type=int, help="use the first N images (sorted by path)")
     e.add_argument("--json", type=Path, help="also write the report as JSON here")
     add_device_option(e)
     e.set_defaults(func=_cmd_classifier_eval)
@@ -82,12 +87,17 @@ def _add_classifier(sub: argparse._SubParsersAction) -> None:
                     "native .safetensors. CheXNet-style PyTorch checkpoints (a DenseNet-121 "
                     "with a 14-finding head, e.g. model.pth.tar) are read without running "
                     "any code from the file.")
-    i.add_argument("file", type=Path)
+    i.add_argument("file", type=Path, help="a .safetensors classifier or a CheXNet-style "
+                   "checkpoint")
     i.add_argument("--name", help="installed name (default: the file's stem)")
     i.add_argument("--force", action="store_true", help="replace one of the same name")
     i.set_defaults(func=_cmd_classifier_import)
 
-    s = commands.add_parser("list", help="list installed classifiers")
+    s = commands.add_parser("list", help="list installed classifiers",
+                            description="The classifiers in your classifiers folder with "
+                            "their labels, input size and validation AUROC, naming the "
+                            "findings each cannot read (no positive training images, or AUROC "
+                            "below the floor).")
     s.set_defaults(func=_cmd_classifier_list)
 
 
@@ -123,7 +133,9 @@ def _add_lco_options(p: argparse.ArgumentParser) -> None:
                    help="weight of the prior keeping |z| typical for N(0, I)")
     p.add_argument("--restarts", type=int, default=2, help="new latents tried after a failure")
     p.add_argument("--batch-size", type=int, default=8, help="samples optimised together")
-    p.add_argument("--format", default="png16", choices=["png16", "dicom"], dest="image_format")
+    p.add_argument("--format", default="png16", choices=["png16", "dicom"], dest="image_format",
+                   help="png16: 16-bit PNG with a JSON record beside each image; dicom: "
+                   "Secondary Capture marked synthetic, with the same record")
     p.add_argument("--out", type=Path, required=True, help="archive folder; an existing one "
                    "made with the same settings is continued")
     add_device_option(p)
@@ -208,6 +220,10 @@ def _cmd_classifier_train(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from error
     spec = _dataset_spec(args)
     device = resolve_device_option(args.device)
+    if device.type == "cpu" and config.architecture == "densenet121":
+        print(f"note: densenet121 at {config.input_size} px is a GPU network; on this CPU "
+              "expect hours per epoch. For a CPU: --arch densenet-small --input-size 128 "
+              "(13x fewer operations)", file=sys.stderr)
     out = args.out or classifiers_dir() / f"{args.name}{SUFFIX}"
     out.parent.mkdir(parents=True, exist_ok=True)
 

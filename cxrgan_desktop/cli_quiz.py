@@ -84,8 +84,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                            "SHA-256 against the key's. Exit 0 when it passes, 1 when it "
                            "fails. Example: cxrgan quiz audit study/study.cxrstudy "
                            "study/study.key.json")
-    a.add_argument("package", type=Path)
-    a.add_argument("key", type=Path)
+    a.add_argument("package", type=Path, help="the study's .cxrstudy")
+    a.add_argument("key", type=Path, help="its .key.json")
     a.set_defaults(func=cmd_audit)
 
     s = actions.add_parser("score", help="join readers' sessions with the key: results.csv",
@@ -95,8 +95,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                            "A file that fails names itself and the answer; nothing is "
                            "written then. Example: cxrgan quiz score study/study.key.json "
                            "sessions/*/*.session.json --out results.csv")
-    s.add_argument("key", type=Path)
-    s.add_argument("sessions", nargs="+", type=Path)
+    s.add_argument("key", type=Path, help="the study's .key.json")
+    s.add_argument("sessions", nargs="+", type=Path, help="readers' .session.json files")
     s.add_argument("--out", type=Path, default=Path("results.csv"), help="the results table "
                    "(default: results.csv)")
     s.set_defaults(func=cmd_score)
@@ -108,7 +108,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                            "readers; a per-finding breakdown with --key; exports for MRMCaov "
                            "and iMRMC. Example: cxrgan quiz analyse results.csv --key "
                            "study/study.key.json --out analysis/ --plots")
-    n.add_argument("results", type=Path)
+    n.add_argument("results", type=Path, help="results.csv: reader,case,truth,rating,"
+                   "answer,seconds (from quiz score, or from anywhere else)")
     n.add_argument("--key", type=Path, help="the key, for a per-finding breakdown")
     n.add_argument("--out", type=Path, default=Path("analysis"), help="folder for the "
                    "summary, report and exports (default: analysis)")
@@ -125,8 +126,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                            "simulate study/study.cxrstudy study/study.key.json --readers 6 "
                            "--out sessions/",
                            formatter_class=DefaultsHelpFormatter)
-    m.add_argument("package", type=Path)
-    m.add_argument("key", type=Path)
+    m.add_argument("package", type=Path, help="the study's .cxrstudy")
+    m.add_argument("key", type=Path, help="its .key.json")
     m.add_argument("--readers", type=int, default=6, help="simulated readers")
     m.add_argument("--d-prime", type=float, default=0.9, help="how well they tell the classes "
                    "apart (0: guessing)")
