@@ -54,7 +54,7 @@ def test_panel_trains_to_the_end_and_shows_curves_and_samples(qtbot, tiny_setup)
     assert finished and finished[0].name == "final.safetensors"
     assert "Finished" in panel.status.text()
     assert len(panel.curve_d.getData()[0]) > 3 and panel.progress.value() == 1000
-    assert "16 px" in panel.figures.text()
+    assert "16 px" in panel.figures.text() and "· 1 thread ·" in panel.figures.text()
     assert not panel.sample.pixmap().isNull()
 
 
@@ -77,3 +77,73 @@ def test_stop_saves_a_checkpoint_and_resume_continues(qtbot, tiny_setup):
     assert panel.monitor.rows[before]["images"] > shown  # continued, not restarted
     panel.shutdown()  # the window closing stops the run (keep_running unchecked)
     assert not panel.is_running()
+
+
+def _wheel(widget, steps=-1):
+    """A mouse-wheel turn over the middle of ``widget`` (negative: towards the user)."""
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    centre = QPointF(widget.width() / 2, widget.height() / 2)
+    event = QWheelEvent(centre, QPointF(widget.mapToGlobal(centre.toPoint())), QPoint(),
+                        QPoint(0, 120 * steps), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def test_wheel_changes_the_preset_and_zooms_the_plot_only_when_focused(qtbot):
+    """Scrolling the panel over the preset box or the loss plot must not change them."""
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.resize(500, 900)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.start_button.setFocus()
+    index = panel.preset.currentIndex()
+    _wheel(panel.preset)
+    assert panel.preset.currentIndex() == index
+    view = panel.plot.getViewBox()
+    before = view.viewRange()
+    _wheel(panel.plot.viewport())
+    assert view.viewRange() == before
+    panel.preset.setFocus()  # clicked into: the wheel works on it as usual
+    qtbot.waitUntil(panel.preset.hasFocus)
+    _wheel(panel.preset)
+    assert panel.preset.currentIndex() == index + 1
+    panel.plot.setFocus()
+    qtbot.waitUntil(panel.plot.hasFocus)
+    _wheel(panel.plot.viewport())
+    assert view.viewRange() != before
+
+
+def test_a_long_status_keeps_the_buttons_in_view(qtbot, tmp_path):
+    """A long path in the status line elides instead of widening the panel past its
+    scroll area (which hid the '…' buttons and Stop)."""
+    from cxrgan_desktop.gui.main_window import _scrolling
+
+    panel = TrainPanel()
+    area = _scrolling(panel)
+    qtbot.addWidget(area)
+    area.resize(480, 800)
+    area.show()
+    qtbot.waitExposed(area)
+    long_path = "/very/long/" + "x" * 400 + "/run/train_panel.log"
+    panel.status.setText(f"Training failed (exit 1); see {long_path}")
+    panel.figures.setText("64 px, stable · " + "9" * 300 + " images")
+    qtbot.wait(50)
+    width = area.viewport().width()
+    for button in (panel.stop_button, panel.start_button,
+                   *panel.findChildren(type(panel.stop_button), None)):
+        right = button.mapTo(area.viewport(), button.rect().topRight()).x()
+        assert right <= width, button.text()
+    assert panel.status.text().endswith("train_panel.log")  # the whole text is kept
+    assert panel.status.toolTip() == panel.status.text()
+
+
+def test_presets_offer_the_cpu_demo_first():
+    from cxrgan_desktop.engine.training.config import preset_names
+    from cxrgan_desktop.gui.train_panel import PRESET_LABELS
+
+    assert set(PRESET_LABELS) == set(preset_names())
+    assert next(iter(PRESET_LABELS)) == "tiny64"

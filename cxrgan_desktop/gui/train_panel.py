@@ -4,8 +4,13 @@ Training runs as its own ``cxrgan train`` process, never in the window's process
 stays responsive, and the run can outlive the window when the user asks for it ("keep
 training after closing"). Stop sends the same interrupt as Ctrl-C: the process saves a
 checkpoint and exits; Resume starts it again on the same run folder and it continues exactly.
-Everything shown (curves, resolution, alpha, images/s, ETA, the sample grid) is read from the
-run folder.
+Everything shown (curves, resolution, alpha, images/s, threads, ETA, the sample grid) is read
+from the run folder.
+
+The panel sits in a scroll area: the mouse wheel scrolls it, and reaches the preset box or the
+loss plot only once the user clicked into them (a wheel passing over them changed the preset
+and zoomed the plot while scrolling). Status lines elide, with the whole text in the tooltip,
+so that a long path never pushes the "…" buttons and Stop out of sight.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import subprocess
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QPixmap
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
     QCheckBox,
     QComboBox,
     QFileDialog,
@@ -28,6 +35,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -35,8 +43,82 @@ from PySide6.QtWidgets import (
 from cxrgan_desktop.gui.train_monitor import RunMonitor, eta_seconds, format_duration
 from cxrgan_desktop.runtime import cli_command
 
-PRESET_LABELS = {"quick256": "Quick 256 px (small network)", "paper1024": "Paper 1024 px",
-                 "finetune": "Fine-tune a model"}
+PRESET_LABELS = {"tiny64": "CPU demo 64 px (tiny network, minutes)",
+                 "quick256": "Quick 256 px (small network, GPU)",
+                 "paper1024": "Paper 1024 px (GPU, weeks)", "finetune": "Fine-tune a model"}
+
+
+class WheelOnlyWhenFocused(QObject):
+    """Event filter: a wheel event over a watched widget that does not have the keyboard
+    focus is ignored, so that Qt passes it on to the scroll area around the panel.
+
+    Why: combo boxes, spin boxes and pyqtgraph plots act on the wheel whether focused or
+    not, and a user scrolling the panel changed the preset and zoomed the plot on the way.
+    Watched widgets get ``StrongFocus`` (a wheel no longer gives them the focus); a click
+    or Tab focuses one, and then the wheel works on it as usual.
+    """
+
+    def watch(self, widget: QWidget, target: QWidget | None = None) -> None:
+        """Guard ``widget``; ``target`` receives the wheel events (a plot's viewport)."""
+        widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        widget.setProperty("wheelFocusOwner", True)
+        (target or widget).installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Wheel and isinstance(watched, QWidget):
+            owner = watched
+            while owner is not None and not owner.property("wheelFocusOwner"):
+                owner = owner.parentWidget()
+            focus = QApplication.focusWidget()
+            if owner is not None and not (focus is not None and (
+                    focus is owner or owner.isAncestorOf(focus))):
+                event.ignore()  # propagates to the parents: the scroll area scrolls
+                return True
+        return super().eventFilter(watched, event)
+
+
+class ElidedLabel(QLabel):
+    """One line that shortens itself (an ellipsis in the middle, where long paths have the
+    least telling part) to the width it gets, instead of widening the panel; the whole text
+    is in the tooltip and in :meth:`text`."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(0, super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:
+        return QSize(0, super().sizeHint().height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle,
+                                              max(self.width(), 1))
+        super().setText(shown)
+
+
+def _threads_text(row: dict) -> str:
+    """' · 1 thread' or ' · 2 processes x 1 thread' from a log row (older logs: nothing)."""
+    if "threads" not in row:
+        return ""
+    threads = f"{row['threads']} thread{'s' if row['threads'] != 1 else ''}"
+    processes = row.get("processes", 1)
+    return f" · {processes} processes × {threads}" if processes > 1 else f" · {threads}"
 
 
 def _path_row(edit: QLineEdit, button: QPushButton) -> QHBoxLayout:
@@ -100,15 +182,19 @@ class TrainPanel(QWidget):
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
-        self.status = QLabel("Choose images and a preset, then Start.")
-        self.status.setWordWrap(True)
-        self.figures = QLabel("")
+        self.status = ElidedLabel("Choose images and a preset, then Start.")
+        self.figures = ElidedLabel("")
         self.plot = pg.PlotWidget(background="#101010")
         self.plot.setMinimumHeight(160)
         self.plot.addLegend(offset=(5, 5))
         self.plot.setLabel("bottom", "images shown")
         self.curve_d = self.plot.plot([], [], pen=pg.mkPen("#e6b43c", width=1.5), name="D loss")
         self.curve_g = self.plot.plot([], [], pen=pg.mkPen("#5fb3ff", width=1.5), name="G loss")
+        self.wheel_guard = WheelOnlyWhenFocused(self)
+        self.wheel_guard.watch(self.preset)
+        self.wheel_guard.watch(self.plot, self.plot.viewport())
+        for spin in self.findChildren(QAbstractSpinBox):
+            self.wheel_guard.watch(spin)
         self.sample = QLabel("sample grid appears here")
         self.sample.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.sample.setMinimumHeight(200)
@@ -216,7 +302,8 @@ class TrainPanel(QWidget):
         phase = f"fade-in {last['alpha']:.2f}" if last.get("fading") else "stable"
         self.figures.setText(
             f"{last['resolution']} px, {phase} · {last['images']:,} of "
-            f"{self.total_images:,} images · {last.get('images_per_s', 0):.1f} images/s · "
+            f"{self.total_images:,} images · {last.get('images_per_s', 0):.1f} images/s"
+            f"{_threads_text(last)} · "
             f"ETA {format_duration(eta_seconds(rows, self.total_images))}")
         if self.total_images:
             self.progress.setValue(round(1000 * min(last["images"] / self.total_images, 1)))
