@@ -18,7 +18,9 @@ from cxrgan_desktop.cli_common import (
     DefaultsHelpFormatter,
     UserError,
     add_device_option,
+    existing_path,
     load_model,
+    path_or_name,
     resolve_device_option,
 )
 from cxrgan_desktop.names import printable
@@ -39,8 +41,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=8, help="number of images (ignored with --latents)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent vectors: image i "
                    "depends only on (seed, i)")
-    p.add_argument("--latents", type=Path, help="render these vectors instead: a .npy array "
-                   "of shape N x latent_size, used exactly as given")
+    p.add_argument("--latents", type=existing_path, help="render these vectors instead: a "
+                   ".npy array of shape N x latent_size, used exactly as given")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass")
     add_device_option(p)
     p.add_argument("--precision", default="float32", choices=["float32", "float16", "bfloat16"],
@@ -81,7 +83,7 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
                     "'cxrgan models'). Examples: cxrgan import-model Final_Full_Model.pth "
                     "--name segal2020-pggan-cxr14; cxrgan import-model --download "
                     "segal2020-pggan-cxr14")
-    p.add_argument("file", type=Path, nargs="?", help="the weights file")
+    p.add_argument("file", type=existing_path, nargs="?", help="the weights file")
     p.add_argument("--download", metavar="MODEL_ID", help="download and install this known "
                    "model (its SHA-256 is printed and recorded: none is published)")
     p.add_argument("--url", help="with --download: fetch from this mirror instead")
@@ -149,10 +151,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     "(faster and steadier than several); set cpu_threads in the config or "
                     "OMP_NUM_THREADS to change it.",
         formatter_class=DefaultsHelpFormatter)
-    p.add_argument("config", help="training config (.toml or .json), or a preset: "
-                   "tiny64, quick256, paper1024, finetune")
-    p.add_argument("--data", type=Path, help="training images folder (overrides the config)")
-    p.add_argument("--labels", type=Path, help="ChestX-ray14-style labels CSV (overrides)")
+    p.add_argument("config", type=path_or_name, help="training config (.toml or .json), or a "
+                   "preset: tiny64, quick256, paper1024, finetune")
+    p.add_argument("--data", type=existing_path, help="training images folder (overrides the "
+                   "config)")
+    p.add_argument("--labels", type=existing_path, help="ChestX-ray14-style labels CSV "
+                   "(overrides)")
     p.add_argument("--init-from", type=Path, help="fine-tune from this generator file")
     p.add_argument("--run-dir", type=Path, help="run folder; an existing one is resumed "
                    "(default: a new numbered folder under your data folder's runs/)")
@@ -432,7 +436,10 @@ def _cmd_export_run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     runtime.configure_before_torch()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # argparse's own exit (a bad argument, --help): its code
+        return int(stop.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_ERROR

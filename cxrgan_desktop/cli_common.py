@@ -7,6 +7,8 @@ Nothing here imports torch at import time: ``cxrgan --help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 DEVICE_CHOICES = ["auto", "cpu", "cuda", "mps"]  # engine.devices.DEVICE_CHOICES, without torch
 
@@ -26,6 +28,25 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if quiet or "default" in text.lower():
             return text
         return super()._get_help_string(action)
+
+
+def existing_path(text: str) -> Path:
+    """An argparse type for a file or folder that must exist: checked while the arguments
+    are parsed, before a command imports torch (seconds on a loaded machine), so a typo
+    costs one line at once."""
+    if not os.path.lexists(text):
+        raise argparse.ArgumentTypeError(f"no such file or folder: {text}")
+    return Path(text)
+
+
+def path_or_name(text: str) -> str:
+    """A file or a name (an installed model, a preset, model:NAME): only what looks like a
+    file (a folder in it, or a file suffix) must exist."""
+    looks_like_path = os.sep in text or Path(text).suffix.lower() in {
+        ".toml", ".json", ".safetensors", ".pth", ".pt", ".tar", ".npz", ".npy"}
+    if looks_like_path and not text.startswith("model:") and not os.path.lexists(text):
+        raise argparse.ArgumentTypeError(f"no such file or folder: {text}")
+    return text
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:

@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cxrgan_desktop.cli_common import UserError, add_device_option, resolve_device_option
+from cxrgan_desktop.cli_common import (
+    UserError,
+    add_device_option,
+    path_or_name,
+    resolve_device_option,
+)
 
 FID_EXAMPLES = """examples:
   cxrgan fid real_images/ generated/                     two folders
@@ -30,8 +35,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "or file) with --n samples. Features are cached per folder, so a second "
                     "FID against the same real set only measures the new side.",
         epilog=FID_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("real", metavar="REAL", help="reference side: folder, .npz or model:NAME")
-    p.add_argument("fake", metavar="FAKE", nargs="?",
+    p.add_argument("real", metavar="REAL", type=path_or_name,
+                   help="reference side: folder, .npz or model:NAME")
+    p.add_argument("fake", metavar="FAKE", nargs="?", type=path_or_name,
                    help="side to measure; leave out to only --save-stats of REAL")
     p.add_argument("--n", type=int, default=None,
                    help="samples to draw from a model:NAME side (2048 or more for a "

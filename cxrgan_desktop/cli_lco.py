@@ -13,6 +13,7 @@ from cxrgan_desktop.cli_common import (
     DefaultsHelpFormatter,
     UserError,
     add_device_option,
+    existing_path,
     load_model,
     resolve_device_option,
 )
@@ -39,8 +40,10 @@ def _add_classifier(sub: argparse._SubParsersAction) -> None:
                     "GAN training). Example: cxrgan classifier train --data images/ --labels "
                     "Data_Entry_2017.csv --arch densenet121 --epochs 10",
         formatter_class=DefaultsHelpFormatter)
-    t.add_argument("--data", type=Path, required=True, help="image folder (searched recursively)")
-    t.add_argument("--labels", type=Path, required=True, help="ChestX-ray14-style Data_Entry CSV")
+    t.add_argument("--data", type=existing_path, required=True,
+                   help="image folder (searched recursively)")
+    t.add_argument("--labels", type=existing_path, required=True,
+                   help="ChestX-ray14-style Data_Entry CSV")
     t.add_argument("--arch", default="densenet121", choices=sorted(ARCHITECTURE_NAMES),
                    help="densenet121: CheXNet's network, for a GPU (on a CPU an epoch of a "
                    "few thousand 256 px images takes hours); densenet-small: 13x fewer "
@@ -70,10 +73,10 @@ def _add_classifier(sub: argparse._SubParsersAction) -> None:
                     "test_images/ --labels Data_Entry_2017.csv --json report.json",
         formatter_class=DefaultsHelpFormatter)
     e.add_argument("--classifier", required=True, help="classifier file or installed name")
-    e.add_argument("--data", type=Path, required=True, help="image folder (searched "
+    e.add_argument("--data", type=existing_path, required=True, help="image folder (searched "
                    "recursively)")
-    e.add_argument("--labels", type=Path, required=True, help="ChestX-ray14-style Data_Entry "
-                   "CSV for those images")
+    e.add_argument("--labels", type=existing_path, required=True,
+                   help="ChestX-ray14-style Data_Entry CSV for those images")
     e.add_argument("--view-positions", default="", help="keep only these views, e.g. PA or "
                    "PA,AP (default: all)")
     e.add_argument("--max-images", type=int, help="use the first N images (sorted by path)")
@@ -87,7 +90,7 @@ def _add_classifier(sub: argparse._SubParsersAction) -> None:
                     "native .safetensors. CheXNet-style PyTorch checkpoints (a DenseNet-121 "
                     "with a 14-finding head, e.g. model.pth.tar) are read without running "
                     "any code from the file.")
-    i.add_argument("file", type=Path, help="a .safetensors classifier or a CheXNet-style "
+    i.add_argument("file", type=existing_path, help="a .safetensors classifier or a CheXNet-style "
                    "checkpoint")
     i.add_argument("--name", help="installed name (default: the file's stem)")
     i.add_argument("--force", action="store_true", help="replace one of the same name")

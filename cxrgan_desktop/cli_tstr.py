@@ -6,7 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from cxrgan_desktop.cli_common import UserError, add_device_option, resolve_device_option
+from cxrgan_desktop.cli_common import (
+    UserError,
+    add_device_option,
+    existing_path,
+    resolve_device_option,
+)
 
 TSTR_EPILOG = """example:
   cxrgan tstr --example > experiment.toml     # edit the paths and labels
@@ -25,7 +30,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "AUROC with patient-bootstrap intervals, paired DeLong and bootstrap tests against "
         "the real arm).", epilog=TSTR_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", nargs="?", type=Path, help="the experiment, TOML or JSON "
+    p.add_argument("config", nargs="?", type=existing_path, help="the experiment, TOML or JSON "
                    "(see --example)")
     p.add_argument("--example", action="store_true", help="print an example experiment "
                    "file and exit")

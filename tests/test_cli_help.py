@@ -38,3 +38,23 @@ def test_a_command_has_a_description_and_every_option_has_help(name):
     for action in parser._actions:  # a default named in the help is not repeated
         if action.help and "default" in action.help.lower():
             assert action.help.lower().count("default") == 1, action.option_strings
+
+
+def test_a_missing_input_is_reported_before_torch_loads():
+    """A typo costs one line at once, not the seconds torch takes to import."""
+    import subprocess
+    import sys
+
+    commands = [["tstr", "/no/such.toml"], ["train", "/no/such.toml"],
+                ["import-model", "/no/such.pth"], ["fid", "/no/such", "/no/other"],
+                ["generate", "--latents", "/no/such.npy", "--out", "/tmp/x"],
+                ["classifier", "import", "/no/such.pth"],
+                ["quiz", "build", "--real", "/no/such", "--synthetic", "/no/other",
+                 "--n-real", "2", "--n-synthetic", "2", "--out", "/tmp/x"]]
+    code = ("import sys\nfrom cxrgan_desktop import cli\n"
+            f"codes = [cli.main(argv) for argv in {commands!r}]\n"
+            "print(codes, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == f"{[2] * len(commands)} False"
+    assert result.stderr.count("no such file or folder") == len(commands)

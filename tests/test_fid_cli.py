@@ -78,7 +78,7 @@ def test_fid_weights_install_and_status(fid_weights, capsys):
 def test_bad_sides_are_user_errors(folders, fid_weights, tmp_path, capsys):
     real, _ = folders
     assert main(["fid", str(real), str(tmp_path / "nope")]) == 2
-    assert "no such folder" in capsys.readouterr().err
+    assert "no such file or folder" in capsys.readouterr().err  # before torch loads
     assert main(["fid", str(real), "model:no-such-model", "--n", "4", "--offline",
                  "--inception-weights", str(fid_weights)]) == 2
     assert "no-such-model" in capsys.readouterr().err
