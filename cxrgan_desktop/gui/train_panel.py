@@ -183,7 +183,8 @@ class TrainPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.status = ElidedLabel("Choose images and a preset, then Start.")
-        self.figures = ElidedLabel("")
+        self.figures = QLabel("")  # short words only: wraps, and every figure stays visible
+        self.figures.setWordWrap(True)
         self.plot = pg.PlotWidget(background="#101010")
         self.plot.setMinimumHeight(160)
         self.plot.addLegend(offset=(5, 5))
