@@ -4,11 +4,13 @@ Why: torch starts one OpenMP thread per core. A tiny network (the tiny64 preset:
 channels) gives each operation too little work to split, and the threads wait for each
 other at every one of its hundreds of small operations per step; when the cores are shared
 (a loaded machine, a virtual machine) one descheduled thread stalls all of them. Measured
-with tests/benchmarks/bench_cpu_threads.py on a 2-core machine shared with other work:
-2 threads ran tiny64 at 0.1x to 2x the speed of one thread, varying from run to run, while
-one thread was steady; the tester's loaded machine went from 3.5-6 to 100-900 images/s with
-OMP_NUM_THREADS=1. Two processes under torchrun with one thread each (gloo) were 1.1-1.7x
-one process from 16 px up, and slower at 4 px.
+with tests/benchmarks/bench_cpu_threads.py on a 2-core machine: quiet, 2 threads ran
+tiny64 at 1.2-1.9x one thread; with two busy processes competing, at 0.02-0.06x from 4 to
+16 px (5.6-18 images/s, the tester's 3.5-6) and 0.9x above, while one thread kept 50-100 %
+of its quiet speed; in a run shared with other users' work, 0.1-2x, varying. Two processes
+under torchrun with one thread each (gloo) were 1.5-1.9x one thread from 16 px up, quiet
+or loaded, and slower at 4 px (0.6-0.7x). One thread is the steady default; torchrun is
+the documented way to use both cores.
 
 So: an explicit ``cpu_threads`` wins; else a user's OMP_NUM_THREADS (torchrun sets it to 1
 per process); else one thread for networks no wider than :data:`SMALL_NETWORK_CHANNELS`;
