@@ -45,6 +45,19 @@ def main_window(qtbot):
 
 
 @pytest.fixture
+def shown_viewer(qtbot):
+    """An image viewer on screen at a fixed size, exposed, with no image yet."""
+    from cxrgan_desktop.gui.viewer import ImageViewer
+
+    widget = ImageViewer()
+    qtbot.addWidget(widget)
+    widget.resize(700, 640)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
+@pytest.fixture
 def dialogs(monkeypatch):
     """Message boxes recorded as (kind, title, text) instead of shown."""
     from PySide6.QtWidgets import QMessageBox

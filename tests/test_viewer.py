@@ -11,7 +11,7 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from cxrgan_desktop.gui.viewer import CompareView, ImageViewer, ViewerPreferences
+from cxrgan_desktop.gui.viewer import CompareView, ViewerPreferences
 from cxrgan_desktop.imaging import display
 from cxrgan_desktop.imaging.windowing import Window, apply_window, unit_window
 
@@ -36,12 +36,8 @@ def every_mouse_move_delivered():
 
 
 @pytest.fixture
-def viewer(qtbot):
-    widget = ImageViewer()
-    qtbot.addWidget(widget)
-    widget.resize(700, 640)
-    widget.show()
-    qtbot.waitExposed(widget)
+def viewer(qtbot, shown_viewer):
+    widget = shown_viewer
     with qtbot.waitSignal(widget.imageChanged):
         widget.set_image(make_image())
     return widget

@@ -17,7 +17,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 from cxrgan_desktop.gui.gallery import GalleryEntry
-from cxrgan_desktop.gui.viewer import ImageViewer, ViewerPreferences
+from cxrgan_desktop.gui.viewer import ViewerPreferences
 from cxrgan_desktop.imaging import display
 from cxrgan_desktop.imaging.png16 import write_png16
 from cxrgan_desktop.imaging.readers import read_image
@@ -54,13 +54,8 @@ def write_dicom(path: Path, photometric: str = "MONOCHROME2") -> Path:
 
 
 @pytest.fixture
-def viewer(qtbot):
-    widget = ImageViewer()
-    qtbot.addWidget(widget)
-    widget.resize(700, 640)
-    widget.show()
-    qtbot.waitExposed(widget)
-    return widget
+def viewer(shown_viewer):
+    return shown_viewer
 
 
 def view_center(viewer):
