@@ -118,7 +118,11 @@ class DenseNet(nn.Module):
             elif isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The pooled penultimate features ``[N, channels]`` the head reads: a feature space
+        for a Fréchet distance where Inception's weights are not available."""
         features = torch.relu(self.features(images))
-        pooled = torch.flatten(nn.functional.adaptive_avg_pool2d(features, 1), 1)
-        return self.classifier(pooled)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(features, 1), 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(images))

@@ -113,12 +113,20 @@ class PathologyClassifier(nn.Module):
             raise ValueError(f"label {name!r} is not one of this classifier's labels: "
                              f"{', '.join(self.spec.labels)}") from None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 1:
             raise ValueError(f"expected [N, 1, H, W] images, got {tuple(images.shape)}")
         x = resize_images(images, self.spec.input_size)
         x = x.expand(-1, self.spec.in_channels, -1, -1)
-        return self.network((x - self.mean) / self.std)
+        return (x - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(self._prepare(images))
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The penultimate (pooled) features of the images, ``[N, feature_channels]``."""
+        return self.network.embed(self._prepare(images))
 
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,39 @@
+"""A Fréchet distance on a pathology classifier's penultimate features.
+
+FID needs Inception's weights, which an offline install may lack. The classifier that LCO
+uses is always at hand, and its pooled penultimate features describe what it reads in an
+image, so the Fréchet distance between two sets' Gaussians in that space is a usable, if
+not comparable, stand-in: it ranks models trained on the same data, but its values mean
+nothing next to a published FID (other network, other dimension, other data). Reports that
+use it must say which classifier's features it used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from cxrgan_desktop.engine.classifier.model import PathologyClassifier
+from cxrgan_desktop.metrics.frechet import feature_statistics, frechet_distance
+
+
+def classifier_features(classifier: PathologyClassifier, batches: Iterable[torch.Tensor],
+                        device: str | torch.device = "cpu") -> np.ndarray:
+    """Penultimate features ``[N, D]`` (float64) of image batches ``[B, 1, H, W]`` in [0, 1],
+    with the classifier in evaluation mode (batch norm's running statistics, so a sample's
+    features do not depend on its batch)."""
+    classifier = classifier.to(device).eval()
+    rows = [classifier.features(batch.to(device)).double().cpu().numpy() for batch in batches]
+    if not rows:
+        raise ValueError("no images")
+    return np.concatenate(rows)
+
+
+def classifier_frechet_distance(features1: np.ndarray, features2: np.ndarray) -> float:
+    """The Fréchet distance between Gaussians fitted to two ``[N, D]`` feature sets (the same
+    formula as FID, :func:`cxrgan_desktop.metrics.frechet.frechet_distance`)."""
+    mu1, sigma1 = feature_statistics(features1)
+    mu2, sigma2 = feature_statistics(features2)
+    return frechet_distance(mu1, sigma1, mu2, sigma2)
