@@ -37,7 +37,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                     "cxrgan generate --model segal2020-pggan-cxr14 --n 8 --seed 1 --out synth/",
         formatter_class=DefaultsHelpFormatter)
     p.add_argument("--model", help="model file (.safetensors, or the paper's .pth) or the name "
-                   "of an installed model; default: the first installed model")
+                   "of an installed model; default: the first installed model, else the bundled "
+                   "demo-phantom-64 (phantom data, 64 px, not clinical)")
     p.add_argument("--n", type=int, default=8, help="number of images (ignored with --latents)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent vectors: image i "
                    "depends only on (seed, i)")
@@ -145,14 +146,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                     "log.jsonl, sample grids, checkpoints and final.safetensors. Ctrl-C saves "
                     "a checkpoint; run again with --run-dir to resume. A preset is named "
                     "as it is: tiny64 (a CPU demo, minutes: cxrgan phantom --n 2000 --size 64 "
-                    "--out phantoms/, then cxrgan train tiny64 --data phantoms/), quick256, "
-                    "paper1024, finetune; or give your own file, e.g. cxrgan train "
-                    "my_run.toml. On a CPU, tiny networks use one torch thread per process "
-                    "(faster and steadier than several); set cpu_threads in the config or "
-                    "OMP_NUM_THREADS to change it.",
+                    "--out phantoms/, then cxrgan train tiny64 --data phantoms/), "
+                    "demo-phantom-64 (the bundled demo model's recipe, 2 CPU cores, about an "
+                    "hour), quick256, paper1024, finetune; or give your own file, e.g. "
+                    "cxrgan train my_run.toml. On a CPU, tiny networks use one torch thread "
+                    "per process (faster and steadier than several); set cpu_threads in the "
+                    "config or OMP_NUM_THREADS to change it.",
         formatter_class=DefaultsHelpFormatter)
     p.add_argument("config", type=path_or_name, help="training config (.toml or .json), or a "
-                   "preset: tiny64, quick256, paper1024, finetune")
+                   "preset: tiny64, demo-phantom-64, quick256, paper1024, finetune")
     p.add_argument("--data", type=existing_path, help="training images folder (overrides the "
                    "config)")
     p.add_argument("--labels", type=existing_path, help="ChestX-ray14-style labels CSV "
@@ -239,25 +241,33 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from cxrgan_desktop import paths, zoo
+    from cxrgan_desktop.engine.classifier.installed import bundled_classifiers
 
     cards, installed = zoo.known_cards(), zoo.installed_models()
+    bundled_classifier_names = {p.stem for p in bundled_classifiers()}
     if args.json:
         print(json.dumps({
             "known": [card.__dict__ for card in cards],
-            "installed": [{"name": m.name, "path": str(m.path), "bytes": m.size_bytes}
-                          for m in installed],
+            "installed": [{"name": m.name, "path": str(m.path), "bytes": m.size_bytes,
+                           "bundled": m.bundled} for m in installed],
+            "bundled_classifiers": [str(p) for p in bundled_classifiers()],
             "models_dir": str(paths.models_dir())}, indent=2))
         return 0
-    installed_names = {m.name for m in installed}
+    states = {m.name: "bundled" if m.bundled else "installed" for m in installed}
+    states.update(dict.fromkeys(bundled_classifier_names, "bundled classifier"))
     print("Known models:")
     for card in cards:
-        state = "installed" if card.id in installed_names else "not installed"
-        print(f"  {card.id}  [{state}]\n    {card.name}\n    licence {card.licence}; "
-              f"source: {card.source.get('record', '')} {card.source.get('archive', '')}")
+        state = states.get(card.id, "not installed")
+        source = (f"source: {card.source.get('record', '')} {card.source.get('archive', '')}"
+                  if card.source else f"{card.kind}; card: 'cxrgan models --json'")
+        print(f"  {card.id}  [{state}]\n    {card.name}\n    licence {card.licence}; {source}")
+        if card.limitations:
+            print(f"    {card.limitations}")
     print(f"\nInstalled models ({paths.models_dir()}):")
     for model in installed:  # file names in a user folder: escaped (printable)
+        where = "  [bundled, read-only]" if model.bundled else ""
         print(f"  {printable(model.name)}  {model.size_bytes / 1e6:.1f} MB  "
-              f"{printable(model.path)}")
+              f"{printable(model.path)}{where}")
     if not installed:
         print("  none yet: 'cxrgan import-model FILE' installs one")
     return 0

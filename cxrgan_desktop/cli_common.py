@@ -65,14 +65,16 @@ def resolve_device_option(name: str):
 
 
 def load_model(name_or_path: str | None):
-    """A generator by file or installed name; None means the first installed model."""
+    """A generator by file or installed name; None means the first installed model, else the
+    bundled demo (so a fresh offline install can generate)."""
     from cxrgan_desktop import zoo
     from cxrgan_desktop.engine.checkpoints import CheckpointError, load_generator
 
     if name_or_path is None:
         path = zoo.default_model()
         if path is None:
-            raise UserError("no --model given and no model is installed. Import the paper's "
+            raise UserError("no --model given, no model is installed and this build ships no "
+                            "demo model. Import the paper's "
                             "weights with 'cxrgan import-model Final_Full_Model.pth', or pass "
                             "--model FILE (see 'cxrgan models').")
     else:

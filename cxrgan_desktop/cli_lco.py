@@ -108,8 +108,9 @@ def _add_lco_options(p: argparse.ArgumentParser) -> None:
     from cxrgan_desktop.engine.classifier.installed import AUROC_FLOOR
 
     p.add_argument("--model", help="generator file or installed name (default: the first "
-                   "installed model)")
-    p.add_argument("--classifier", required=True, help="classifier file or installed name")
+                   "installed model, else the bundled demo-phantom-64)")
+    p.add_argument("--classifier", help="classifier file or installed name (default: the "
+                   "first installed classifier, else the bundled demo-phantom-64-classifier)")
     p.add_argument("--judge", help="a second, independently trained classifier: reports "
                    "whether it agrees (a guard against images that fool only the first)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability a present label "
@@ -186,13 +187,29 @@ def _thresholds(text: str) -> tuple[tuple[str, float], ...]:
     return tuple(pairs)
 
 
-def _load_classifier(name_or_path: str):
+def _load_classifier(name_or_path: str | None):
+    """A classifier by file or installed name; None means the default (the first installed,
+    else the bundled demo), so that LCO runs offline on a fresh install."""
     from cxrgan_desktop.engine.checkpoints import CheckpointError
     from cxrgan_desktop.engine.classifier.files import load_classifier
-    from cxrgan_desktop.engine.classifier.installed import resolve_classifier
+    from cxrgan_desktop.engine.classifier.installed import (
+        default_classifier,
+        resolve_classifier,
+    )
 
+    if name_or_path is None:
+        path = default_classifier()
+        if path is None:
+            raise UserError("no --classifier given and none is installed: train one with "
+                            "'cxrgan classifier train' or install one with 'cxrgan "
+                            "classifier import FILE'")
+    else:
+        try:
+            path = resolve_classifier(name_or_path)
+        except FileNotFoundError as error:
+            raise UserError(str(error)) from error
     try:
-        return load_classifier(resolve_classifier(name_or_path))
+        return load_classifier(path)
     except (CheckpointError, FileNotFoundError) as error:
         raise UserError(str(error)) from error
 
@@ -315,6 +332,7 @@ def _cmd_classifier_list(args: argparse.Namespace) -> int:
         card_from_provenance,
         classifiers_dir,
         installed_classifiers,
+        is_bundled_classifier,
     )
 
     print(f"Installed classifiers ({classifiers_dir()}):")
@@ -328,8 +346,10 @@ def _cmd_classifier_list(args: argparse.Namespace) -> int:
         spec = loaded.classifier.spec
         auc = loaded.provenance.get("validation", {}).get("mean_auroc")
         auc_text = f", validation mean AUROC {auc:.3f}" if isinstance(auc, float) else ""
+        bundled = " [bundled demo: phantom data, not clinical]" \
+            if is_bundled_classifier(path) else ""
         print(f"  {path.stem}: {spec.architecture}, {len(spec.labels)} labels, "
-              f"{spec.input_size} px{auc_text}")
+              f"{spec.input_size} px{auc_text}{bundled}")
         unreadable = card_from_provenance(spec.labels, loaded.provenance).unreadable()
         if unreadable:
             print(f"    cannot read (not offered for LCO): {', '.join(unreadable)}")

@@ -1,8 +1,11 @@
-"""Known models (cards shipped with the package) and the user's installed models.
+"""Known models (cards shipped with the package), the user's installed models and the small
+bundled demo model.
 
 A model name given to the CLI or the GUI resolves, in order: an existing file path; an
-installed model's name (file stem in the user's models folder); a card whose weights are
-installed under the card's id.
+installed model's name (file stem in the user's models folder); a bundled model's name (the
+demo weights beside the cards, so that an offline first run has something to generate from).
+A user's model of the same name hides a bundled one, and a user's model comes first wherever
+a default is chosen: the demo is the fallback, never a surprise over the user's own.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from cxrgan_desktop.names import printable
 log = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
+DEMO_MODEL = "demo-phantom-64"  # the bundled generator (its card and weights share the name)
 
 
 class ModelNotFoundError(LookupError):
@@ -29,14 +33,26 @@ class ModelNotFoundError(LookupError):
 
 @dataclass(frozen=True)
 class ModelCard:
+    """A model's card (one JSON file in the package's models folder).
+
+    ``kind`` is "generator" or "classifier"; ``training`` (exact commands, config, wall time,
+    hardware) and ``evaluation`` (measured figures) are free-form records a bundled model
+    carries so that its numbers can be checked and reproduced; ``limitations`` says what the
+    model must not be used for.
+    """
+
     id: str
     name: str
+    kind: str = "generator"
     description: str = ""
     licence: str = ""
     citation: str = ""
     training_data: str = ""
+    limitations: str = ""
     architecture: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_file(cls, path: Path) -> ModelCard:
@@ -51,6 +67,7 @@ class InstalledModel:
     path: Path
     size_bytes: int
     card: ModelCard | None
+    bundled: bool = False  # shipped inside the package: read-only, never removed
 
 
 def known_cards() -> list[ModelCard]:
@@ -63,18 +80,34 @@ def known_cards() -> list[ModelCard]:
     return cards
 
 
-def installed_models() -> list[InstalledModel]:
-    """Weights files in the user's models folder and next to the bundled cards."""
+def _weights_in(folder: Path, cards: dict[str, ModelCard], bundled: bool
+                ) -> list[InstalledModel]:
+    if not folder.is_dir():
+        return []
+    return [InstalledModel(path.stem, path, path.stat().st_size, cards.get(path.stem), bundled)
+            for path in sorted(folder.iterdir())
+            if path.suffix in MODEL_SUFFIXES and path.is_file()]
+
+
+def user_models() -> list[InstalledModel]:
+    """Generators in the user's models folder only (imported, downloaded or trained there):
+    what decides whether the first-run welcome offers the ways to get a real model."""
     cards = {card.id: card for card in known_cards()}
-    found: dict[str, InstalledModel] = {}
-    for folder in (paths.bundled_models_dir(), paths.models_dir()):
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir()):
-            if path.suffix in MODEL_SUFFIXES and path.is_file():
-                found[path.stem] = InstalledModel(path.stem, path, path.stat().st_size,
-                                                  cards.get(path.stem))
-    return list(found.values())
+    return _weights_in(paths.models_dir(), cards, bundled=False)
+
+
+def bundled_models() -> list[InstalledModel]:
+    """Generator weights shipped beside the cards (the demo model)."""
+    cards = {card.id: card for card in known_cards()}
+    return _weights_in(paths.bundled_models_dir(), cards, bundled=True)
+
+
+def installed_models() -> list[InstalledModel]:
+    """Every usable generator: the user's models first, then the bundled ones whose names no
+    user model takes (classifiers live in a subfolder and are not listed here)."""
+    mine = user_models()
+    taken = {m.name for m in mine}
+    return mine + [m for m in bundled_models() if m.name not in taken]
 
 
 def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
@@ -97,7 +130,8 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
 
 
 def default_model() -> Path | None:
-    """The model the app and `cxrgan generate` use when none is named: the first installed."""
+    """The model the app and `cxrgan generate` use when none is named: the user's first
+    installed model, else the bundled demo (None only when a build ships without it)."""
     models = installed_models()
     return models[0].path if models else None
 

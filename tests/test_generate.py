@@ -137,9 +137,12 @@ def test_cli_import_then_generate_by_name(tmp_path, capsys):
     assert "already installed" in capsys.readouterr().err
 
 
-def test_cli_errors_are_one_readable_line(tmp_path, capsys):
+def test_cli_errors_are_one_readable_line(tmp_path, capsys, monkeypatch):
+    from cxrgan_desktop import zoo
+
     assert cli.main(["generate", "--model", "nothing-here", "--out", str(tmp_path)]) == 2
     assert "no model file or installed model named 'nothing-here'" in capsys.readouterr().err
+    monkeypatch.setattr(zoo, "bundled_models", lambda: [])  # a build without the demo
     assert cli.main(["generate", "--out", str(tmp_path)]) == 2
     assert "no model is installed" in capsys.readouterr().err
     assert cli.main(["generate", "--model", "segal2020-pggan-cxr14", "--out", str(tmp_path)]) == 2

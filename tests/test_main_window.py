@@ -7,7 +7,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from cxrgan_desktop import paths
+from cxrgan_desktop import paths, zoo
 from cxrgan_desktop.engine.checkpoints import OutputAdapter, save_generator
 from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
 from cxrgan_desktop.gui.main_window import MainWindow
@@ -128,8 +128,9 @@ def test_models_tab_describes_and_removes_an_installed_model(window, qtbot, inst
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     library.remove_button.click()
     assert not installed_model.exists()
-    assert window.generate_panel.model_box.count() == 0
-    assert window.generate_panel.no_model_hint.isVisibleTo(window.generate_panel)
+    box = window.generate_panel.model_box  # only the bundled demo is left, and it stays
+    assert [box.itemText(i) for i in range(box.count())] == [zoo.DEMO_MODEL]
+    assert not window.generate_panel.no_model_hint.isVisibleTo(window.generate_panel)
 
 
 def test_export_selected_writes_files(window, qtbot, monkeypatch, tmp_path):

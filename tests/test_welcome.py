@@ -1,4 +1,5 @@
-"""The first-run welcome: shown while no model is installed, installs the paper's generator
+"""The first-run welcome: shown while no model of the user's is installed (the bundled demo
+works meanwhile, and the welcome says what it is), installs the paper's generator
 from its (loopback-served) archive or a local file, and remembers whether to show itself."""
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ def test_the_welcome_downloads_the_paper_model_into_the_window(qtbot, archive_se
     window = _window(qtbot)
     window.maybe_show_welcome()
     dialog = window.welcome
-    assert dialog.isVisible() and "No generator is installed" in dialog.intro.text()
+    assert dialog.isVisible() and "No generator of your own" in dialog.intro.text()
+    assert zoo.DEMO_MODEL in dialog.intro.text() and "not clinical" in dialog.intro.text()
+    names = [window.generate_panel.model_box.itemText(i)
+             for i in range(window.generate_panel.model_box.count())]
+    assert names == [zoo.DEMO_MODEL]  # the window opens on the demo: Generate works
+    assert window.generate_panel.generate_button.isEnabled()
     assert "Please cite" in dialog.intro.text()
     dialog.download_url = f"{url}/good.zip"
     with qtbot.waitSignal(dialog.installed, timeout=60_000):
@@ -47,7 +53,7 @@ def test_a_failed_download_says_why_and_the_checkbox_is_remembered(qtbot, archiv
     qtbot.waitUntil(lambda: dialog.runner is not None and not dialog.is_running(),
                     timeout=60_000)
     assert "Not installed" in dialog.result.text() and "Not Found" in dialog.result.text()
-    assert not zoo.installed_models()
+    assert not zoo.user_models()
     dialog.show_at_start.setChecked(False)
     assert window.settings.show_welcome is False
     dialog.close()
@@ -65,7 +71,7 @@ def test_importing_a_file_from_the_welcome(qtbot, tmp_path, paper_file):
         dialog.import_file(source)
     assert installed.args[0].name == "Final_Full_Model"
     qtbot.waitUntil(lambda: not dialog.is_running())
-    assert [m.name for m in zoo.installed_models()] == ["Final_Full_Model"]
+    assert [m.name for m in zoo.user_models()] == ["Final_Full_Model"]
 
 
 def test_no_welcome_over_files_given_on_the_command_line_and_it_is_never_modal(qtbot,

@@ -181,10 +181,12 @@ class MainWindow(QMainWindow):
 
     # -- first run ----------------------------------------------------------------------------
     def maybe_show_welcome(self) -> None:
-        """At start-up: the welcome window while no model is installed, unless turned off."""
+        """At start-up: the welcome window while no model of the user's own is installed,
+        unless turned off. The bundled demo does not count: the Generate tab opens on it, and
+        the welcome says what it is (phantoms, not clinical) and how to get the paper's."""
         from cxrgan_desktop import zoo
 
-        if self.settings.show_welcome and not zoo.installed_models():
+        if self.settings.show_welcome and not zoo.user_models():
             self.show_welcome()
 
     def show_welcome(self):

@@ -34,7 +34,9 @@ def card_html(card: ModelCard) -> str:
             ("Training data", card.training_data), ("Licence", card.licence),
             ("Source", " · ".join(str(v) for k, v in card.source.items()
                                   if k in ("distributor", "record", "archive", "file") and v)),
-            ("Citation", card.citation)]
+            ("Citation", card.citation), ("Limitations", card.limitations),
+            ("Training", json.dumps(card.training, indent=1) if card.training else None),
+            ("Evaluation", json.dumps(card.evaluation, indent=1) if card.evaluation else None)]
     return (f"<h3>{html.escape(card.name)}</h3><p>{html.escape(card.description)}</p>"
             + _table(rows))
 
@@ -50,9 +52,12 @@ def details_html(details: dict) -> str:
     return _table(rows)
 
 
+_JSON_ROWS = ("Provenance", "Training", "Evaluation")  # our own JSON: newlines kept
+
+
 def _table(rows) -> str:
     cells = "".join(f"<tr><td valign='top'><b>{html.escape(k)}</b>&nbsp;</td>"
-                    f"<td><code>{html.escape(printable(v) if k != 'Provenance' else str(v))}"
+                    f"<td><code>{html.escape(str(v) if k in _JSON_ROWS else printable(v))}"
                     "</code></td></tr>"
                     for k, v in rows if v not in (None, "", []))
     return f"<table>{cells}</table>"
@@ -86,15 +91,27 @@ class ModelLibrary(QWidget):
 
     def refresh(self) -> None:
         self.tree.clear()
+        from cxrgan_desktop.engine.classifier.installed import bundled_classifiers
+
         installed = {m.name: m for m in zoo.installed_models()}
+        bundled_classifiers = {p.stem for p in bundled_classifiers()}
         for card in zoo.known_cards():
+            if card.kind != "generator":  # the demo classifier: its card, no generator file
+                status = "bundled classifier (Findings tab)" if card.id in bundled_classifiers \
+                    else "not installed"
+                item = QTreeWidgetItem([card.name, status, card.kind])
+                item.setData(0, Qt.ItemDataRole.UserRole, (card, None))
+                self.tree.addTopLevelItem(item)
+                continue
             model = installed.pop(card.id, None)
-            status = "installed" if model else "not installed"
+            status = ("bundled (read-only)" if model and model.bundled
+                      else "installed" if model else "not installed")
             item = QTreeWidgetItem([card.name, status, card.source.get("record", "")])
             item.setData(0, Qt.ItemDataRole.UserRole, (card, model.path if model else None))
             self.tree.addTopLevelItem(item)
         for model in installed.values():
-            item = QTreeWidgetItem([printable(model.name), "installed",
+            item = QTreeWidgetItem([printable(model.name),
+                                    "bundled (read-only)" if model.bundled else "installed",
                                     f"{model.size_bytes / 1e6:.1f} MB"])
             item.setData(0, Qt.ItemDataRole.UserRole, (None, model.path))
             self.tree.addTopLevelItem(item)

@@ -44,6 +44,7 @@ from cxrgan_desktop.gui.train_monitor import RunMonitor, eta_seconds, format_dur
 from cxrgan_desktop.runtime import cli_command
 
 PRESET_LABELS = {"tiny64": "CPU demo 64 px (tiny network, minutes)",
+                 "demo-phantom-64": "CPU 64 px, the bundled demo model's recipe (about an hour)",
                  "quick256": "Quick 256 px (small network, GPU)",
                  "paper1024": "Paper 1024 px (GPU, weeks)", "finetune": "Fine-tune a model"}
 

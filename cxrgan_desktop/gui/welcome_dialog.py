@@ -2,8 +2,10 @@
 (download the paper's, import a file, train one), with the download's progress and the
 SHA-256 of what arrived.
 
-Shown at start-up while no model is installed (unless the user turned it off); Help ▸
-Welcome opens it at any time.
+Shown at start-up while no model of the user's own is installed (unless the user turned it
+off); Help ▸ Welcome opens it at any time. The bundled demo model is usable meanwhile (the
+Generate tab opens on it); the welcome says what it is, so nobody mistakes its 64 px phantoms
+for the paper's radiographs.
 """
 
 from __future__ import annotations
@@ -30,10 +32,24 @@ PAPER_CARD = "segal2020-pggan-cxr14"
 MODEL_FILTER = "Model files (*.pth *.pt *.ckpt *.safetensors);;All files (*)"
 
 
+def _demo_html(demo: list[zoo.InstalledModel]) -> str:
+    if not demo:
+        return ("<b>No generator is installed yet</b>, and this build ships no demo model: "
+                "choose one of the ways below.")
+    model = demo[0]
+    what = model.card.name if model.card is not None else model.name
+    return (f"<b>No generator of your own is installed yet.</b> The bundled demo model "
+            f"<b>{model.name}</b> ({what}) works now, offline: the Generate tab is set to it "
+            "and the Findings tab to its demo classifier. It was trained in minutes on a CPU "
+            "on the procedural chest phantom, at <b>64 px: phantom data, not clinical</b>, for "
+            "trying the application out. For the paper's 1024 px radiographs, get its "
+            "generator below.")
+
+
 def _intro_html(installed: list[zoo.InstalledModel], card: zoo.ModelCard | None) -> str:
-    models = (f"Installed models: <b>{', '.join(m.name for m in installed)}</b>."
-              if installed else "<b>No generator is installed yet</b>, and this version "
-              "ships no demo model: choose one of the ways below.")
+    mine = [m for m in installed if not m.bundled]
+    models = (f"Installed models: <b>{', '.join(m.name for m in mine)}</b>." if mine
+              else _demo_html([m for m in installed if m.bundled]))
     paper = ""
     if card is not None:
         paper = (f"<p><b>The paper's generator</b>: {card.name}, {card.licence} licence, from "

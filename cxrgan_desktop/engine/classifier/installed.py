@@ -23,6 +23,7 @@ from cxrgan_desktop import paths
 from cxrgan_desktop.imaging.chestxray14 import FINDINGS
 
 SUFFIX = ".safetensors"
+DEMO_CLASSIFIER = "demo-phantom-64-classifier"  # bundled, trained on the demo's phantoms
 ARCHITECTURE_NAMES = ("densenet121", "densenet-small")  # densenet.ARCHITECTURES' keys
 
 _MAX_HEADER = 100 * 1024 * 1024
@@ -77,20 +78,51 @@ def classifiers_dir() -> Path:
     return paths.models_dir() / "classifiers"
 
 
-def installed_classifiers() -> list[Path]:
+def bundled_classifiers_dir() -> Path:
+    """The demo classifier shipped in the package (a subfolder, so that the generator list,
+    which reads the folder above, never takes it for a generator)."""
+    return paths.bundled_models_dir() / "classifiers"
+
+
+def user_classifiers() -> list[Path]:
     """Classifier files in the user's folder, by name."""
     folder = classifiers_dir()
     return sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
 
 
+def bundled_classifiers() -> list[Path]:
+    """Classifier files shipped in the package (the demo classifier), by name."""
+    folder = bundled_classifiers_dir()
+    return sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
+
+
+def is_bundled_classifier(path: str | os.PathLike[str]) -> bool:
+    return Path(path).resolve().parent == bundled_classifiers_dir().resolve()
+
+
+def installed_classifiers() -> list[Path]:
+    """Every usable classifier: the user's first, by name, then the bundled ones whose names
+    no user file takes (so LCO works offline out of the box, and the user's own is the
+    default as soon as there is one)."""
+    mine = user_classifiers()
+    taken = {p.stem for p in mine}
+    return mine + [p for p in bundled_classifiers() if p.stem not in taken]
+
+
+def default_classifier() -> Path | None:
+    """The classifier LCO uses when none is named: the first of :func:`installed_classifiers`."""
+    files = installed_classifiers()
+    return files[0] if files else None
+
+
 def resolve_classifier(name_or_path: str) -> Path:
-    """A path as given, or the installed classifier of that name."""
+    """A path as given, or the installed (then bundled) classifier of that name."""
     path = Path(name_or_path).expanduser()
     if path.exists() or path.suffix or os.sep in name_or_path:
         return path
-    installed = classifiers_dir() / f"{name_or_path}{SUFFIX}"
-    if installed.exists():
-        return installed
+    for candidate in installed_classifiers():
+        if candidate.stem == name_or_path:
+            return candidate
     names = ", ".join(p.stem for p in installed_classifiers()) or "none installed"
     raise FileNotFoundError(f"{path}: no such file, and no installed classifier of that name "
                             f"(installed: {names})")
