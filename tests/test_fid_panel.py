@@ -36,8 +36,11 @@ def _record(fid=3.5, n_real=5000, n_fake=100, kid=True):
             "warnings": ["synthetic: N = 100 < 2048"], "seconds": 12.5}
 
 
-def test_run_needs_two_usable_sides_and_small_n_warns(qtbot, folders):
+def test_run_needs_two_usable_sides_and_small_n_warns(qtbot, folders, monkeypatch):
+    from cxrgan_desktop import zoo
+
     real, fake = folders
+    monkeypatch.setattr(zoo, "bundled_models", lambda: [])  # a build without the demo model
     panel = FIDPanel()
     qtbot.addWidget(panel)
     panel.real.set_side_text(str(real / "missing"))
