@@ -259,7 +259,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for card in cards:
         state = states.get(card.id, "not installed")
         source = (f"source: {card.source.get('record', '')} {card.source.get('archive', '')}"
-                  if card.source else f"{card.kind}; card: 'cxrgan models --json'")
+                  if card.source.get("record") else
+                  f"{card.kind} shipped in the package; its card: 'cxrgan models --json'")
         print(f"  {card.id}  [{state}]\n    {card.name}\n    licence {card.licence}; {source}")
         if card.limitations:
             print(f"    {card.limitations}")

@@ -55,10 +55,15 @@ def details_html(details: dict) -> str:
 _JSON_ROWS = ("Provenance", "Training", "Evaluation")  # our own JSON: newlines kept
 
 
+def _cell(key: str, value) -> str:
+    if key in _JSON_ROWS:  # indented JSON: <pre> keeps its lines
+        return f"<pre>{html.escape(str(value))}</pre>"
+    return f"<code>{html.escape(printable(value))}</code>"
+
+
 def _table(rows) -> str:
     cells = "".join(f"<tr><td valign='top'><b>{html.escape(k)}</b>&nbsp;</td>"
-                    f"<td><code>{html.escape(str(v) if k in _JSON_ROWS else printable(v))}"
-                    "</code></td></tr>"
+                    f"<td>{_cell(k, v)}</td></tr>"
                     for k, v in rows if v not in (None, "", []))
     return f"<table>{cells}</table>"
 
@@ -97,7 +102,7 @@ class ModelLibrary(QWidget):
         bundled_classifiers = {p.stem for p in bundled_classifiers()}
         for card in zoo.known_cards():
             if card.kind != "generator":  # the demo classifier: its card, no generator file
-                status = "bundled classifier (Findings tab)" if card.id in bundled_classifiers \
+                status = "bundled classifier (Synthesise tab)" if card.id in bundled_classifiers \
                     else "not installed"
                 item = QTreeWidgetItem([card.name, status, card.kind])
                 item.setData(0, Qt.ItemDataRole.UserRole, (card, None))

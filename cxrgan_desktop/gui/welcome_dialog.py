@@ -40,10 +40,10 @@ def _demo_html(demo: list[zoo.InstalledModel]) -> str:
     what = model.card.name if model.card is not None else model.name
     return (f"<b>No generator of your own is installed yet.</b> The bundled demo model "
             f"<b>{model.name}</b> ({what}) works now, offline: the Generate tab is set to it "
-            "and the Findings tab to its demo classifier. It was trained in minutes on a CPU "
-            "on the procedural chest phantom, at <b>64 px: phantom data, not clinical</b>, for "
-            "trying the application out. For the paper's 1024 px radiographs, get its "
-            "generator below.")
+            "and the Synthesise tab to its demo classifier. It was trained on a 2-core CPU on "
+            "the procedural chest phantom, at <b>64 px: phantom data, not clinical</b>, for "
+            "trying the application out (its card is in the Models tab). For the paper's "
+            "1024 px radiographs, get its generator below.")
 
 
 def _intro_html(installed: list[zoo.InstalledModel], card: zoo.ModelCard | None) -> str:
@@ -65,7 +65,8 @@ def _intro_html(installed: list[zoo.InstalledModel], card: zoo.ModelCard | None)
         "action has a <code>cxrgan</code> command-line twin.</p>"
         f"<p>{models}</p>{paper}"
         "<p>Without a model you can still open, window and convert radiographs (Ctrl+O), "
-        "make phantom images (<code>cxrgan phantom</code>) and analyse reader studies.</p>")
+        "make phantom images (<code>cxrgan phantom</code>) and analyse reader studies.</p>"
+        if not installed else "")
 
 
 class WelcomeDialog(QDialog):
@@ -102,8 +103,8 @@ class WelcomeDialog(QDialog):
         self.result = QLabel("")
         self.result.setWordWrap(True)
         self.result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.show_at_start = QCheckBox("Show this window at start-up while no model is "
-                                       "installed")
+        self.show_at_start = QCheckBox("Show this window at start-up while no model of my own "
+                                       "is installed")
         self.show_at_start.setChecked(show_at_start)
         close = QPushButton("Close")
         close.clicked.connect(self.close)
