@@ -57,16 +57,16 @@ def _intro_html(installed: list[zoo.InstalledModel], card: zoo.ModelCard | None)
                  f"file {card.source.get('file', '')}). No checksum is published, so its "
                  "SHA-256 is shown and recorded when it is installed.<br>"
                  f"<i>Please cite: {card.citation}</i></p>")
+    without = ("<p>Without a model you can still open, window and convert radiographs "
+               "(Ctrl+O), make phantom images (<code>cxrgan phantom</code>) and analyse reader "
+               "studies.</p>" if not installed else "")
     return (
         "<h2>Welcome to cxrgan-desktop</h2>"
         "<p>Synthetic chest radiographs from Progressive Growing GANs: generate and view them "
         "with DICOM window/level, synthesise chosen findings (LCO), measure FID and KID, run "
         "blinded reader studies, and test classifiers trained on synthetic data. Every "
         "action has a <code>cxrgan</code> command-line twin.</p>"
-        f"<p>{models}</p>{paper}"
-        "<p>Without a model you can still open, window and convert radiographs (Ctrl+O), "
-        "make phantom images (<code>cxrgan phantom</code>) and analyse reader studies.</p>"
-        if not installed else "")
+        f"<p>{models}</p>{paper}{without}")
 
 
 class WelcomeDialog(QDialog):
