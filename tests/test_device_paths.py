@@ -321,6 +321,7 @@ def ddp_worker(argv: list[str]) -> None:
         distributed.finish()
 
 
+@pytest.mark.slow  # torchrun and two fresh processes: about 15 s on the CPU
 def test_ddp_two_processes_on_one_device(device, tmp_path):
     if device.type == "mps":
         pytest.skip("no torch.distributed backend reduces MPS tensors")
