@@ -85,7 +85,9 @@ def main() -> None:
         "generator": {"name": model.name, "sha256": model.sha256,
                       "resolution": model.resolution},
         "heldout_images": len(heldout),
-        "classifier_auroc": {r.label: (None if r.auroc is None else round(r.auroc, 4))
+        # null where the held-out set has no positive (or no negative) image of a finding
+        "classifier_auroc": {r.label: (round(r.auroc, 4) if r.auroc is not None
+                                       and np.isfinite(r.auroc) else None)
                              for r in report.labels},
         "classifier_mean_auroc": round(float(np.nanmean(
             [r.auroc for r in report.labels if r.auroc is not None])), 4),

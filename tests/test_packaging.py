@@ -45,6 +45,27 @@ def test_the_spec_names_existing_data_and_covers_every_data_file():
         assert (PACKAGING / name).is_file(), name
 
 
+def test_the_wheel_package_data_covers_every_data_file_and_the_demo_models():
+    """pyproject's package-data patterns (per package folder, namespace folders included)
+    match every data file, so the wheel ships what the bundle ships: the demo weights too
+    (checked once by building a wheel: both .safetensors files were in it)."""
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = config["package-data"]["*"]
+    shipped = [p for p in (ROOT / "cxrgan_desktop").rglob("*")
+               if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in
+               p.parts]
+    for file in shipped:
+        assert any(fnmatch.fnmatch(file.name, pattern) for pattern in patterns), file
+    models = ROOT / "cxrgan_desktop" / "models"
+    names = {p.relative_to(models).as_posix() for p in shipped if models in p.parents}
+    assert {"demo-phantom-64.safetensors", "demo-phantom-64.json",
+            "classifiers/demo-phantom-64-classifier.safetensors",
+            "demo-phantom-64-classifier.json"} <= names
+
+
 def test_desktop_entry_icons_and_metainfo():
     entry = configparser.ConfigParser(interpolation=None)
     entry.optionxform = str
