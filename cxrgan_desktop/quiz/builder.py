@@ -122,11 +122,11 @@ def _lco_labels(image: Path) -> list[str]:
         return []
 
 
-def _from_files(inputs: list[str], count: int, rng: np.random.Generator,
-                settings: StudySettings, skipped: list[str], file_counts: list[int],
+def _from_files(inputs: list[str], files: list[Path], count: int, rng: np.random.Generator,
+                settings: StudySettings, skipped: list[str],
                 cancel: threading.Event | None) -> Iterator[Prepared]:
-    files = image_files(inputs)
-    file_counts.append(len(files))
+    """``count`` images drawn (by the seeded ``rng``) from ``files``, the listing of
+    ``inputs``; unreadable ones are listed in ``skipped`` and others drawn instead."""
     order = rng.permutation(len(files))
     made = 0
     for index in order:
@@ -161,10 +161,11 @@ def _from_model(model_name: str, count: int, seed: int, settings: StudySettings,
                        f"model:{model.name}#seed{seed}/{index}", [], list(image.shape))
 
 
-def shared_sources(real: list[str], synthetic: list[str]) -> list[tuple[Path, Path]]:
-    """Pairs (real, synthetic) that are one image: the same file reached twice, or two
-    byte-identical files. Such a case would be in the key under both truths."""
-    real_files, synthetic_files = _sized(image_files(real)), _sized(image_files(synthetic))
+def shared_sources(real: list[Path], synthetic: list[Path]) -> list[tuple[Path, Path]]:
+    """Pairs (real, synthetic) among two file listings that are one image: the same file
+    reached twice, or two byte-identical files. Such a case would be in the key under both
+    truths."""
+    real_files, synthetic_files = _sized(real), _sized(synthetic)
     by_size: dict[int, list[Path]] = {}
     for path, size in real_files:
         by_size.setdefault(size, []).append(path)
@@ -212,10 +213,8 @@ def check_sources_exist(plan: StudyPlan) -> None:
         raise ValueError(f"no such file or folder: {', '.join(missing)}")
 
 
-def _refuse_shared_sources(plan: StudyPlan) -> None:
-    if not plan.synthetic:
-        return
-    pairs = shared_sources(plan.real, plan.synthetic)
+def _refuse_shared_sources(real: list[Path], synthetic: list[Path]) -> None:
+    pairs = shared_sources(real, synthetic)
     if pairs:
         real, synthetic = pairs[0]
         raise ValueError(f"{len(pairs)} image(s) are among both the real and the synthetic "
@@ -223,17 +222,16 @@ def _refuse_shared_sources(plan: StudyPlan) -> None:
                          "both. Choose separate folders.")
 
 
-def _gather(plan: StudyPlan, truth: str, count: int, rng: np.random.Generator,
-            skipped: list[str], file_counts: list[int], progress: ProgressFn,
+def _gather(plan: StudyPlan, truth: str, files: list[Path], count: int,
+            rng: np.random.Generator, skipped: list[str], progress: ProgressFn,
             cancel: threading.Event | None) -> list[Prepared]:
     if truth == "real":
-        source = _from_files(plan.real, count, rng, plan.settings, skipped, file_counts,
-                             cancel)
+        source = _from_files(plan.real, files, count, rng, plan.settings, skipped, cancel)
     elif plan.model:
         source = _from_model(plan.model, count, plan.seed, plan.settings, plan.device, cancel)
     else:
-        source = _from_files(plan.synthetic, count, rng, plan.settings, skipped,
-                             file_counts, cancel)
+        source = _from_files(plan.synthetic, files, count, rng, plan.settings, skipped,
+                             cancel)
     out = []
     for item in source:
         out.append(item)
@@ -250,15 +248,17 @@ def build_study(plan: StudyPlan, out_dir: str | Path, name: str = "study",
     out = Path(out_dir)
     rng = np.random.default_rng([plan.seed, 0x5175])  # chooses source images only
     skipped: list[str] = []
-    file_counts: list[int] = []  # candidate files per folder source, for the audit's replay
     progress(0.0, "checking the sources")
     check_sources_exist(plan)
-    _refuse_shared_sources(plan)
+    real_files = image_files(plan.real)  # each folder is listed once, for every use below
+    synthetic_files = image_files(plan.synthetic) if plan.synthetic else []
+    if plan.synthetic:
+        _refuse_shared_sources(real_files, synthetic_files)
     n_practice = plan.practice
-    real = _gather(plan, "real", plan.n_real + n_practice, rng, skipped, file_counts,
+    real = _gather(plan, "real", real_files, plan.n_real + n_practice, rng, skipped,
                    sub_progress(progress, 0.0, 0.45), cancel)
-    synthetic = _gather(plan, "synthetic", plan.n_synthetic + n_practice, rng, skipped,
-                        file_counts, sub_progress(progress, 0.45, 0.9), cancel)
+    synthetic = _gather(plan, "synthetic", synthetic_files, plan.n_synthetic + n_practice,
+                        rng, skipped, sub_progress(progress, 0.45, 0.9), cancel)
     practice_items = [("real", p) for p in real[plan.n_real:]] + \
         [("synthetic", p) for p in synthetic[plan.n_synthetic:]]
     scored = [("real", p) for p in real[:plan.n_real]] + \
@@ -280,7 +280,9 @@ def build_study(plan: StudyPlan, out_dir: str | Path, name: str = "study",
                       [(practice_ids[i], practice_items[i][0], practice_items[i][1].levels)
                        for i in practice_order])
         built = _plan_record(plan)
-        built["source_files"] = file_counts
+        # candidate files per folder source, for the audit's replay of seeded draws
+        built["source_files"] = [len(real_files)] + ([len(synthetic_files)]
+                                                     if plan.synthetic else [])
         key = StudyKey(
             study_id=study_id, package_sha256=sha256_file(unaudited), seed=plan.seed,
             cases={cid: KeyCase(truth, item.source, item.labels, item.native_size)
