@@ -103,11 +103,6 @@ class LCOTarget:
         return self.present + self.absent
 
     @property
-    def present_threshold(self) -> float:
-        """What a present finding must reach (unless ``thresholds`` names it)."""
-        return self.threshold
-
-    @property
     def absent_level(self) -> float:
         """What an absent finding must stay below (unless ``thresholds`` names it)."""
         return self.threshold if self.absent_threshold is None else self.absent_threshold

@@ -87,6 +87,8 @@ def _load_paper_layout(file: Path, data: bytes, digest: str) -> LoadedGenerator:
         imported = segal.import_segal(state)
     except segal.LayoutError as error:
         raise CheckpointError(file, str(error), error.details) from error
+    check_generator_shapes(file, imported.config, {k: tuple(v.shape) for k, v
+                                                   in imported.generator_state.items()})
     generator = _build(file, imported.config, imported.generator_state,
                        imported.depth, imported.alpha)
     check_values(file, imported.discriminator_state or {})
@@ -122,9 +124,10 @@ def _build(file: Path, config: PGGANConfig, state: dict[str, torch.Tensor], dept
            alpha: float) -> Generator:
     """Instantiate the architecture and load the tensors strictly, naming any mismatch.
 
-    Shapes and values are checked first, so the network built is never larger than the
-    tensors the file really holds, and never holds NaN, infinities or integers."""
-    check_generator_shapes(file, config, {k: tuple(v.shape) for k, v in state.items()})
+    The caller has checked the shapes against the architecture (from a native file's header,
+    or from a paper-layout file's tensors), so the network built is never larger than the
+    tensors the file really holds; values are checked here, so it never holds NaN,
+    infinities or integers."""
     check_values(file, state)
     if not 0 <= depth <= config.max_depth or not 0.0 <= alpha <= 1.0:
         raise CheckpointError(file, f"invalid growth state: depth {depth} (0..{config.max_depth}"

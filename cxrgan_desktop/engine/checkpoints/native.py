@@ -25,8 +25,6 @@ from cxrgan_desktop.engine.checkpoints.errors import CheckpointError, shape_mism
 from cxrgan_desktop.engine.checkpoints.output import OutputAdapter
 from cxrgan_desktop.engine.checkpoints.validate import (
     TensorInfo,
-    read_model_bytes,
-    refuse_non_float_header,
     safetensors_header,
 )
 from cxrgan_desktop.engine.pggan import Discriminator, Generator, PGGANConfig
@@ -109,15 +107,6 @@ def load_tensors(path: Path, data: bytes) -> dict[str, torch.Tensor]:
         return safetensors_load(data)
     except (SafetensorError, ValueError, RuntimeError, TypeError) as error:
         raise CheckpointError(path, f"damaged safetensors file ({error})") from error
-
-
-def read_native(path: Path, fmt: str = FORMAT, version: str = FORMAT_VERSION,
-                kind: str = "PGGAN model") -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """Metadata and tensors of a native file on disk (read once, size-capped)."""
-    data, _ = read_model_bytes(path)
-    metadata, infos = read_native_header(path, data, fmt, version, kind)
-    refuse_non_float_header(path, infos)
-    return metadata, load_tensors(path, data)
 
 
 def native_parts(path: Path, metadata: dict[str, str]) -> tuple[PGGANConfig, OutputAdapter,

@@ -129,11 +129,7 @@ def _load_classifier(file: Path, data: bytes, digest: str) -> LoadedClassifier:
                       "training_data": "NIH ChestX-ray14 (CheXNet-style checkpoint)"}
         name = printable(file.stem)
     check_values(file, tensors, allow_int=_is_counter)
-    classifier = PathologyClassifier(spec)
-    problems = native.mismatches_with(classifier.network, tensors)
-    if problems:
-        raise CheckpointError(file, f"the weights do not fit the declared classifier "
-                              f"({spec.architecture}, {len(spec.labels)} labels)", problems)
+    classifier = PathologyClassifier(spec)  # shapes were checked by _check_shapes above
     classifier.network.load_state_dict(tensors)
     return LoadedClassifier(classifier.eval(), file, digest, name, provenance)
 
