@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from cxrgan_desktop.names import printable
 
@@ -24,6 +25,22 @@ class CheckpointError(Exception):
             more = len(self.details) - len(shown)
             text += "\n  " + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else "")
         super().__init__(text)
+
+
+@contextlib.contextmanager
+def failures_named(path: str | os.PathLike[str], this: str, kind: str) -> Iterator[None]:
+    """The last line of defence of a loader: whatever a damaged or crafted file makes the
+    parsing raise ends as a :class:`CheckpointError` naming the file ("not enough memory to
+    open this <this>", "cannot be opened as a <kind>"), never a bare traceback."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except MemoryError as error:
+        raise CheckpointError(path, f"not enough memory to open this {this}") from error
+    except Exception as error:
+        raise CheckpointError(path, f"cannot be opened as a {kind} "
+                              f"({type(error).__name__}: {error})") from error
 
 
 class UnsafeCheckpointError(CheckpointError):

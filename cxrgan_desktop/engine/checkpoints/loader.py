@@ -15,6 +15,7 @@ from cxrgan_desktop.engine.checkpoints import native, restricted_pickle, segal
 from cxrgan_desktop.engine.checkpoints.errors import (
     CheckpointError,
     UnsafeCheckpointError,
+    failures_named,
 )
 from cxrgan_desktop.engine.checkpoints.output import PAPER_ADAPTER, OutputAdapter
 from cxrgan_desktop.engine.checkpoints.validate import (
@@ -62,18 +63,10 @@ def load_generator(path: str | os.PathLike[str]) -> LoadedGenerator:
     if not file.is_file():
         raise CheckpointError(file, "no such file")
     data, digest = read_model_bytes(file)
-    try:
+    with failures_named(file, "model", "generator"):
         if native.is_safetensors(data):
             return _load_native(file, data, digest)
         return _load_paper_layout(file, data, digest)
-    except CheckpointError:
-        raise
-    except MemoryError as error:
-        raise CheckpointError(file, "not enough memory to open this model") from error
-    except Exception as error:  # last line of defence: a damaged or crafted file must end
-        # in an error that names it, never in a bare traceback
-        raise CheckpointError(file, f"cannot be opened as a generator "
-                              f"({type(error).__name__}: {error})") from error
 
 
 def _load_paper_layout(file: Path, data: bytes, digest: str) -> LoadedGenerator:

@@ -28,7 +28,11 @@ from safetensors.torch import save as safetensors_bytes
 
 from cxrgan_desktop import __version__
 from cxrgan_desktop.engine.checkpoints import native
-from cxrgan_desktop.engine.checkpoints.errors import CheckpointError, shape_mismatches
+from cxrgan_desktop.engine.checkpoints.errors import (
+    CheckpointError,
+    failures_named,
+    shape_mismatches,
+)
 from cxrgan_desktop.engine.checkpoints.loader import read_torch_file
 from cxrgan_desktop.engine.checkpoints.validate import (
     check_values,
@@ -92,15 +96,8 @@ def load_classifier(path: str | os.PathLike[str]) -> LoadedClassifier:
     if not file.is_file():
         raise CheckpointError(file, "no such file")
     data, digest = read_model_bytes(file)
-    try:
+    with failures_named(file, "classifier", "classifier"):
         return _load_classifier(file, data, digest)
-    except CheckpointError:
-        raise
-    except MemoryError as error:
-        raise CheckpointError(file, "not enough memory to open this classifier") from error
-    except Exception as error:  # last line of defence, as for generators: name the file
-        raise CheckpointError(file, f"cannot be opened as a classifier "
-                              f"({type(error).__name__}: {error})") from error
 
 
 def _is_counter(key: str) -> bool:
