@@ -358,12 +358,12 @@ def _cmd_classifier_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _side_thresholds(args: argparse.Namespace) -> tuple[float, float | None]:
-    """(present threshold, absent threshold or None when it equals the present one: such a
-    target records as before the two were separated)."""
+def _side_thresholds(args: argparse.Namespace) -> tuple[float, float]:
+    """(present threshold, absent threshold): each side's option, else --threshold (an
+    LCOTarget with the two equal records as before they were separated)."""
     present = args.threshold if args.present_threshold is None else args.present_threshold
     absent = args.threshold if args.absent_threshold is None else args.absent_threshold
-    return present, None if absent == present else absent
+    return present, absent
 
 
 def _refuse_unreliable(args: argparse.Namespace, classifier: Any, plan: Any) -> None:

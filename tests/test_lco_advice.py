@@ -258,3 +258,13 @@ def test_cli_refuses_unreadable_findings_unless_allowed(phantom_generator, phant
     plan = json.loads((tmp_path / "same" / "archive.json").read_text())["plan"]
     assert "absent_threshold" not in plan["targets"][0]
     assert np.isclose(plan["targets"][0]["threshold"], 1e-6)
+
+
+def test_equal_side_thresholds_record_as_one_whoever_builds_the_target():
+    from cxrgan_desktop.engine.lco import LCOTarget
+
+    both = LCOTarget(("Cardiomegaly",), ("Effusion",), 0.6, absent_threshold=0.6)
+    one = LCOTarget(("Cardiomegaly",), ("Effusion",), 0.6)
+    assert both.absent_threshold is None and both.to_json() == one.to_json()
+    apart = LCOTarget(("Cardiomegaly",), ("Effusion",), 0.6, absent_threshold=0.3)
+    assert apart.to_json()["absent_threshold"] == 0.3

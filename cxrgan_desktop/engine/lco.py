@@ -89,7 +89,11 @@ class LCOTarget:
         if both:
             raise ValueError(f"label(s) {', '.join(both)} requested both present and absent")
         if self.absent_threshold is not None:
-            object.__setattr__(self, "absent_threshold", float(self.absent_threshold))
+            absent = float(self.absent_threshold)
+            # one threshold for both sides is the target as it was before the two were
+            # separated, and is recorded the same way, whoever builds it
+            object.__setattr__(self, "absent_threshold",
+                               None if absent == self.threshold else absent)
         sides = [(None, self.threshold)]
         if self.absent_threshold is not None:
             sides.append(("absent findings", self.absent_threshold))

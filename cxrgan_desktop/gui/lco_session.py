@@ -52,9 +52,8 @@ def make_job(request: LCOPanelRequest, model_path: str, load_model: Callable[[st
         model = load_model(model_path)
         classifier = load_classifier(request.classifier)
         judge = load_classifier(request.judge) if request.judge else None
-        absent = request.absent_threshold
         target = LCOTarget(request.present, request.absent, request.threshold,
-                           absent_threshold=None if absent == request.threshold else absent)
+                           absent_threshold=request.absent_threshold)
         labels = classifier.labels
         settings = LCOSettings(steps=request.steps, restarts=request.restarts,
                                batch_size=request.batch_size)
