@@ -153,18 +153,11 @@ def _settings(args: argparse.Namespace):
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from cxrgan_desktop.imaging.readers import missing_inputs
-
-    missing = missing_inputs([*args.real, *(args.synthetic or [])])
-    if missing:  # before the imports below start torch
-        raise UserError(f"no such file or folder: {', '.join(missing)}")
-    from cxrgan_desktop import zoo
-    from cxrgan_desktop.cli_progress import run_job
-    from cxrgan_desktop.engine.checkpoints import CheckpointError
-    from cxrgan_desktop.quiz.builder import (
+    from cxrgan_desktop.quiz.builder import (  # no torch: checks come before it loads
         AuditFailed,
         StudyPlan,
         build_study,
+        check_sources_exist,
     )
 
     try:
@@ -172,6 +165,14 @@ def cmd_build(args: argparse.Namespace) -> int:
                          synthetic=args.synthetic or [], model=args.model, seed=args.seed,
                          practice=args.practice, settings=_settings(args),
                          readers=args.readers)
+        check_sources_exist(plan)
+    except ValueError as error:
+        raise UserError(str(error)) from error
+    from cxrgan_desktop import zoo
+    from cxrgan_desktop.cli_progress import run_job
+    from cxrgan_desktop.engine.checkpoints import CheckpointError
+
+    try:
         plan.device = str(resolve_device_option(args.device)) if plan.model else "cpu"
         result = run_job(lambda progress, cancel: build_study(
             plan, args.out, args.name, progress, cancel, force=args.force), None, "",

@@ -369,7 +369,7 @@ class StudyBuilderDialog(QDialog):
 
     def _refused(self, failed) -> None:
         """The audit failed, so the builder wrote no package: say which checks, plainly."""
-        failing = [c for c in failed.report.failures() if c.blocking]
+        failing = failed.report.blocking_failures()
         self.audit.setPlainText(failed.report.text() + "\n\nNo package was written.")
         items = "".join(f"<li><b>{html.escape(c.name)}</b>: {html.escape(c.detail)}</li>"
                         for c in failing)

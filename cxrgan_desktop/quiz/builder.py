@@ -49,9 +49,9 @@ class AuditFailed(Exception):
 
     def __init__(self, report: AuditReport) -> None:
         self.report = report
-        failed = [c for c in report.failures() if c.blocking]
         super().__init__("the leak audit FAILED, so no package was written (" +
-                         "; ".join(f"{c.name}: {c.detail}" for c in failed) + ")")
+                         "; ".join(f"{c.name}: {c.detail}"
+                                   for c in report.blocking_failures()) + ")")
 
 
 @dataclass

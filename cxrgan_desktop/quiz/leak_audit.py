@@ -51,11 +51,15 @@ class AuditReport:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed or not c.blocking for c in self.checks)
+        return not self.blocking_failures()
 
     def failures(self) -> list[Check]:
         """Every check that did not pass, blocking or not."""
         return [c for c in self.checks if not c.passed]
+
+    def blocking_failures(self) -> list[Check]:
+        """The checks that did not pass and stop the study (notes left out)."""
+        return [c for c in self.failures() if c.blocking]
 
     def text(self) -> str:
         lines = [f"{'PASS' if c.passed else 'FAIL' if c.blocking else 'NOTE'}  {c.name}: "

@@ -253,16 +253,16 @@ def _check_session(session: ReaderSession) -> None:
         raise SessionError(f"{file}: the package's SHA-256 is missing")
     if not _is_int(session.order_seed):
         raise SessionError(f"{file}: the order's seed is not a whole number")
+    place = {case: position for position, case in enumerate(session.order)}
     seen: set[str] = set()
     for number, answer in enumerate(session.answers, start=1):
         if answer.case in seen:
             raise SessionError(f"{file}, answer {number}: case {answer.case} is answered "
                                "twice")
-        if answer.case not in session.order:
+        if answer.case not in place:
             raise SessionError(f"{file}, answer {number}: case {answer.case} is not in this "
                                "session's order")
-        if session.order.index(answer.case) != answer.position:
+        if place[answer.case] != answer.position:
             raise SessionError(f"{file}, answer {number}: case {answer.case} is at place "
-                               f"{session.order.index(answer.case)} of the order, not "
-                               f"{answer.position}")
+                               f"{place[answer.case]} of the order, not {answer.position}")
         seen.add(answer.case)
