@@ -36,6 +36,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cxrgan_desktop.fileio import remove_orphan_temps
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -186,8 +188,9 @@ def _acquire_exclusive(path: Path, info: dict[str, Any]) -> int:
 def output_lock(folder: str | os.PathLike[str], job: str) -> Iterator[Path]:
     """Hold ``folder``'s lock for the block (the folder is created if needed).
 
-    Raises :class:`FolderBusy` at once if a live process holds it. The lock file is removed
-    on exit, whether the block finished or raised.
+    Raises :class:`FolderBusy` at once if a live process holds it. Once it is held, every
+    temporary file left in the folder is a killed run's, and is removed here for every job.
+    The lock file is removed on exit, whether the block finished or raised.
     """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -201,6 +204,7 @@ def output_lock(folder: str | os.PathLike[str], job: str) -> Iterator[Path]:
     if fd is None:
         fd = _acquire_exclusive(path, info)
     try:
+        remove_orphan_temps(out)
         yield path
     finally:
         # Remove while still holding the kernel lock: a waiter then sees a new inode.

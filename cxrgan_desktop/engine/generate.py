@@ -40,7 +40,6 @@ from cxrgan_desktop.engine.render import Renderer, latents_for_seed
 from cxrgan_desktop.fileio import (
     atomic_write_json,
     atomic_writer,
-    remove_orphan_temps,
     sha256_file,
 )
 from cxrgan_desktop.imaging.dicom_export import (
@@ -164,7 +163,6 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
                      on_image: Callable[[int, np.ndarray, Path], None] | None,
                      count: int) -> GenerateResult:
     """The job, with the folder's lock held (see the module's docstring for the order)."""
-    remove_orphan_temps(out)  # we hold the lock: every temporary file is a killed run's
     manifest, ours = _earlier_run(out)
     kept: dict[int, Path] = {}
     series: SyntheticSeries | None = None

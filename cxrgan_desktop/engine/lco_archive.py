@@ -60,7 +60,7 @@ from cxrgan_desktop.engine.lco import (
     optimise,
 )
 from cxrgan_desktop.engine.lco_advice import LCOAdvice, Outcome, advise
-from cxrgan_desktop.fileio import atomic_write_json, atomic_write_many, remove_orphan_temps
+from cxrgan_desktop.fileio import atomic_write_json, atomic_write_many
 from cxrgan_desktop.imaging.chestxray14 import DataEntry, data_entry_csv_text
 from cxrgan_desktop.imaging.dicom_export import export_dicom
 from cxrgan_desktop.imaging.phantom.labels import LabelDistribution
@@ -193,8 +193,6 @@ class _Archive:
     @classmethod
     def open(cls, out_dir: Path, header: dict[str, Any], image_format: str,
              model: LoadedGenerator) -> _Archive:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        remove_orphan_temps(out_dir)  # the caller holds the lock: they are a killed run's
         plan_file = out_dir / PLAN_NAME
         if plan_file.exists():
             try:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cxrgan_desktop.csv_cells import FORMULA_STARTS, spreadsheet_safe
-from cxrgan_desktop.fileio import atomic_write_text, remove_orphan_temps
+from cxrgan_desktop.fileio import atomic_write_text
 from cxrgan_desktop.imaging.png16 import write_png16
 from cxrgan_desktop.imaging.readers import (
     LoadedImage,
@@ -111,7 +111,6 @@ def convert_images(inputs: Iterable[str | os.PathLike[str]], out_dir: str | os.P
 
 def _convert_locked(roots: list[Path], out: Path, progress: ProgressFn,
                     cancel: threading.Event | None, overwrite: bool) -> ConvertReport:
-    remove_orphan_temps(out)  # we hold the lock: every temporary file is a killed run's
     earlier, finished = _earlier_outputs(out)
     if finished and not overwrite:
         raise OutputFolderError(

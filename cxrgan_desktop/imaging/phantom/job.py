@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 import cxrgan_desktop
-from cxrgan_desktop.fileio import atomic_write_many, remove_orphan_temps
+from cxrgan_desktop.fileio import atomic_write_many
 from cxrgan_desktop.imaging.chestxray14 import DataEntry, data_entry_csv_text
 from cxrgan_desktop.imaging.phantom.anatomy import FIELD_OF_VIEW_MM
 from cxrgan_desktop.imaging.phantom.labels import LabelDistribution
@@ -168,7 +168,6 @@ def write_phantoms(
 
 def _write_locked(folder: Path, n: int, size: int, seed: int, dist: LabelDistribution,
                   progress: ProgressFn, cancel: threading.Event | None) -> None:
-    remove_orphan_temps(folder)  # we hold the lock: every temporary file is a killed run's
     present = _present(folder)
     _check_existing(folder, seed, size, dist, present)
     total = max([n, *(k + 1 for k in present)])
