@@ -180,10 +180,11 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
     result.files = [kept[i] for i in sorted(kept)]
 
     listed: set[Path] = set()  # the images the manifest on disk lists
+    latents_info = _latents_info(seed, latents_source)  # hashed once, not on every write
 
     def write_manifest() -> None:
         atomic_write_json(result.manifest, _manifest(
-            model, renderer, result, seed, latents_source, batch_size, precision, count,
+            model, renderer, result, seed, latents_info, batch_size, precision, count,
             image_format, window, recipe))
         listed.clear()
         listed.update(result.files)
@@ -331,16 +332,21 @@ def _save_latents(path: Path, latents: np.ndarray) -> None:
         np.save(handle, latents, allow_pickle=False)
 
 
-def _manifest(model: LoadedGenerator, renderer: Renderer, result: GenerateResult,
-              seed: int | None, latents_source: Path | None, batch_size: int, precision: str,
-              requested: int, image_format: str = "png16",
-              window: Window | None = None,
-              recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+def _latents_info(seed: int | None, latents_source: Path | None) -> dict[str, Any]:
+    """The manifest's account of the latents: the given file and its hash, or the recipe."""
     latents_info: dict[str, Any] = {"file": LATENTS_NAME}
     if latents_source is not None:
         latents_info.update(source=latents_source.name, source_sha256=sha256_file(latents_source))
     else:
         latents_info.update(seed=seed, recipe=LATENT_RECIPE)
+    return latents_info
+
+
+def _manifest(model: LoadedGenerator, renderer: Renderer, result: GenerateResult,
+              seed: int | None, latents_info: dict[str, Any], batch_size: int, precision: str,
+              requested: int, image_format: str = "png16",
+              window: Window | None = None,
+              recipe: dict[str, Any] | None = None) -> dict[str, Any]:
     manifest: dict[str, Any] = {
         "software": {"name": "cxrgan-desktop", "version": __version__},
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
