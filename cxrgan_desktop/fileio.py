@@ -166,6 +166,16 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A JSON object from a file this application wrote (a lock, a cache record), or None
+    when the file is missing, unreadable, not JSON or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
     """Hex SHA-256 of a file, read in chunks so multi-GB checkpoints do not fill memory."""
     digest = hashlib.sha256()

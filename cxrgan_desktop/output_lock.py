@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cxrgan_desktop.fileio import remove_orphan_temps
+from cxrgan_desktop.fileio import read_json_object, remove_orphan_temps
 
 try:
     import fcntl
@@ -78,14 +78,6 @@ def _lock_info(job: str) -> dict[str, Any]:
             "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
 
 
-def _read_info(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _write_info(fd: int, info: dict[str, Any]) -> None:
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
@@ -120,7 +112,7 @@ def _acquire_flock(path: Path, info: dict[str, Any]) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise FolderBusy(_describe_holder(_read_info(path), path.parent)) from None
+            raise FolderBusy(_describe_holder(read_json_object(path), path.parent)) from None
         except OSError as error:  # ENOLCK, EOPNOTSUPP...: this file system has no flock
             os.close(fd)
             raise _FlockUnsupported(str(error)) from error
@@ -159,7 +151,7 @@ def _acquire_exclusive(path: Path, info: dict[str, Any]) -> int:
             before = os.stat(path)
         except FileNotFoundError:
             continue
-        holder = _read_info(path)
+        holder = read_json_object(path)
         if holder is None:  # being created, or its writer died before writing it
             stale = _time.time() - before.st_mtime > _UNREADABLE_STALE_S
         else:
@@ -178,7 +170,7 @@ def _acquire_exclusive(path: Path, info: dict[str, Any]) -> int:
                 os.link(aside, path)
             with contextlib.suppress(OSError):
                 os.unlink(aside)
-            raise FolderBusy(_describe_holder(_read_info(path), path.parent))
+            raise FolderBusy(_describe_holder(read_json_object(path), path.parent))
         with contextlib.suppress(OSError):
             os.unlink(aside)
     raise FolderBusy(f"{path.parent}: could not take its lock file {LOCK_NAME}; try again")

@@ -205,17 +205,6 @@ def open_image_file(path: AnyPath) -> BinaryIO:
         raise
 
 
-def is_dicom_file(path: AnyPath) -> bool:
-    """DICOM Part 10 files carry 'DICM' after a 128-byte preamble. False for anything that
-    cannot be opened (never blocks on a pipe)."""
-    try:
-        with open_image_file(path) as handle:
-            head = handle.read(132)
-    except (ImageReadError, OSError):
-        return False
-    return _is_dicom_head(head)
-
-
 def _is_dicom_head(head: bytes) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
@@ -303,12 +292,6 @@ class Skipped:
 
     def __str__(self) -> str:
         return f"{self.shown}: {self.reason}"
-
-
-def is_candidate(path: Path) -> bool:
-    """Worth trying: a known image suffix, or DICOM content (PACS exports often lack one)."""
-    suffix = path.suffix.lower()
-    return suffix in RASTER_SUFFIXES or suffix in DICOM_SUFFIXES or is_dicom_file(path)
 
 
 def is_folder(path: Path) -> bool:

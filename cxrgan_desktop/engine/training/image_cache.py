@@ -65,7 +65,7 @@ from cxrgan_desktop.engine.training.preprocess import (
     resolutions_up_to,
     storage_dtype,
 )
-from cxrgan_desktop.fileio import atomic_write_json, atomic_write_text
+from cxrgan_desktop.fileio import atomic_write_json, atomic_write_text, read_json_object
 from cxrgan_desktop.imaging.readers import ImageReadError, display_path, read_image
 from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
 
@@ -121,14 +121,14 @@ class ImageCache:
         folder = Path(cache_dir)
         meta_path = folder / CACHE_JSON
         if not meta_path.exists():
-            progress = _read_json(folder / PROGRESS_JSON)
-            build = _read_json(folder / BUILD_JSON)
+            progress = read_json_object(folder / PROGRESS_JSON)
+            build = read_json_object(folder / BUILD_JSON)
             if progress is not None and build is not None:
                 raise ValueError(f"{folder}: incomplete image cache ({progress.get('completed')}"
                                  f" of {len(build.get('files', []))} images done); run "
                                  "build_cache again to continue it")
             raise ValueError(f"{folder}: not an image cache (no {CACHE_JSON})")
-        meta = _read_json(meta_path)
+        meta = read_json_object(meta_path)
         if meta is None:
             raise ValueError(f"{meta_path}: unreadable cache description")
         if meta.get("format") != CACHE_FORMAT:
@@ -213,14 +213,6 @@ def default_cache_dir(spec: DatasetSpec, max_resolution: int, bit_depth: int = 1
     fingerprint: a changed source rebuilds in the same folder instead of leaving old ones)."""
     key = json.dumps(_settings(spec, max_resolution, bit_depth, square), sort_keys=True)
     return paths.cache_dir() / "datasets" / hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _normalised(obj: Any) -> Any:
@@ -347,7 +339,7 @@ def build_cache(spec: DatasetSpec, cache_dir: str | os.PathLike[str], max_resolu
     settings = _normalised(_settings(listing.spec, max_resolution, bit_depth, square))
     total = len(listing.files)
 
-    done = _read_json(folder / CACHE_JSON)
+    done = read_json_object(folder / CACHE_JSON)
     if done is not None and done.get("settings") == settings \
             and done.get("fingerprint") == fingerprint:
         try:
@@ -358,8 +350,8 @@ def build_cache(spec: DatasetSpec, cache_dir: str | os.PathLike[str], max_resolu
             progress(1.0, f"{total}/{total} images")
             return cache
 
-    build = _read_json(folder / BUILD_JSON)
-    state = _read_json(folder / PROGRESS_JSON)
+    build = read_json_object(folder / BUILD_JSON)
+    state = read_json_object(folder / PROGRESS_JSON)
     resuming = (done is None and build is not None and state is not None
                 and build.get("settings") == settings and build.get("fingerprint") == fingerprint
                 and build.get("files") == list(listing.relative_paths()))
@@ -452,7 +444,7 @@ def _finish(folder: Path, listing: DatasetListing, run: _Build, settings: dict[s
     if run.upscaled:
         log.warning("image cache: %d images were smaller than %d px and were enlarged",
                     run.upscaled, resolutions[-1])
-    build = _read_json(folder / BUILD_JSON) or {}
+    build = read_json_object(folder / BUILD_JSON) or {}
     rel_paths = listing.relative_paths()
     meta = {
         "format": CACHE_FORMAT,
