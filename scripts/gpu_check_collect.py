@@ -21,10 +21,11 @@ import platform
 import re
 import subprocess
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+
+from cxrgan_desktop.fileio import atomic_write_json  # stdlib only: no torch
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATION_GOAL_IMAGES_PER_S = 1000  # issue 20: 1024 px, fp16, H100-class GPU
@@ -220,22 +221,6 @@ def _number(text: str) -> float | str:
         return text
 
 
-def write_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Temporary file in the same folder, fsync, rename: never a half-written report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", required=True, type=Path, help="the script's work folder")
@@ -258,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
               "mode": {"device": args.device, "quick": args.quick},
               "ok": bool(parts) and not failed, "failed_parts": failed,
               "environment": env, "summary": summary(parts, env), "parts": parts}
-    write_atomically(args.out, report)
+    atomic_write_json(args.out, report)
     print(json.dumps(report["summary"], indent=2))
     for name, part in parts.items():
         state = "skipped" if part.get("skipped") else ("ok" if part["ok"] else "FAILED: "
