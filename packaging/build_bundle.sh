@@ -17,7 +17,7 @@ python=".venv/bin/python"
 bundle="dist/cxrgan-desktop"
 cp packaging/cxrgan-desktop.desktop packaging/io.github.cxrgan_desktop.metainfo.xml "$bundle/"
 mkdir -p "$bundle/icons"
-cp packaging/icons/*.png cxrgan_desktop/resources/cxrgan-desktop.svg "$bundle/icons/"
+cp resources/icons/*.png resources/icons/cxrgan-desktop.svg "$bundle/icons/"
 cp packaging/install_bundle.sh "$bundle/install.sh"
 echo "built $bundle: $(du -sh "$bundle" | cut -f1), $(find "$bundle" -type f | wc -l) files" >&2
 if [ -n "${SELF_TEST_MODEL:-}" ]; then

@@ -2,6 +2,6 @@
 
 import sys
 
-from cxrgan_desktop.gui.app import main
+from cxrgan_desktop.gui.shell.app import main
 
 sys.exit(main())

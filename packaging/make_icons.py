@@ -1,5 +1,5 @@
-"""Render the application icon (cxrgan_desktop/resources/cxrgan-desktop.svg) to the PNG
-sizes desktops and PyInstaller ask for: packaging/icons/cxrgan-desktop-<N>.png.
+"""Render the application icon (resources/icons/cxrgan-desktop.svg) to the PNG
+sizes desktops and PyInstaller ask for: resources/icons/cxrgan-desktop-<N>.png.
 Run after changing the SVG:  .venv/bin/python packaging/make_icons.py"""
 
 import os
@@ -17,11 +17,11 @@ def main() -> int:
     from PySide6.QtSvg import QSvgRenderer
 
     app = QGuiApplication(sys.argv[:1])  # noqa: F841 (needed for painting)
-    renderer = QSvgRenderer(str(ROOT / "cxrgan_desktop" / "resources" / "cxrgan-desktop.svg"))
+    renderer = QSvgRenderer(str(ROOT / "resources" / "icons" / "cxrgan-desktop.svg"))
     if not renderer.isValid():
         print("the SVG icon could not be read", file=sys.stderr)
         return 1
-    out = ROOT / "packaging" / "icons"
+    out = ROOT / "resources" / "icons"
     out.mkdir(exist_ok=True)
     for size in SIZES:
         image = QImage(size, size, QImage.Format.Format_ARGB32)

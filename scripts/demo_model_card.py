@@ -32,7 +32,7 @@ from cxrgan_desktop.engine.classifier.files import load_classifier
 from cxrgan_desktop.engine.classifier.training import evaluate
 from cxrgan_desktop.engine.render import Renderer
 from cxrgan_desktop.engine.training.dataset import DatasetSpec
-from cxrgan_desktop.imaging.chestxray14 import FINDINGS
+from cxrgan_desktop.labels.chestxray14 import FINDINGS
 from cxrgan_desktop.metrics.classifier_distance import (
     classifier_features,
     classifier_frechet_distance,

@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from cxrgan_desktop.fileio import atomic_write_json  # stdlib only: no torch
+from cxrgan_desktop.core.fileio import atomic_write_json  # stdlib only: no torch
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATION_GOAL_IMAGES_PER_S = 1000  # issue 20: 1024 px, fp16, H100-class GPU

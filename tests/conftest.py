@@ -33,7 +33,7 @@ def isolated_user_folders(tmp_path, monkeypatch):
 def main_window(qtbot):
     """The main window, once its device probe has finished; a running job is stopped after
     the test."""
-    from cxrgan_desktop.gui.main_window import MainWindow
+    from cxrgan_desktop.gui.shell.main_window import MainWindow
 
     win = MainWindow()
     qtbot.addWidget(win)
@@ -47,7 +47,7 @@ def main_window(qtbot):
 @pytest.fixture
 def shown_viewer(qtbot):
     """An image viewer on screen at a fixed size, exposed, with no image yet."""
-    from cxrgan_desktop.gui.viewer import ImageViewer
+    from cxrgan_desktop.gui.viewer.viewer import ImageViewer
 
     widget = ImageViewer()
     qtbot.addWidget(widget)
@@ -73,7 +73,7 @@ def dialogs(monkeypatch):
 def phantom_study_sources(tmp_path_factory):
     """make(n, size, seeds) -> (real folder, synthetic folder): two sets of procedural
     phantoms standing in for the two classes of a reader study."""
-    from cxrgan_desktop.imaging.phantom import write_phantoms
+    from cxrgan_desktop.tasks.phantom import write_phantoms
 
     def make(n: int, size: int, seeds: tuple[int, int]):
         root = tmp_path_factory.mktemp("study_sources")
@@ -91,7 +91,8 @@ LCO_LABELS = ("Cardiomegaly", "Effusion", "Pneumothorax")
 @pytest.fixture(scope="session")
 def lco_phantoms(tmp_path_factory):
     """240 phantoms at 64 px where each of three findings is common (exact labels)."""
-    from cxrgan_desktop.imaging.phantom import LabelDistribution, write_phantoms
+    from cxrgan_desktop.labels.distribution import LabelDistribution
+    from cxrgan_desktop.tasks.phantom import write_phantoms
 
     folder = tmp_path_factory.mktemp("lco_phantoms")
     distribution = LabelDistribution.independent(
@@ -149,9 +150,9 @@ def experiment_data(lco_phantoms, phantom_generator, phantom_classifier, tmp_pat
     import dataclasses
 
     from cxrgan_desktop.engine.lco import LCOSettings
-    from cxrgan_desktop.engine.lco_archive import CSV_NAME, build_archive, distribution_plan
-    from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv, write_data_entry_csv
-    from cxrgan_desktop.imaging.phantom import LabelDistribution
+    from cxrgan_desktop.labels.chestxray14 import read_data_entry_csv, write_data_entry_csv
+    from cxrgan_desktop.labels.distribution import LabelDistribution
+    from cxrgan_desktop.tasks.archive import CSV_NAME, build_archive, distribution_plan
 
     root = tmp_path_factory.mktemp("tstr")
     entries = read_data_entry_csv(lco_phantoms / "Data_Entry_phantom.csv")
@@ -232,7 +233,7 @@ def archive_server(paper_file):
 @pytest.fixture(scope="session")
 def fid_weights_file(tmp_path_factory):
     """(path, spec): random weights in the FID layout, and a spec whose hash prefix fits."""
-    from cxrgan_desktop.fileio import sha256_file
+    from cxrgan_desktop.core.fileio import sha256_file
     from cxrgan_desktop.metrics.inception_weights import WeightsSpec
     from tests.reference.fid_random_weights import write_weights
 

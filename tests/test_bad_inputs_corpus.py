@@ -357,7 +357,7 @@ def test_training_listing_and_cache_account_for_every_file(corpus, tmp_path):
 
 
 def test_fid_folder_accounts_for_every_file(corpus):
-    from cxrgan_desktop.metrics.fid_sources import FolderSource
+    from cxrgan_desktop.tasks.fid_sources import FolderSource
 
     source = FolderSource([corpus])
     batches = list(source.batches(8))

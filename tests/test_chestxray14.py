@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cxrgan_desktop.imaging.chestxray14 import (
+from cxrgan_desktop.labels.chestxray14 import (
     FINDINGS,
     DataEntry,
     format_findings,

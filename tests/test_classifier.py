@@ -15,11 +15,7 @@ from cxrgan_desktop.cli import main
 from cxrgan_desktop.engine.checkpoints import CheckpointError, UnsafeCheckpointError
 from cxrgan_desktop.engine.classifier.data import cache_resolution, patient_split
 from cxrgan_desktop.engine.classifier.densenet import ARCHITECTURES, DenseNet
-from cxrgan_desktop.engine.classifier.files import (
-    chexnet_key,
-    load_classifier,
-    save_classifier,
-)
+from cxrgan_desktop.engine.classifier.files import chexnet_key, load_classifier, save_classifier
 from cxrgan_desktop.engine.classifier.model import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -28,7 +24,7 @@ from cxrgan_desktop.engine.classifier.model import (
     resize_images,
 )
 from cxrgan_desktop.engine.classifier.training import balanced_bce, balanced_weights
-from cxrgan_desktop.imaging.chestxray14 import FINDINGS
+from cxrgan_desktop.labels.chestxray14 import FINDINGS
 from cxrgan_desktop.metrics.auroc import auroc, auroc_per_label
 from tests.conftest import LCO_LABELS
 

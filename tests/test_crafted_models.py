@@ -14,7 +14,8 @@ import pytest
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from cxrgan_desktop import paths
+from cxrgan_desktop.core import paths
+from cxrgan_desktop.core.names import check_model_name, printable
 from cxrgan_desktop.engine.checkpoints import (
     CheckpointError,
     OutputAdapter,
@@ -27,7 +28,6 @@ from cxrgan_desktop.engine.checkpoints.errors import NonFiniteOutputError
 from cxrgan_desktop.engine.checkpoints.native import parameters_only
 from cxrgan_desktop.engine.checkpoints.validate import generator_shapes
 from cxrgan_desktop.engine.pggan import PAPER_CHANNELS, Generator, PGGANConfig
-from cxrgan_desktop.names import check_model_name, printable
 from tests.reference.segal_layout import random_segal_generator_state
 
 CHANNELS = (32, 32, 16, 8)
@@ -319,7 +319,7 @@ def test_renderer_raises_on_non_finite_output(native_file):
 
 
 def test_generate_fails_instead_of_writing_black_images(native_file, tmp_path, capsys):
-    from cxrgan_desktop.engine.generate import generate_to_folder
+    from cxrgan_desktop.tasks.generate import generate_to_folder
 
     model = _poisoned(native_file)
     with pytest.raises(NonFiniteOutputError, match=r"seed 1 index \[0, 1\]"):

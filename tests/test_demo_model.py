@@ -12,16 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from cxrgan_desktop import cli, paths, zoo
+from cxrgan_desktop import cli
+from cxrgan_desktop.core import paths, shipped
 from cxrgan_desktop.engine.classifier.installed import (
     DEMO_CLASSIFIER,
     bundled_classifiers,
     default_classifier,
     installed_classifiers,
 )
+from cxrgan_desktop.store import zoo
 
-GENERATOR_FILE = paths.bundled_models_dir() / f"{zoo.DEMO_MODEL}.safetensors"
-CLASSIFIER_FILE = paths.bundled_models_dir() / "classifiers" / f"{DEMO_CLASSIFIER}.safetensors"
+GENERATOR_FILE = shipped.bundled_models_dir() / f"{zoo.DEMO_MODEL}.safetensors"
+CLASSIFIER_FILE = shipped.bundled_models_dir() / "classifiers" / f"{DEMO_CLASSIFIER}.safetensors"
 
 
 @pytest.fixture

@@ -17,12 +17,12 @@ from PIL import Image
 from pydicom.uid import UID
 
 from cxrgan_desktop import __version__, cli
+from cxrgan_desktop.core.jobs import Cancelled
 from cxrgan_desktop.engine.checkpoints import OutputAdapter, save_generator
 from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
 from cxrgan_desktop.imaging import dicom_export as dx
 from cxrgan_desktop.imaging.png16 import to_uint16
 from cxrgan_desktop.imaging.windowing import Window, unit_window
-from cxrgan_desktop.jobs import Cancelled
 
 SHA = "0123456789abcdef" * 4
 needs_dciodvfy = pytest.mark.skipif(shutil.which("dciodvfy") is None,

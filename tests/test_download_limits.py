@@ -12,15 +12,16 @@ import zipfile
 
 import pytest
 
-from cxrgan_desktop import paths, zoo
 from cxrgan_desktop.cli import main
-from cxrgan_desktop.download import (
+from cxrgan_desktop.core import paths
+from cxrgan_desktop.core.download import (
     DownloadFailed,
     clear_stale_parts,
     temporary_beside,
     temporary_folder,
 )
-from cxrgan_desktop.model_install import InstallError, _extract, fetch_known_model
+from cxrgan_desktop.store import zoo
+from cxrgan_desktop.store.install import InstallError, _extract, fetch_known_model
 
 CARD = "segal2020-pggan-cxr14"
 MEMBER = "00020_PGGAN_CHEST_XRAY/Final_Full_Model.pth"
@@ -109,7 +110,7 @@ def test_a_killed_unpack_leaves_nothing_a_later_run_keeps(tmp_path):
     script = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from cxrgan_desktop.download import temporary_folder\n"
+        "from cxrgan_desktop.core.download import temporary_folder\n"
         "with temporary_folder(Path(sys.argv[1]), '.model.') as run:\n"
         "    (run / 'Final_Full_Model.pth').write_bytes(bytes(1 << 20))\n"
         "    print(run, flush=True)\n"
@@ -134,7 +135,7 @@ def test_a_killed_unpack_leaves_nothing_a_later_run_keeps(tmp_path):
 def test_network_failures_say_what_happened_and_what_to_do(reason, words):
     import urllib.error
 
-    from cxrgan_desktop.download import network_reason
+    from cxrgan_desktop.core.download import network_reason
 
     text = network_reason(urllib.error.URLError(reason), "https://example.invalid/a.zip")
     assert words in text and "Errno" not in text

@@ -13,7 +13,7 @@ from cxrgan_desktop.metrics.fid_history import load_history
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    from cxrgan_desktop.imaging.phantom import write_phantoms
+    from cxrgan_desktop.tasks.phantom import write_phantoms
 
     root = tmp_path_factory.mktemp("cli_sets")
     return (write_phantoms(root / "real", n=5, size=32, seed=1),

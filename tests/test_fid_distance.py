@@ -14,12 +14,7 @@ from cxrgan_desktop.metrics.frechet import (
     trace_sqrt_product,
 )
 from cxrgan_desktop.metrics.kid import kernel_inception_distance, polynomial_mmd2
-from cxrgan_desktop.metrics.stats_file import (
-    FeatureStats,
-    StatsFileError,
-    load_stats,
-    save_stats,
-)
+from cxrgan_desktop.metrics.stats_file import FeatureStats, StatsFileError, load_stats, save_stats
 
 
 def _features(rng: np.random.Generator, n: int, dim: int, shift: float = 0.0) -> np.ndarray:

@@ -10,11 +10,7 @@ import pytest
 import torch
 
 from cxrgan_desktop.metrics.fid_features import FeatureExtractor
-from cxrgan_desktop.metrics.inception import (
-    FIDInception,
-    InceptionLayoutError,
-    build_fid_inception,
-)
+from cxrgan_desktop.metrics.inception import FIDInception, InceptionLayoutError, build_fid_inception
 from tests.reference.fid_random_weights import layout, random_state, reference_inputs
 
 REFERENCE = Path(__file__).parent / "reference" / "fid_reference_features.npz"

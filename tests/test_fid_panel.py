@@ -7,17 +7,17 @@ import pytest
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from cxrgan_desktop.gui.fid_history_table import row_cells
-from cxrgan_desktop.gui.fid_panel import FIDPanel
-from cxrgan_desktop.gui.main_window import MainWindow
+from cxrgan_desktop.core.settings import FIDPreferences, load_settings
+from cxrgan_desktop.gui.panels.fid import FIDPanel
+from cxrgan_desktop.gui.panels.fid_history_table import row_cells
+from cxrgan_desktop.gui.shell.main_window import MainWindow
 from cxrgan_desktop.metrics import inception_weights as iw
 from cxrgan_desktop.metrics.fid_history import load_history
-from cxrgan_desktop.settings import FIDPreferences, load_settings
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    from cxrgan_desktop.imaging.phantom import write_phantoms
+    from cxrgan_desktop.tasks.phantom import write_phantoms
 
     root = tmp_path_factory.mktemp("panel_sets")
     return (write_phantoms(root / "real", n=5, size=32, seed=1),
@@ -37,7 +37,7 @@ def _record(fid=3.5, n_real=5000, n_fake=100, kid=True):
 
 
 def test_run_needs_two_usable_sides_and_small_n_warns(qtbot, folders, monkeypatch):
-    from cxrgan_desktop import zoo
+    from cxrgan_desktop.store import zoo
 
     real, fake = folders
     monkeypatch.setattr(zoo, "bundled_models", lambda: [])  # a build without the demo model

@@ -10,23 +10,17 @@ import threading
 import numpy as np
 import pytest
 
-from cxrgan_desktop.jobs import Cancelled
+from cxrgan_desktop.core.jobs import Cancelled
 from cxrgan_desktop.metrics.feature_cache import FeatureCache
-from cxrgan_desktop.metrics.fid_run import (
-    FIDMeasurer,
-    FIDOptions,
-    SideSpec,
-    compute_fid,
-    parse_side,
-)
-from cxrgan_desktop.metrics.fid_sources import ArraySource, GeneratorSource
 from cxrgan_desktop.metrics.stats_file import save_stats
+from cxrgan_desktop.tasks.fid import FIDMeasurer, FIDOptions, SideSpec, compute_fid, parse_side
+from cxrgan_desktop.tasks.fid_sources import ArraySource, GeneratorSource
 
 
 @pytest.fixture(scope="module")
 def two_sets(tmp_path_factory):
     """Two small phantom folders of different content (seeds), 64 px."""
-    from cxrgan_desktop.imaging.phantom import write_phantoms
+    from cxrgan_desktop.tasks.phantom import write_phantoms
 
     root = tmp_path_factory.mktemp("fid_sets")
     return (write_phantoms(root / "a", n=6, size=64, seed=1),

@@ -87,7 +87,7 @@ def test_unreachable_server_names_the_url_and_the_file(spec):
 
 
 def test_cancelled_download_installs_nothing(spec, server):
-    from cxrgan_desktop.jobs import Cancelled
+    from cxrgan_desktop.core.jobs import Cancelled
 
     cancel = threading.Event()
     cancel.set()
@@ -123,7 +123,7 @@ def test_load_rejects_other_networks_and_code(tmp_path, monkeypatch):
 
     import torch
 
-    from cxrgan_desktop.fileio import sha256_file
+    from cxrgan_desktop.core.fileio import sha256_file
 
     def spec_for(path):
         spec = iw.WeightsSpec(path.name, "http://127.0.0.1:9/", sha256_file(path)[:8], "test")

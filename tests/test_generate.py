@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 from cxrgan_desktop import cli
+from cxrgan_desktop.core.jobs import Cancelled
 from cxrgan_desktop.engine.checkpoints import OutputAdapter, load_generator, save_generator
-from cxrgan_desktop.engine.generate import generate_to_folder, image_name
 from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
 from cxrgan_desktop.engine.render import Renderer, latents_for_seed
-from cxrgan_desktop.jobs import Cancelled
+from cxrgan_desktop.tasks.generate import generate_to_folder, image_name
 from tests.reference.segal_layout import random_segal_generator_state
 
 CONFIG = PGGANConfig(latent_size=16, channels=(32, 16, 16, 8), image_channels=1)
@@ -138,7 +138,7 @@ def test_cli_import_then_generate_by_name(tmp_path, capsys):
 
 
 def test_cli_errors_are_one_readable_line(tmp_path, capsys, monkeypatch):
-    from cxrgan_desktop import zoo
+    from cxrgan_desktop.store import zoo
 
     assert cli.main(["generate", "--model", "nothing-here", "--out", str(tmp_path)]) == 2
     assert "no model file or installed model named 'nothing-here'" in capsys.readouterr().err
@@ -187,8 +187,8 @@ def test_ctrl_c_in_the_cli_stops_cleanly(tmp_path):
 def test_dicom_format_holds_the_png16_values_in_one_series(tmp_path, model_file):
     import pydicom
 
-    from cxrgan_desktop.engine.generate import IMAGE_FORMATS
     from cxrgan_desktop.imaging.windowing import Window
+    from cxrgan_desktop.tasks.generate import IMAGE_FORMATS
 
     assert "dicom" in IMAGE_FORMATS
     model = load_generator(model_file)
@@ -234,7 +234,7 @@ def test_dicom_from_a_latents_file_names_it(tmp_path, model_file):
 
 
 def test_cli_device_choices_match_the_engines():
-    from cxrgan_desktop.cli_common import DEVICE_CHOICES
+    from cxrgan_desktop.cli.common import DEVICE_CHOICES
     from cxrgan_desktop.engine.devices import DEVICE_CHOICES as ENGINE
 
     assert tuple(DEVICE_CHOICES) == tuple(ENGINE)

@@ -13,7 +13,7 @@ pytest.importorskip("pytestqt")
 
 
 def test_models_tab_lists_known_models(qtbot):
-    from cxrgan_desktop.gui.model_library import ModelLibrary
+    from cxrgan_desktop.gui.panels.models import ModelLibrary
 
     library = ModelLibrary()
     qtbot.addWidget(library)

@@ -23,13 +23,13 @@ import pytest
 import torch
 
 from cxrgan_desktop import cli
+from cxrgan_desktop.core.output_lock import LOCK_NAME, FolderBusy, output_lock
 from cxrgan_desktop.engine.checkpoints import OutputAdapter, load_generator, save_generator
 from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
 from cxrgan_desktop.engine.render import Renderer, latents_for_seed
-from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv
-from cxrgan_desktop.imaging.phantom import write_phantoms
 from cxrgan_desktop.imaging.png16 import read_png16
-from cxrgan_desktop.output_lock import LOCK_NAME, FolderBusy, output_lock
+from cxrgan_desktop.labels.chestxray14 import read_data_entry_csv
+from cxrgan_desktop.tasks.phantom import write_phantoms
 
 RNG = np.random.default_rng(18)  # the kill moments: seeded, so a failure can be replayed
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -70,7 +70,7 @@ def model_128(tmp_path: Path) -> Path:
 
 # -- the lock ---------------------------------------------------------------------------------
 
-HOLDER = ("import sys, time\nfrom cxrgan_desktop.output_lock import output_lock\n"
+HOLDER = ("import sys, time\nfrom cxrgan_desktop.core.output_lock import output_lock\n"
           "with output_lock(sys.argv[1], 'holder'):\n    print('locked', flush=True)\n"
           "    time.sleep(120)\n")
 
@@ -103,7 +103,7 @@ def test_without_flock_a_dead_processes_lock_is_taken_and_a_live_ones_is_not(tmp
                                                                               monkeypatch):
     import socket
 
-    from cxrgan_desktop import output_lock as module
+    from cxrgan_desktop.core import output_lock as module
 
     monkeypatch.setattr(module, "fcntl", None)  # the O_EXCL fallback (no flock)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -279,7 +279,7 @@ def test_phantom_on_a_full_disk_keeps_csv_and_manifest_together(tmp_path, capsys
                                                                 monkeypatch):
     out = tmp_path / "out"
     write_phantoms(out, n=3, size=32, seed=2)
-    monkeypatch.setattr("cxrgan_desktop.imaging.phantom.job._SAVE_EVERY_S", 0.0)
+    monkeypatch.setattr("cxrgan_desktop.tasks.phantom._SAVE_EVERY_S", 0.0)
     _fail_fsync_after(monkeypatch, 9, errno.ENOSPC)
     assert cli.main(["phantom", "--n", "20", "--size", "32", "--seed", "2",
                      "--out", str(out)]) == cli.EXIT_ERROR

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cxrgan_desktop.cli import main
+from cxrgan_desktop.core.jobs import Cancelled
 from cxrgan_desktop.engine.checkpoints import save_generator
 from cxrgan_desktop.engine.classifier.files import LoadedClassifier, save_classifier
 from cxrgan_desktop.engine.classifier.model import ClassifierSpec, PathologyClassifier
@@ -22,18 +23,17 @@ from cxrgan_desktop.engine.lco import (
     optimise,
     start_latent,
 )
-from cxrgan_desktop.engine.lco_archive import (
+from cxrgan_desktop.engine.render import latents_for_seed
+from cxrgan_desktop.imaging.png16 import read_png16
+from cxrgan_desktop.labels.chestxray14 import read_data_entry_csv
+from cxrgan_desktop.labels.distribution import LabelDistribution
+from cxrgan_desktop.tasks.archive import (
     CSV_NAME,
     MANIFEST_NAME,
     build_archive,
     distribution_plan,
     repeated_target,
 )
-from cxrgan_desktop.engine.render import latents_for_seed
-from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv
-from cxrgan_desktop.imaging.phantom import LabelDistribution
-from cxrgan_desktop.imaging.png16 import read_png16
-from cxrgan_desktop.jobs import Cancelled
 from tests.conftest import LCO_LABELS
 
 HARD = LCOTarget(present=("Cardiomegaly",), absent=("Effusion",), threshold=0.5,

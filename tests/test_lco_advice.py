@@ -17,15 +17,9 @@ from cxrgan_desktop.engine.classifier.installed import (
     card_from_provenance,
     classifier_card,
 )
-from cxrgan_desktop.engine.lco import (
-    LCORequest,
-    LCOSettings,
-    LCOTarget,
-    MonotoneProgress,
-    optimise,
-)
+from cxrgan_desktop.engine.lco import LCORequest, LCOSettings, LCOTarget, MonotoneProgress, optimise
 from cxrgan_desktop.engine.lco_advice import Outcome, advise, advise_results
-from cxrgan_desktop.engine.lco_archive import MANIFEST_NAME, build_archive, repeated_target
+from cxrgan_desktop.tasks.archive import MANIFEST_NAME, build_archive, repeated_target
 from tests.conftest import LCO_LABELS
 
 SPLIT = LCOTarget(present=("Cardiomegaly",), absent=("Effusion",), threshold=0.6,

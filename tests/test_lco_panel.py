@@ -9,16 +9,16 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
-from cxrgan_desktop import paths
+from cxrgan_desktop.core import paths
+from cxrgan_desktop.core.settings import load_settings
 from cxrgan_desktop.engine.checkpoints import OutputAdapter, save_generator
 from cxrgan_desktop.engine.classifier.files import save_classifier
 from cxrgan_desktop.engine.classifier.installed import classifiers_dir
 from cxrgan_desktop.engine.classifier.model import ClassifierSpec, PathologyClassifier
 from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
-from cxrgan_desktop.gui.lco_panel import LCOPanel
-from cxrgan_desktop.gui.lco_session import probability_rows
-from cxrgan_desktop.gui.main_window import MainWindow
-from cxrgan_desktop.settings import load_settings
+from cxrgan_desktop.gui.panels.lco import LCOPanel
+from cxrgan_desktop.gui.panels.lco_controller import probability_rows
+from cxrgan_desktop.gui.shell.main_window import MainWindow
 
 LABELS = ("Cardiomegaly", "Effusion", "Pneumothorax")
 

@@ -8,12 +8,12 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from cxrgan_desktop import paths
+from cxrgan_desktop.core import paths
+from cxrgan_desktop.core.settings import load_settings
 from cxrgan_desktop.engine.checkpoints import save_generator
 from cxrgan_desktop.engine.classifier.files import save_classifier
 from cxrgan_desktop.engine.classifier.installed import classifiers_dir
-from cxrgan_desktop.gui.lco_panel import LCOPanel
-from cxrgan_desktop.settings import load_settings
+from cxrgan_desktop.gui.panels.lco import LCOPanel
 
 SCREENSHOTS = os.environ.get("CXRGAN_SCREENSHOTS")  # a folder: save what the tests show
 

@@ -7,11 +7,12 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from cxrgan_desktop import paths, zoo
+from cxrgan_desktop.core import paths
+from cxrgan_desktop.core.settings import load_settings
 from cxrgan_desktop.engine.checkpoints import OutputAdapter, save_generator
 from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
-from cxrgan_desktop.gui.main_window import MainWindow
-from cxrgan_desktop.settings import load_settings
+from cxrgan_desktop.gui.shell.main_window import MainWindow
+from cxrgan_desktop.store import zoo
 from tests.dicom_data import real_dicom
 
 
@@ -92,7 +93,7 @@ def test_settings_persist_across_restarts(window, qtbot):
 def test_gallery_keeps_one_selection_and_steps(window, qtbot):
     import numpy as np
 
-    from cxrgan_desktop.gui.gallery import GalleryEntry
+    from cxrgan_desktop.gui.viewer.gallery import GalleryEntry
     from cxrgan_desktop.imaging.png16 import write_png16
 
     for i in range(3):
@@ -106,7 +107,7 @@ def test_gallery_keeps_one_selection_and_steps(window, qtbot):
 
 
 def test_preferences_reach_the_viewer_and_persist(window, qtbot):
-    from cxrgan_desktop.settings import ViewerPreferences
+    from cxrgan_desktop.core.settings import ViewerPreferences
 
     window.settings.viewer = ViewerPreferences(window_button="right", drag_right_widens=False)
     window.apply_viewer_preferences()

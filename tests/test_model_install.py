@@ -8,9 +8,10 @@ import re
 
 import pytest
 
-from cxrgan_desktop import paths, zoo
 from cxrgan_desktop.cli import main
+from cxrgan_desktop.core import paths
 from cxrgan_desktop.engine.checkpoints import load_generator
+from cxrgan_desktop.store import zoo
 
 CARD = "segal2020-pggan-cxr14"
 

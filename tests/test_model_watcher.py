@@ -6,13 +6,13 @@ import torch
 
 pytest.importorskip("pytestqt")
 
-from cxrgan_desktop import paths
+from cxrgan_desktop.core import paths
 from cxrgan_desktop.engine.checkpoints import OutputAdapter, save_generator
 from cxrgan_desktop.engine.classifier.files import save_classifier
 from cxrgan_desktop.engine.classifier.installed import classifiers_dir
 from cxrgan_desktop.engine.classifier.model import ClassifierSpec, PathologyClassifier
 from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
-from cxrgan_desktop.gui.model_watcher import ModelFolderWatcher
+from cxrgan_desktop.gui.shell.model_watcher import ModelFolderWatcher
 
 
 def _tiny_generator(path):

@@ -12,18 +12,16 @@ import pytest
 from scipy import ndimage
 
 import cxrgan_desktop
-from cxrgan_desktop.imaging.chestxray14 import FINDINGS, read_data_entry_csv
-from cxrgan_desktop.imaging.phantom import (
-    FIELD_OF_VIEW_MM,
+from cxrgan_desktop.core.jobs import Cancelled
+from cxrgan_desktop.imaging.phantom import FIELD_OF_VIEW_MM, render_phantom, render_phantom_detailed
+from cxrgan_desktop.imaging.png16 import read_png16
+from cxrgan_desktop.labels.chestxray14 import FINDINGS, read_data_entry_csv
+from cxrgan_desktop.labels.distribution import (
     LabelDistribution,
     compute_label_stats,
-    render_phantom,
-    render_phantom_detailed,
-    write_phantoms,
+    load_shipped_stats,
 )
-from cxrgan_desktop.imaging.phantom.labels import load_shipped_stats
-from cxrgan_desktop.imaging.png16 import read_png16
-from cxrgan_desktop.jobs import Cancelled
+from cxrgan_desktop.tasks.phantom import write_phantoms
 
 REAL_CSV = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
             / "Data_Entry_2017_v2020.csv.gz")
@@ -314,7 +312,7 @@ def test_write_phantoms_cancel_leaves_whole_files(tmp_path: Path) -> None:
 
 def test_cli_phantom_writes_images_and_labels(tmp_path, capsys):
     from cxrgan_desktop import cli
-    from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv
+    from cxrgan_desktop.labels.chestxray14 import read_data_entry_csv
 
     assert cli.main(["phantom", "--n", "3", "--size", "32", "--seed", "4",
                      "--out", str(tmp_path)]) == 0
@@ -325,8 +323,9 @@ def test_cli_phantom_writes_images_and_labels(tmp_path, capsys):
 
 
 def test_cli_job_cancel_exits_130(tmp_path, monkeypatch, capsys):
-    from cxrgan_desktop import cli, cli_progress
-    from cxrgan_desktop.jobs import Cancelled
+    from cxrgan_desktop import cli
+    from cxrgan_desktop.cli import progress as cli_progress
+    from cxrgan_desktop.core.jobs import Cancelled
 
     def cancelled_job(job, total, unit, description, kept):
         raise cli_progress.JobCancelled(f"cancelled; {kept}") from Cancelled()

@@ -12,9 +12,9 @@ import math
 import numpy as np
 import pytest
 
-from cxrgan_desktop.quiz.mrmc_export import write_imrmc, write_mrmcaov_csv
-from cxrgan_desktop.quiz.results_table import ResultRow
-from cxrgan_desktop.quiz.stats import (
+from cxrgan_desktop.study.mrmc_export import write_imrmc, write_mrmcaov_csv
+from cxrgan_desktop.study.results_table import ResultRow
+from cxrgan_desktop.study.stats import (
     binomial_test_two_sided,
     clopper_pearson,
     cohen_kappa,

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrgan_desktop.quiz.builder import AuditFailed, StudyPlan, build_study
-from cxrgan_desktop.quiz.key import read_key
-from cxrgan_desktop.quiz.leak_audit import audit_package
-from cxrgan_desktop.quiz.package import StudyPackage, npy_bytes
-from cxrgan_desktop.quiz.pipeline import prepare_case
-from cxrgan_desktop.quiz.scoring import score_sessions
-from cxrgan_desktop.quiz.session import SessionError, load_session, open_session
-from cxrgan_desktop.quiz.study import RatingScale, StudySettings
+from cxrgan_desktop.study.design import RatingScale, StudySettings
+from cxrgan_desktop.study.key import read_key
+from cxrgan_desktop.study.leak_audit import audit_package
+from cxrgan_desktop.study.package import StudyPackage, npy_bytes
+from cxrgan_desktop.study.pipeline import prepare_case
+from cxrgan_desktop.study.scoring import score_sessions
+from cxrgan_desktop.study.session import SessionError, load_session, open_session
+from cxrgan_desktop.tasks.study_build import AuditFailed, StudyPlan, build_study
 
 
 @pytest.fixture(scope="module")
@@ -295,7 +295,7 @@ def test_fine_detail_is_the_laplacian_energy_over_the_variance():
     from PIL import Image
     from scipy.ndimage import laplace
 
-    from cxrgan_desktop.quiz.leak_audit import fine_detail
+    from cxrgan_desktop.study.leak_audit import fine_detail
 
     rng = np.random.default_rng(3)
     sharp = rng.integers(0, 256, (64, 64)).astype(np.uint16)

@@ -14,14 +14,15 @@ import pytest
 
 from cxrgan_desktop.cli import main
 from cxrgan_desktop.imaging.readers import image_files
-from cxrgan_desktop.quiz import builder, seed_replay
-from cxrgan_desktop.quiz.builder import AuditFailed, StudyPlan, build_study
-from cxrgan_desktop.quiz.key import AnswerKeyError, read_key
-from cxrgan_desktop.quiz.package import PackageError, StudyPackage
-from cxrgan_desktop.quiz.results_table import ResultRow, write_results
-from cxrgan_desktop.quiz.scoring import score_sessions
-from cxrgan_desktop.quiz.session import SessionError, load_session, open_session
-from cxrgan_desktop.quiz.study import StudySettings
+from cxrgan_desktop.study import seed_replay
+from cxrgan_desktop.study.design import StudySettings
+from cxrgan_desktop.study.key import AnswerKeyError, read_key
+from cxrgan_desktop.study.package import PackageError, StudyPackage
+from cxrgan_desktop.study.results_table import ResultRow, write_results
+from cxrgan_desktop.study.scoring import score_sessions
+from cxrgan_desktop.study.session import SessionError, load_session, open_session
+from cxrgan_desktop.tasks import study_build as builder
+from cxrgan_desktop.tasks.study_build import AuditFailed, StudyPlan, build_study
 
 OLD_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
@@ -266,7 +267,7 @@ def test_another_studys_session_names_both_ids_in_full(answered, default_seed_st
 
 
 def test_formula_cells_are_neutralised_in_csv_exports(tmp_path):
-    from cxrgan_desktop.quiz.mrmc_export import write_mrmcaov_csv
+    from cxrgan_desktop.study.mrmc_export import write_mrmcaov_csv
 
     names = ["=HYPERLINK(\"http://x\")", "+1+2", "-2+3", "@SUM(A1)", "\tTab", "Dr Plain"]
     rows = [ResultRow(name, f"case{i}", "real" if i % 2 else "synthetic", 2 + i % 3,

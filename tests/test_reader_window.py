@@ -8,14 +8,14 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from cxrgan_desktop.gui import reader_window
-from cxrgan_desktop.gui.app import open_reader_study
-from cxrgan_desktop.gui.reader_window import ReaderWindow
-from cxrgan_desktop.quiz.builder import StudyPlan, build_study
-from cxrgan_desktop.quiz.key import read_key
-from cxrgan_desktop.quiz.package import StudyPackage
-from cxrgan_desktop.quiz.session import load_session
-from cxrgan_desktop.quiz.study import StudySettings
+from cxrgan_desktop.gui.panels import study_reader as reader_window
+from cxrgan_desktop.gui.panels.study_reader import ReaderWindow
+from cxrgan_desktop.gui.shell.app import open_reader_study
+from cxrgan_desktop.study.design import StudySettings
+from cxrgan_desktop.study.key import read_key
+from cxrgan_desktop.study.package import StudyPackage
+from cxrgan_desktop.study.session import load_session
+from cxrgan_desktop.tasks.study_build import StudyPlan, build_study
 
 
 @pytest.fixture(scope="module")

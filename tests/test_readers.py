@@ -9,12 +9,12 @@ from PIL import Image
 from pydicom.pixels import apply_modality_lut, apply_windowing
 
 from cxrgan_desktop import cli
+from cxrgan_desktop.core.jobs import Cancelled
 from cxrgan_desktop.imaging import dicom_reader
-from cxrgan_desktop.imaging.convert import convert_images, output_name
 from cxrgan_desktop.imaging.dicom_reader import voi_output_range
 from cxrgan_desktop.imaging.png16 import read_png16
 from cxrgan_desktop.imaging.readers import ImageReadError, Skipped, read_image, scan_images
-from cxrgan_desktop.jobs import Cancelled
+from cxrgan_desktop.tasks.convert import convert_images, output_name
 from tests.dicom_data import real_dicom, require_decoder
 
 

@@ -7,8 +7,8 @@ from PIL import Image
 
 from cxrgan_desktop.imaging.display import display_bytes, to_stored
 from cxrgan_desktop.imaging.png16 import write_png16
-from cxrgan_desktop.imaging.session_export import ExportItem, export_items
 from cxrgan_desktop.imaging.windowing import Window
+from cxrgan_desktop.tasks.export import ExportItem, export_items
 
 
 @pytest.fixture

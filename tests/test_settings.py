@@ -1,6 +1,6 @@
 import json
 
-from cxrgan_desktop.settings import Settings, load_settings, save_settings, settings_path
+from cxrgan_desktop.core.settings import Settings, load_settings, save_settings, settings_path
 
 
 def test_round_trip_saves_only_non_defaults():

@@ -10,17 +10,17 @@ import math
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from cxrgan_desktop.gui.quiz_panel import QuizPanel
-from cxrgan_desktop.gui.study_builder import StudyBuilderDialog
-from cxrgan_desktop.gui.study_results import COLUMNS, summary_cells
-from cxrgan_desktop.quiz.analysis import reader_stats
-from cxrgan_desktop.quiz.builder import StudyPlan, build_study
-from cxrgan_desktop.quiz.key import read_key
-from cxrgan_desktop.quiz.package import StudyPackage
-from cxrgan_desktop.quiz.results_table import ResultRow, write_results
-from cxrgan_desktop.quiz.simulate import simulate_sessions
-from cxrgan_desktop.quiz.study import StudySettings
-from cxrgan_desktop.settings import QuizPreferences, Settings
+from cxrgan_desktop.core.settings import QuizPreferences, Settings
+from cxrgan_desktop.gui.panels.study import QuizPanel
+from cxrgan_desktop.gui.panels.study_builder import StudyBuilderDialog
+from cxrgan_desktop.gui.reports.study_results import COLUMNS, summary_cells
+from cxrgan_desktop.study.analysis import reader_stats
+from cxrgan_desktop.study.design import StudySettings
+from cxrgan_desktop.study.key import read_key
+from cxrgan_desktop.study.package import StudyPackage
+from cxrgan_desktop.study.results_table import ResultRow, write_results
+from cxrgan_desktop.study.simulate import simulate_sessions
+from cxrgan_desktop.tasks.study_build import StudyPlan, build_study
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_undefined_statistics_show_as_dashes():
 
 def test_session_files_are_looked_for_beside_the_key_then_beside_the_last_ones(qtbot,
                                                                               tmp_path):
-    from cxrgan_desktop.quiz.session import sessions_dir
+    from cxrgan_desktop.study.session import sessions_dir
 
     panel = QuizPanel(Settings())
     qtbot.addWidget(panel)

@@ -6,14 +6,14 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from cxrgan_desktop.gui.train_monitor import RunMonitor, eta_seconds, format_duration
-from cxrgan_desktop.gui.train_panel import TrainPanel
+from cxrgan_desktop.gui.panels.train import TrainPanel
+from cxrgan_desktop.gui.panels.train_monitor import RunMonitor, eta_seconds, format_duration
 from tests.test_training import TINY
 
 
 @pytest.fixture
 def tiny_setup(tmp_path):
-    from cxrgan_desktop.imaging.phantom import write_phantoms
+    from cxrgan_desktop.tasks.phantom import write_phantoms
 
     write_phantoms(tmp_path / "data", n=16, size=16, seed=3)
     config = {**TINY, "batch_sizes": {"4": 8, "8": 8, "16": 8},
@@ -120,7 +120,7 @@ def test_wheel_changes_the_preset_and_zooms_the_plot_only_when_focused(qtbot):
 def test_a_long_status_keeps_the_buttons_in_view(qtbot, tmp_path):
     """A long path in the status line elides instead of widening the panel past its
     scroll area (which hid the '…' buttons and Stop)."""
-    from cxrgan_desktop.gui.main_window import _scrolling
+    from cxrgan_desktop.gui.shell.main_window import _scrolling
 
     panel = TrainPanel()
     area = _scrolling(panel)
@@ -144,7 +144,7 @@ def test_a_long_status_keeps_the_buttons_in_view(qtbot, tmp_path):
 
 def test_presets_offer_the_cpu_demo_first():
     from cxrgan_desktop.engine.training.config import preset_names
-    from cxrgan_desktop.gui.train_panel import PRESET_LABELS
+    from cxrgan_desktop.gui.panels.train import PRESET_LABELS
 
     assert set(PRESET_LABELS) == set(preset_names())
     assert next(iter(PRESET_LABELS)) == "tiny64"

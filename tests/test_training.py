@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cxrgan_desktop.core.jobs import Cancelled
 from cxrgan_desktop.engine.checkpoints import load_generator
 from cxrgan_desktop.engine.training.config import (
     TrainConfig,
@@ -18,7 +19,6 @@ from cxrgan_desktop.engine.training.config import (
     total_images,
 )
 from cxrgan_desktop.engine.training.loop import TrainingData, train
-from cxrgan_desktop.jobs import Cancelled
 
 TINY = dict(name="tiny", latent_size=16, channels=(16, 16, 8), images_first=64,
             images_fade=64, images_stable=32, images_final_extra=32,
@@ -28,8 +28,8 @@ TINY = dict(name="tiny", latent_size=16, channels=(16, 16, 8), images_first=64,
 
 @pytest.fixture(scope="module")
 def phantom_data(tmp_path_factory):
-    from cxrgan_desktop.imaging.phantom import write_phantoms
     from cxrgan_desktop.imaging.png16 import read_png16
+    from cxrgan_desktop.tasks.phantom import write_phantoms
 
     folder = tmp_path_factory.mktemp("phantoms")
     write_phantoms(folder, n=24, size=16, seed=0)
@@ -203,7 +203,7 @@ def test_fine_tune_without_discriminator_warms_up_a_fresh_one(phantom_data, tmp_
 
 def test_cli_train_on_a_phantom_folder_stops_and_resumes(tmp_path, capsys):
     from cxrgan_desktop import cli
-    from cxrgan_desktop.imaging.phantom import write_phantoms
+    from cxrgan_desktop.tasks.phantom import write_phantoms
 
     write_phantoms(tmp_path / "data", n=16, size=32, seed=1)
     config = {**TINY, "batch_sizes": {"4": 8, "8": 8, "16": 8},

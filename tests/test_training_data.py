@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from cxrgan_desktop import paths
+from cxrgan_desktop.core import paths
+from cxrgan_desktop.core.jobs import Cancelled
 from cxrgan_desktop.engine.training import image_cache
 from cxrgan_desktop.engine.training.dataset import DatasetSpec, list_dataset
 from cxrgan_desktop.engine.training.image_cache import (
@@ -24,14 +25,9 @@ from cxrgan_desktop.engine.training.image_cache import (
     default_cache_dir,
 )
 from cxrgan_desktop.engine.training.preprocess import make_square
-from cxrgan_desktop.imaging.chestxray14 import (
-    FINDINGS,
-    read_data_entry_csv,
-    write_data_entry_csv,
-)
-from cxrgan_desktop.imaging.phantom.job import CSV_NAME, write_phantoms
 from cxrgan_desktop.imaging.png16 import read_png16, write_png16
-from cxrgan_desktop.jobs import Cancelled
+from cxrgan_desktop.labels.chestxray14 import FINDINGS, read_data_entry_csv, write_data_entry_csv
+from cxrgan_desktop.tasks.phantom import CSV_NAME, write_phantoms
 
 N = 12
 

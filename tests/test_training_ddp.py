@@ -18,7 +18,7 @@ def test_two_process_gloo_run_completes_and_resumes(tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if torchrun is None:
         pytest.skip("torchrun is not installed next to this Python")
-    from cxrgan_desktop.imaging.phantom import write_phantoms
+    from cxrgan_desktop.tasks.phantom import write_phantoms
 
     write_phantoms(tmp_path / "data", n=16, size=16, seed=2)
     config = {**TINY, "batch_sizes": {"4": 8, "8": 8, "16": 8},

@@ -15,13 +15,13 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
+from cxrgan_desktop.core.jobs import Cancelled
 from cxrgan_desktop.engine.classifier.training import ClassifierTrainConfig
 from cxrgan_desktop.engine.tstr.arms import plan_arms
 from cxrgan_desktop.engine.tstr.config import TSTRConfig, load_config
-from cxrgan_desktop.engine.tstr.run import ARM_FILE, run_tstr
-from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv
-from cxrgan_desktop.jobs import Cancelled
+from cxrgan_desktop.labels.chestxray14 import read_data_entry_csv
 from cxrgan_desktop.metrics import auroc_compare as ac
+from cxrgan_desktop.tasks.tstr import ARM_FILE, run_tstr
 from tests.conftest import LCO_LABELS
 
 # -- statistics ---------------------------------------------------------------------------------

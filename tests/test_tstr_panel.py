@@ -8,9 +8,9 @@ import json
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
+from cxrgan_desktop.core.settings import TSTRPreferences
 from cxrgan_desktop.engine.tstr.config import load_config
-from cxrgan_desktop.gui.tstr_panel import TSTRPanel
-from cxrgan_desktop.settings import TSTRPreferences
+from cxrgan_desktop.gui.panels.tstr import TSTRPanel
 from tests.conftest import LCO_LABELS
 
 

@@ -11,7 +11,7 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from cxrgan_desktop.gui.viewer import CompareView, ViewerPreferences
+from cxrgan_desktop.gui.viewer.viewer import CompareView, ViewerPreferences
 from cxrgan_desktop.imaging import display
 from cxrgan_desktop.imaging.windowing import Window, apply_window, unit_window
 
@@ -276,7 +276,7 @@ def test_compare_view_links_zoom_window_and_invert(qtbot):
 
 
 def test_thumbnails_of_small_images_fill_the_strip_with_sharp_pixels(qtbot):
-    from cxrgan_desktop.gui.gallery import THUMBNAIL, thumbnail_pixmap
+    from cxrgan_desktop.gui.viewer.gallery import THUMBNAIL, thumbnail_pixmap
 
     tiny = np.zeros((16, 16), np.float32)
     tiny[:, 8:] = 1.0  # left half black, right half white

@@ -16,8 +16,8 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
-from cxrgan_desktop.gui.gallery import GalleryEntry
-from cxrgan_desktop.gui.viewer import ViewerPreferences
+from cxrgan_desktop.gui.viewer.gallery import GalleryEntry
+from cxrgan_desktop.gui.viewer.viewer import ViewerPreferences
 from cxrgan_desktop.imaging import display
 from cxrgan_desktop.imaging.png16 import write_png16
 from cxrgan_desktop.imaging.readers import read_image

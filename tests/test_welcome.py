@@ -4,10 +4,10 @@ from its (loopback-served) archive or a local file, and remembers whether to sho
 
 from __future__ import annotations
 
-from cxrgan_desktop import zoo
-from cxrgan_desktop.gui.main_window import MainWindow
-from cxrgan_desktop.gui.welcome_dialog import PAPER_CARD, WelcomeDialog
-from cxrgan_desktop.settings import Settings
+from cxrgan_desktop.core.settings import Settings
+from cxrgan_desktop.gui.shell.main_window import MainWindow
+from cxrgan_desktop.gui.shell.welcome import PAPER_CARD, WelcomeDialog
+from cxrgan_desktop.store import zoo
 
 
 def _window(qtbot) -> MainWindow:
@@ -78,7 +78,7 @@ def test_no_welcome_over_files_given_on_the_command_line_and_it_is_never_modal(q
                                                                               tmp_path):
     import numpy as np
 
-    from cxrgan_desktop.gui.app import open_main_window
+    from cxrgan_desktop.gui.shell.app import open_main_window
     from cxrgan_desktop.imaging.png16 import write_png16
 
     image = tmp_path / "chest.png"

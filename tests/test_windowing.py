@@ -4,12 +4,7 @@ import pytest
 from pydicom.pixels import apply_modality_lut, apply_windowing
 
 from cxrgan_desktop.imaging.dicom_reader import voi_output_range
-from cxrgan_desktop.imaging.windowing import (
-    Window,
-    apply_window,
-    percentile_window,
-    unit_window,
-)
+from cxrgan_desktop.imaging.windowing import Window, apply_window, percentile_window, unit_window
 from tests.dicom_data import real_dicom
 
 

@@ -6,8 +6,8 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QTimer
 
-from cxrgan_desktop.gui.worker import JobRunner
-from cxrgan_desktop.jobs import check_cancel
+from cxrgan_desktop.core.jobs import check_cancel
+from cxrgan_desktop.gui.jobs.worker import JobRunner
 
 
 def _slow_job(steps, delay):
@@ -61,7 +61,7 @@ def test_failure_is_reported_not_raised(qtbot):
 def test_a_deliberate_error_is_one_log_line_and_a_bug_keeps_its_traceback(qtbot, caplog):
     """A failed download or a bad file says what happened; only an unexpected exception
     (a bug) is worth a traceback on the console."""
-    from cxrgan_desktop.download import DownloadFailed
+    from cxrgan_desktop.core.download import DownloadFailed
 
     def fails(error):
         def job(progress, cancel):

@@ -7,14 +7,14 @@ from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
 
-from cxrgan_desktop.gui.app import create_application
+from cxrgan_desktop.gui.shell.app import create_application
 
 
 def main() -> None:
     out = Path(sys.argv[1])
     images = [Path(p) for p in sys.argv[2:]]
     app = create_application(sys.argv[:1])
-    from cxrgan_desktop.gui.main_window import MainWindow
+    from cxrgan_desktop.gui.shell.main_window import MainWindow
 
     window = MainWindow()
     window.show()

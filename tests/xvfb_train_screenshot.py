@@ -15,15 +15,15 @@ from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
 
-from cxrgan_desktop.gui.app import create_application
+from cxrgan_desktop.gui.shell.app import create_application
 
 
 def main() -> None:
     out, run, images = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     app = create_application(sys.argv[:1])
     from cxrgan_desktop.engine.training.config import load_config, total_images
-    from cxrgan_desktop.gui.main_window import MainWindow
-    from cxrgan_desktop.gui.train_monitor import RunMonitor
+    from cxrgan_desktop.gui.panels.train_monitor import RunMonitor
+    from cxrgan_desktop.gui.shell.main_window import MainWindow
 
     window = MainWindow()
     window.show()

@@ -20,7 +20,7 @@ from PySide6.QtCore import QEvent, QEventLoop, QPointF, Qt, QTimer
 from PySide6.QtGui import QMouseEvent, QPainter, QPixmap
 from PySide6.QtWidgets import QApplication
 
-from cxrgan_desktop.gui.app import create_application
+from cxrgan_desktop.gui.shell.app import create_application
 
 
 def settle(ms: int = 300) -> None:
@@ -59,8 +59,8 @@ def main() -> None:
 
     files = [Path(get_testdata_file(name, download=False)) for name in sys.argv[2:]]
     app = create_application(sys.argv[:1])
-    from cxrgan_desktop.gui.gallery import GalleryEntry
-    from cxrgan_desktop.gui.main_window import MainWindow
+    from cxrgan_desktop.gui.shell.main_window import MainWindow
+    from cxrgan_desktop.gui.viewer.gallery import GalleryEntry
     from cxrgan_desktop.imaging.png16 import write_png16
 
     window = MainWindow()

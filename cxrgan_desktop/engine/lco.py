@@ -52,10 +52,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress
 from cxrgan_desktop.engine.checkpoints import LoadedGenerator
 from cxrgan_desktop.engine.classifier.model import PathologyClassifier
 from cxrgan_desktop.engine.inference import InferenceGenerator
-from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -332,7 +332,7 @@ def optimise(model: LoadedGenerator, classifier: PathologyClassifier,
     can write it at once; ``on_snapshot`` receives the first active sample's image every
     ``settings.snapshot_every`` steps. ``fused=False`` differentiates the training module
     instead of the fused network (the benchmark's reference). Raises
-    :class:`~cxrgan_desktop.jobs.Cancelled` when ``cancel`` is set; results already passed to
+    :class:`~cxrgan_desktop.core.jobs.Cancelled` when ``cancel`` is set; results already passed to
     ``on_result`` are complete.
     """
     settings = settings or LCOSettings()

@@ -46,7 +46,8 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from pydicom.valuerep import format_number_as_ds
 
 from cxrgan_desktop import __version__
-from cxrgan_desktop.fileio import atomic_write_bytes, atomic_write_json, atomic_writer
+from cxrgan_desktop.core.fileio import atomic_write_bytes, atomic_write_json, atomic_writer
+from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress
 from cxrgan_desktop.imaging.png16 import encode_png16, to_uint16
 from cxrgan_desktop.imaging.synthetic_provenance import (
     PATIENT_ID_PREFIX,
@@ -62,7 +63,6 @@ from cxrgan_desktop.imaging.synthetic_provenance import (
     provenance,
 )
 from cxrgan_desktop.imaging.windowing import unit_window
-from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
 
 IMAGE_TYPE = ("DERIVED", "SECONDARY", "SYNTHETIC")
 DEIDENTIFICATION_METHOD = "Synthetic image, no real patient; identifiers are placeholders"
@@ -263,7 +263,7 @@ def export_images(out_dir: str | os.PathLike[str], images: Sequence[np.ndarray],
                   cancel: threading.Event | None = None) -> list[Path]:
     """Export a batch (one study/series) as ``img_NNNNN.dcm`` or ``.png`` + ``.json``.
 
-    The job shape of :mod:`cxrgan_desktop.jobs`: raises ``Cancelled`` between images; files
+    The job shape of :mod:`cxrgan_desktop.core.jobs`: raises ``Cancelled`` between images; files
     already written are whole.
     """
     if image_format not in EXPORT_FORMATS:

@@ -9,7 +9,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from cxrgan_desktop.fileio import atomic_write_bytes
+from cxrgan_desktop.core.fileio import atomic_write_bytes
 
 
 def to_uint16(image: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
+from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress
 
 RASTER_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from cxrgan_desktop import paths
-from cxrgan_desktop.fileio import atomic_writer
+from cxrgan_desktop.core import paths
+from cxrgan_desktop.core.fileio import atomic_writer
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
+from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress
 from cxrgan_desktop.metrics.fid_settings import Preprocessing
 from cxrgan_desktop.metrics.inception import FEATURE_DIM, fold_batch_norm
 

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cxrgan_desktop import paths
-from cxrgan_desktop.fileio import atomic_write_json
+from cxrgan_desktop.core import paths
+from cxrgan_desktop.core.fileio import atomic_write_json
 
 log = logging.getLogger(__name__)
 

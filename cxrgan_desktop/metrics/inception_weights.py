@@ -18,10 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cxrgan_desktop import paths
-from cxrgan_desktop.download import DownloadDamaged, DownloadFailed, download_file, temporary_beside
-from cxrgan_desktop.fileio import sha256_file
-from cxrgan_desktop.jobs import ProgressFn, no_progress
+from cxrgan_desktop.core import paths
+from cxrgan_desktop.core.download import (
+    DownloadDamaged,
+    DownloadFailed,
+    download_file,
+    temporary_beside,
+)
+from cxrgan_desktop.core.fileio import sha256_file
+from cxrgan_desktop.core.jobs import ProgressFn, no_progress
 
 if TYPE_CHECKING:  # torch loads only when the network does: the GUI starts without it
     import torch

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
+from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress
 
 DEFAULT_SUBSETS = 100
 DEFAULT_SUBSET_SIZE = 1000

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from cxrgan_desktop.fileio import atomic_writer
+from cxrgan_desktop.core.fileio import atomic_writer
 from cxrgan_desktop.metrics.inception import FEATURE_DIM
 
 

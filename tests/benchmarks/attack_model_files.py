@@ -323,8 +323,8 @@ model_install.fetch_known_model("segal2020-pggan-cxr14", url=sys.argv[1])
 
 
 def attack_downloads(work: Path) -> dict:
-    from cxrgan_desktop import paths
-    from cxrgan_desktop.model_install import fetch_known_model
+    from cxrgan_desktop.core import paths
+    from cxrgan_desktop.store.install import fetch_known_model
     from tests.reference.segal_layout import random_segal_generator_state
 
     paper = io.BytesIO()

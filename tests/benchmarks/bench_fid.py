@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from cxrgan_desktop import runtime  # noqa: E402
+from cxrgan_desktop.core import runtime  # noqa: E402
 
 runtime.configure_before_torch()
 

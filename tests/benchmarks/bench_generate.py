@@ -164,7 +164,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_path = str(Path(tmp) / "paper_layout_random.pth")
         torch.save(random_segal_generator_state(seed=0), model_path)
-        as_cli = {"THP_MEM_ALLOC_ENABLE": "1"}  # what cxrgan_desktop.runtime sets
+        as_cli = {"THP_MEM_ALLOC_ENABLE": "1"}  # what cxrgan_desktop.core.runtime sets
         matmul = _spawn("matmul", model_path, 1, 1, as_cli, **on)["gflops"]
         nominal, executed = network_flops(), network_flops(fused=True)
         report = {"benchmark": "generate 1024x1024, paper architecture, random weights",

@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from cxrgan_desktop import runtime  # noqa: E402
+from cxrgan_desktop.core import runtime  # noqa: E402
 
 runtime.configure_before_torch()
 
@@ -48,10 +48,7 @@ import torch.nn.functional as F  # noqa: E402
 from cxrgan_desktop.engine.checkpoints import LoadedGenerator, load_generator  # noqa: E402
 from cxrgan_desktop.engine.checkpoints.output import PAPER_ADAPTER  # noqa: E402
 from cxrgan_desktop.engine.classifier.files import load_classifier  # noqa: E402
-from cxrgan_desktop.engine.classifier.model import (  # noqa: E402
-    ClassifierSpec,
-    PathologyClassifier,
-)
+from cxrgan_desktop.engine.classifier.model import ClassifierSpec, PathologyClassifier  # noqa: E402
 from cxrgan_desktop.engine.lco import (  # noqa: E402
     DifferentiableGenerator,
     LCORequest,
@@ -63,7 +60,7 @@ from cxrgan_desktop.engine.lco import (  # noqa: E402
 )
 from cxrgan_desktop.engine.pggan import PAPER_CHANNELS, Generator, PGGANConfig  # noqa: E402
 from cxrgan_desktop.engine.render import Renderer  # noqa: E402
-from cxrgan_desktop.imaging.chestxray14 import FINDINGS  # noqa: E402
+from cxrgan_desktop.labels.chestxray14 import FINDINGS  # noqa: E402
 
 
 def acceptance(model: LoadedGenerator, classifier: PathologyClassifier, present: tuple[str, ...],

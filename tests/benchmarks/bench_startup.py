@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--bundle", type=Path, default=ROOT / "dist" / "cxrgan-desktop")
     args = parser.parse_args()
-    source = time_self_test([sys.executable, "-m", "cxrgan_desktop.gui.app"], args.model,
+    source = time_self_test([sys.executable, "-m", "cxrgan_desktop.gui.shell.app"], args.model,
                             args.runs)
     result = {"source_venv": source}
     executable = args.bundle / "cxrgan-desktop"

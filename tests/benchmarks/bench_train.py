@@ -27,12 +27,7 @@ from torch import autograd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from cxrgan_desktop.engine.pggan import (  # noqa: E402
-    PAPER_CHANNELS,
-    Discriminator,
-    Generator,
-    PGGANConfig,
-)
+from cxrgan_desktop.engine.pggan import PAPER_CHANNELS, Discriminator, Generator, PGGANConfig  # noqa: E402
 from cxrgan_desktop.engine.training.config import TrainConfig  # noqa: E402
 from cxrgan_desktop.engine.training.loop import _step  # noqa: E402
 from cxrgan_desktop.engine.training.state import TrainingState  # noqa: E402

@@ -35,7 +35,7 @@ import pyqtgraph as pg
 import PySide6
 from PySide6.QtWidgets import QApplication
 
-from cxrgan_desktop.gui.viewer import ImageViewBox, ImageViewer
+from cxrgan_desktop.gui.viewer.viewer import ImageViewBox, ImageViewer
 from cxrgan_desktop.imaging import display
 from cxrgan_desktop.imaging.windowing import Window
 

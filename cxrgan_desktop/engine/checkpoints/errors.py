@@ -6,7 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterable, Iterator
 
-from cxrgan_desktop.names import printable
+from cxrgan_desktop.core.names import printable
 
 
 class CheckpointError(Exception):

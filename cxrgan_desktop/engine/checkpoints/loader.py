@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from cxrgan_desktop.core.names import printable
 from cxrgan_desktop.engine.checkpoints import native, restricted_pickle, segal
 from cxrgan_desktop.engine.checkpoints.errors import (
     CheckpointError,
@@ -25,7 +26,6 @@ from cxrgan_desktop.engine.checkpoints.validate import (
     refuse_non_float_header,
 )
 from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
-from cxrgan_desktop.names import printable
 
 
 @dataclass

@@ -21,14 +21,11 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_bytes
 
 from cxrgan_desktop import __version__
+from cxrgan_desktop.core.fileio import atomic_write_bytes
 from cxrgan_desktop.engine.checkpoints.errors import CheckpointError, shape_mismatches
 from cxrgan_desktop.engine.checkpoints.output import OutputAdapter
-from cxrgan_desktop.engine.checkpoints.validate import (
-    TensorInfo,
-    safetensors_header,
-)
+from cxrgan_desktop.engine.checkpoints.validate import TensorInfo, safetensors_header
 from cxrgan_desktop.engine.pggan import Discriminator, Generator, PGGANConfig
-from cxrgan_desktop.fileio import atomic_write_bytes
 
 FORMAT = "cxrgan-desktop/pggan"
 FORMAT_VERSION = "1"

@@ -22,14 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cxrgan_desktop.core.jobs import ProgressFn, no_progress
 from cxrgan_desktop.engine.training.dataset import DatasetSpec
-from cxrgan_desktop.engine.training.image_cache import (
-    ImageCache,
-    build_cache,
-    default_cache_dir,
-)
-from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv
-from cxrgan_desktop.jobs import ProgressFn, no_progress
+from cxrgan_desktop.engine.training.image_cache import ImageCache, build_cache, default_cache_dir
+from cxrgan_desktop.labels.chestxray14 import read_data_entry_csv
 
 
 @dataclass

@@ -27,6 +27,8 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from cxrgan_desktop import __version__
+from cxrgan_desktop.core.fileio import atomic_write_bytes
+from cxrgan_desktop.core.names import printable
 from cxrgan_desktop.engine.checkpoints import native
 from cxrgan_desktop.engine.checkpoints.errors import (
     CheckpointError,
@@ -45,9 +47,7 @@ from cxrgan_desktop.engine.classifier.model import (
     ClassifierSpec,
     PathologyClassifier,
 )
-from cxrgan_desktop.fileio import atomic_write_bytes
-from cxrgan_desktop.imaging.chestxray14 import FINDINGS
-from cxrgan_desktop.names import printable
+from cxrgan_desktop.labels.chestxray14 import FINDINGS
 
 FORMAT = "cxrgan-desktop/classifier"
 FORMAT_VERSION = "1"

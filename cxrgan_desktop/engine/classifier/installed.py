@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cxrgan_desktop import paths
-from cxrgan_desktop.imaging.chestxray14 import FINDINGS
+from cxrgan_desktop.core import paths, shipped
+from cxrgan_desktop.labels.chestxray14 import FINDINGS
 
 SUFFIX = ".safetensors"
 DEMO_CLASSIFIER = "demo-phantom-64-classifier"  # bundled, trained on the demo's phantoms
@@ -81,7 +81,7 @@ def classifiers_dir() -> Path:
 def bundled_classifiers_dir() -> Path:
     """The demo classifier shipped in the package (a subfolder, so that the generator list,
     which reads the folder above, never takes it for a generator)."""
-    return paths.bundled_models_dir() / "classifiers"
+    return shipped.bundled_models_dir() / "classifiers"
 
 
 def user_classifiers() -> list[Path]:

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress
 from cxrgan_desktop.engine.classifier.data import TrainingImages, patient_split
 from cxrgan_desktop.engine.classifier.files import save_classifier
 from cxrgan_desktop.engine.classifier.model import ClassifierSpec, PathologyClassifier
-from cxrgan_desktop.imaging.chestxray14 import FINDINGS
-from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
+from cxrgan_desktop.labels.chestxray14 import FINDINGS
 from cxrgan_desktop.metrics.auroc import auroc_per_label, mean_defined
 
 log = logging.getLogger(__name__)

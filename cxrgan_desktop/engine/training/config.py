@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cxrgan_desktop.core.shipped import resource_path
 from cxrgan_desktop.engine.pggan import PAPER_CHANNELS, PGGANConfig
 
 PAPER_BATCH_SIZES = {4: 64, 8: 64, 16: 64, 32: 64, 64: 64, 128: 64, 256: 56, 512: 32,
@@ -154,18 +155,19 @@ class TrainConfig:
         return cls(**data)
 
 
-PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+def presets_dir() -> Path:
+    return resource_path("presets")
 
 
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+    return sorted(p.stem for p in presets_dir().glob("*.toml"))
 
 
 def load_config(path: str | Path) -> TrainConfig:
     """A config from ``.toml`` or ``.json``, or a preset by name; errors name the file."""
     file = Path(path)
     if not file.exists() and str(path) in preset_names():
-        file = PRESETS_DIR / f"{path}.toml"
+        file = presets_dir() / f"{path}.toml"
     try:
         text = file.read_text(encoding="utf-8")
         data = tomllib.loads(text) if file.suffix.lower() == ".toml" else json.loads(text)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cxrgan_desktop.fileio import sha256_file
-from cxrgan_desktop.imaging.chestxray14 import FINDINGS, DataEntry, read_data_entry_csv
+from cxrgan_desktop.core.fileio import sha256_file
 from cxrgan_desktop.imaging.readers import Skipped, candidate_problem, iter_entries
+from cxrgan_desktop.labels.chestxray14 import FINDINGS, DataEntry, read_data_entry_csv
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,9 @@ import numpy as np
 import torch
 
 import cxrgan_desktop
-from cxrgan_desktop import paths
+from cxrgan_desktop.core import paths
+from cxrgan_desktop.core.fileio import atomic_write_json, atomic_write_text, read_json_object
+from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress
 from cxrgan_desktop.engine.training.dataset import (
     DatasetListing,
     DatasetSpec,
@@ -65,9 +67,7 @@ from cxrgan_desktop.engine.training.preprocess import (
     resolutions_up_to,
     storage_dtype,
 )
-from cxrgan_desktop.fileio import atomic_write_json, atomic_write_text, read_json_object
 from cxrgan_desktop.imaging.readers import ImageReadError, display_path, read_image
-from cxrgan_desktop.jobs import ProgressFn, check_cancel, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ def build_cache(spec: DatasetSpec, cache_dir: str | os.PathLike[str], max_resolu
 
     Returns at once when a complete cache with the same settings and source fingerprint is
     there; continues a stopped build; rebuilds from scratch when the source or the settings
-    changed. Raises :class:`~cxrgan_desktop.jobs.Cancelled` when ``cancel`` is set (progress
+    changed. Raises :class:`~cxrgan_desktop.core.jobs.Cancelled` when ``cancel`` is set (progress
     is saved first), and ``ValueError`` for bad settings, a folder without usable images, or
     too little disk space.
     """

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from cxrgan_desktop import __version__
+from cxrgan_desktop.core.fileio import atomic_write_json, atomic_write_text
+from cxrgan_desktop.core.jobs import Cancelled, ProgressFn, no_progress
 from cxrgan_desktop.engine.checkpoints import OutputAdapter, save_generator
 from cxrgan_desktop.engine.devices import describe_device, resolve_device
 from cxrgan_desktop.engine.training import distributed
@@ -33,9 +35,7 @@ from cxrgan_desktop.engine.training.config import TrainConfig, phase_at, total_i
 from cxrgan_desktop.engine.training.losses import discriminator_loss, generator_loss
 from cxrgan_desktop.engine.training.state import TrainingState
 from cxrgan_desktop.engine.training.threads import cpu_threads
-from cxrgan_desktop.fileio import atomic_write_json, atomic_write_text
 from cxrgan_desktop.imaging.png16 import write_png8
-from cxrgan_desktop.jobs import Cancelled, ProgressFn, no_progress
 
 log = logging.getLogger(__name__)
 

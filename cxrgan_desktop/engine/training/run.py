@@ -10,12 +10,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxrgan_desktop import paths
+from cxrgan_desktop.core import paths
+from cxrgan_desktop.core.jobs import ProgressFn, no_progress, sub_progress
 from cxrgan_desktop.engine.devices import resolve_device
 from cxrgan_desktop.engine.training import distributed
 from cxrgan_desktop.engine.training.config import TrainConfig
 from cxrgan_desktop.engine.training.loop import TrainingData, TrainResult, train
-from cxrgan_desktop.jobs import ProgressFn, no_progress, sub_progress
 
 
 def new_run_dir(name: str, root: Path | None = None) -> Path:
@@ -37,10 +37,7 @@ def prepare_data(config: TrainConfig, progress: ProgressFn = no_progress,
                  cancel: threading.Event | None = None) -> PreparedData:
     """Build (or reuse, or resume) the multi-resolution cache the config's data needs."""
     from cxrgan_desktop.engine.training.dataset import DatasetSpec
-    from cxrgan_desktop.engine.training.image_cache import (
-        build_cache,
-        default_cache_dir,
-    )
+    from cxrgan_desktop.engine.training.image_cache import build_cache, default_cache_dir
 
     settings = config.data
     if not settings.image_dir:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
+from cxrgan_desktop.core.fileio import atomic_write_bytes
 from cxrgan_desktop.engine.pggan import Discriminator, Generator
 from cxrgan_desktop.engine.training import distributed
 from cxrgan_desktop.engine.training.config import TrainConfig
-from cxrgan_desktop.fileio import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "cxrgan-desktop/pggan-training"
 CHECKPOINT_VERSION = 1

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrgan_desktop.engine.classifier.training import ClassifierTrainConfig
-from cxrgan_desktop.imaging.chestxray14 import FINDINGS
+from cxrgan_desktop.labels.chestxray14 import FINDINGS
 
 ARM_KINDS = ("real", "synthetic", "mixed", "scarce")
 EXAMPLE = """\
@@ -129,7 +129,7 @@ def shared_findings(real_labels: str | Path, synthetic_labels: str | Path) -> tu
     """The findings with positives in both label files, in ChestX-ray14 order: the labels an
     experiment can measure (a label absent from either side has no AUROC or no training
     signal)."""
-    from cxrgan_desktop.imaging.chestxray14 import read_data_entry_csv
+    from cxrgan_desktop.labels.chestxray14 import read_data_entry_csv
 
     present = [set().union(*(e.findings for e in read_data_entry_csv(path)))
                for path in (real_labels, synthetic_labels)]
@@ -156,7 +156,7 @@ def _relative(path: Path, base: Path) -> str:
 def write_config(config: TSTRConfig, path: str | Path) -> Path:
     """Save ``config`` where ``cxrgan tstr`` reads it: TOML, or JSON by the suffix. Paths
     below the file's folder are written relative to it, so the folder can move."""
-    from cxrgan_desktop.fileio import atomic_write_text
+    from cxrgan_desktop.core.fileio import atomic_write_text
 
     file = Path(path)
     data = config.to_json()

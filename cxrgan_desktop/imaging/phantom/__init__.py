@@ -6,16 +6,15 @@ vessel markings, heart and mediastinum, domes, ribs, clavicles, spine, shoulders
 shadows, texture and noise) with patient-to-patient variation, and renders each of the 14
 findings in a recognisable, label-faithful way (see ``findings.py`` for each one).
 
-Modules: ``labels`` (label distribution), ``anatomy`` (patient geometry), ``skeleton``,
+Modules: ``anatomy`` (patient geometry), ``skeleton``,
 ``vessels``, ``softtissue`` (airway, hila, aorta, arms, breasts, abdomen), ``findings``
 (plan) and ``lesions`` (drawing), ``render`` (composition), ``raster`` (drawing
-primitives), ``job`` (writing a labelled folder, and the documentation contact sheet).
+primitives). The label distribution is in ``labels.distribution``; writing a labelled folder
+is the ``tasks.phantom`` job.
 """
 
 from cxrgan_desktop.imaging.phantom.anatomy import FIELD_OF_VIEW_MM, Anatomy
 from cxrgan_desktop.imaging.phantom.findings import Lesion
-from cxrgan_desktop.imaging.phantom.job import write_phantoms
-from cxrgan_desktop.imaging.phantom.labels import LabelDistribution, compute_label_stats
 from cxrgan_desktop.imaging.phantom.render import (
     RenderedPhantom,
     patient_anatomy,
@@ -26,12 +25,9 @@ from cxrgan_desktop.imaging.phantom.render import (
 __all__ = [
     "FIELD_OF_VIEW_MM",
     "Anatomy",
-    "LabelDistribution",
     "Lesion",
     "RenderedPhantom",
-    "compute_label_stats",
     "patient_anatomy",
     "render_phantom",
     "render_phantom_detailed",
-    "write_phantoms",
 ]

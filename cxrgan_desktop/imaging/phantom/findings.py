@@ -34,14 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from cxrgan_desktop.imaging.chestxray14 import FINDINGS
 from cxrgan_desktop.imaging.phantom import anatomy as anat
 from cxrgan_desktop.imaging.phantom.anatomy import LEFT, RIGHT, Anatomy, mm
-from cxrgan_desktop.imaging.phantom.raster import (
-    Grid,
-    polygon_mask,
-)
+from cxrgan_desktop.imaging.phantom.raster import Grid, polygon_mask
 from cxrgan_desktop.imaging.phantom.vessels import VesselTree, hilum
+from cxrgan_desktop.labels.chestxray14 import FINDINGS
 
 _SIDE_NAMES = {RIGHT: "right", LEFT: "left"}
 

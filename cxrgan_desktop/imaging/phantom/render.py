@@ -18,13 +18,7 @@ from cxrgan_desktop.imaging.phantom import anatomy as anat
 from cxrgan_desktop.imaging.phantom import findings as fnd
 from cxrgan_desktop.imaging.phantom import softtissue as soft
 from cxrgan_desktop.imaging.phantom.anatomy import LEFT, RIGHT, Anatomy, mm
-from cxrgan_desktop.imaging.phantom.raster import (
-    Grid,
-    blur,
-    polygon_mask,
-    smooth_noise,
-    upsample,
-)
+from cxrgan_desktop.imaging.phantom.raster import Grid, blur, polygon_mask, smooth_noise, upsample
 from cxrgan_desktop.imaging.phantom.skeleton import (
     draw_clavicles,
     draw_ribs,

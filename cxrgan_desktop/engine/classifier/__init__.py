@@ -1,0 +1,1 @@
+"""Multi-label pathology classifiers: the network, its files, training and the installed set."""

@@ -1,0 +1,1 @@
+"""Results windows and the figures for papers."""

@@ -1,0 +1,2 @@
+"""The window's frame: the application, the main window's layout and wiring, menus,
+preferences, welcome and help."""

@@ -1,0 +1,1 @@
+"""The image viewer: window/level, its controls and the session strip."""

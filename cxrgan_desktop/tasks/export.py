@@ -1,0 +1,102 @@
+"""Export a session's images: the GUI's Save/Export, for generated and opened images alike.
+
+Formats: 16-bit PNG (with a JSON provenance sidecar for synthetic images), 8-bit PNG of the
+window on screen (for slides), and DICOM Secondary Capture carrying the window on screen.
+DICOM export is for generated images only: its files are marked synthetic, and a real
+radiograph must never leave this application labelled as one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress
+from cxrgan_desktop.imaging.dicom_export import export_dicom, export_png16_with_sidecar
+from cxrgan_desktop.imaging.display import display_bytes, to_stored
+from cxrgan_desktop.imaging.png16 import write_png8, write_png16
+from cxrgan_desktop.imaging.readers import ImageReadError, Skipped, read_image
+from cxrgan_desktop.imaging.synthetic_provenance import (
+    LCOInfo,
+    SyntheticImageInfo,
+    SyntheticSeries,
+    new_synthetic_series,
+)
+from cxrgan_desktop.imaging.windowing import Window
+
+EXPORT_FORMATS = {
+    "png16": "16-bit PNG (lossless; JSON sidecar with provenance for generated images)",
+    "png8": "8-bit PNG of the window on screen (for slides)",
+    "dicom": "DICOM Secondary Capture, marked synthetic, with the window on screen "
+             "(generated images only)",
+}
+SUFFIXES = {"png16": ".png", "png8": ".png", "dicom": ".dcm"}
+
+
+@dataclass(frozen=True)
+class ExportItem:
+    """One image of the session. ``seed`` is None for a real (opened) image."""
+
+    source: Path
+    name: str
+    model_name: str = ""
+    model_sha256: str = ""
+    seed: int | None = None
+    index: int = 0
+    lco: LCOInfo | None = None  # how latent class optimisation chose it, if it did
+
+    @property
+    def synthetic(self) -> bool:
+        return self.seed is not None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    written: list[Path]
+    skipped: list[Skipped]  # images that could no longer be read (moved, damaged), and why
+
+
+def export_items(items: Sequence[ExportItem], out_dir: str | Path, image_format: str,
+                 window: Window, inverted: bool = False, progress: ProgressFn = no_progress,
+                 cancel: threading.Event | None = None) -> ExportResult:
+    """Write each item to ``out_dir`` in ``image_format``. An image that can no longer be
+    read (its file moved or damaged since it was opened) is listed in ``skipped`` and the
+    rest are exported."""
+    if image_format not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {image_format!r}; choose from "
+                         f"{sorted(EXPORT_FORMATS)}")
+    real = [item.name for item in items if not item.synthetic]
+    if image_format == "dicom" and real:
+        raise ValueError("DICOM export marks files as synthetic, so it is for generated images "
+                         f"only; these are real images: {', '.join(real)}. Export them as PNG.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    series: dict[tuple[str, str], SyntheticSeries] = {}  # one series per model in the batch
+    written: list[Path] = []
+    skipped: list[Skipped] = []
+    for done, item in enumerate(items):
+        check_cancel(cancel)
+        try:
+            pixels = read_image(item.source).pixels
+        except ImageReadError as error:
+            skipped.append(Skipped(item.source, error.problem))
+            continue
+        path = out / f"{item.name}{SUFFIXES[image_format]}"
+        if image_format == "png8":
+            write_png8(path, display_bytes(to_stored(pixels), window, inverted))
+        elif item.synthetic:
+            key = (item.model_name, item.model_sha256)
+            if key not in series:
+                series[key] = new_synthetic_series(item.model_name, item.model_sha256)
+            info = SyntheticImageInfo(item.index, seed=item.seed, lco=item.lco, window=window,
+                                      window_explanation="USER")
+            writer = export_dicom if image_format == "dicom" else export_png16_with_sidecar
+            writer(path, pixels, series[key], info)
+        else:
+            write_png16(path, pixels)
+        written.append(path)
+        progress((done + 1) / len(items), f"{done + 1}/{len(items)} exported")
+    return ExportResult(written, skipped)
+

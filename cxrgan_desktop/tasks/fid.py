@@ -1,0 +1,256 @@
+"""One FID (and KID) measurement between two sides, each a folder, a statistics file or a
+generator: what ``cxrgan fid`` and the FID panel both run.
+
+Every result carries the settings that produced it (network hash, resize mode, N per side,
+KID subsets and seed, device), because a FID without them cannot be compared with anything.
+Two sides measured with different networks or resize modes are refused rather than compared.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress, sub_progress
+from cxrgan_desktop.metrics.feature_cache import FeatureCache, cache_key
+from cxrgan_desktop.metrics.fid_features import FeatureExtractor
+from cxrgan_desktop.metrics.fid_settings import DEFAULT_RESIZE, RECOMMENDED_N, Preprocessing
+from cxrgan_desktop.metrics.frechet import feature_statistics
+from cxrgan_desktop.metrics.frechet import fid as frechet_fid
+from cxrgan_desktop.metrics.inception_weights import LoadedInception, load_inception
+from cxrgan_desktop.metrics.kid import (
+    DEFAULT_SUBSET_SIZE,
+    DEFAULT_SUBSETS,
+    KIDResult,
+    kernel_inception_distance,
+)
+from cxrgan_desktop.metrics.stats_file import FeatureStats, load_stats
+from cxrgan_desktop.tasks.fid_sources import FolderSource, GeneratorSource, ImageSource
+
+SIDE_KINDS = ("folder", "stats", "model")
+COMPARED_SETTINGS = ("weights_sha256", "resize", "input_size")
+
+
+@dataclass(frozen=True)
+class SideSpec:
+    """One side of a comparison: ``kind`` folder | stats | model; a model side draws ``n``
+    samples from ``seed``."""
+
+    kind: str
+    location: str
+    n: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in SIDE_KINDS:
+            raise ValueError(f"side kind must be one of {SIDE_KINDS}, got {self.kind!r}")
+        if self.kind == "model" and (self.n is None or self.n < 2):
+            raise ValueError(f"model:{self.location}: give the number of samples to draw "
+                             "(--n, at least 2; 2048 or more for a comparable FID)")
+
+    @property
+    def label(self) -> str:
+        if self.kind == "model":
+            return f"model:{self.location} (N={self.n}, seed {self.seed})"
+        return self.location
+
+
+def parse_side(text: str, n: int | None = None, seed: int = 0) -> SideSpec:
+    """``model:NAME`` (an installed model or a model file), a ``.npz`` statistics file, or a
+    folder of images."""
+    if text.startswith("model:"):
+        return SideSpec("model", text[len("model:"):], n, seed)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return SideSpec("folder", str(path))
+    if path.is_file() and path.suffix.lower() == ".npz":
+        return SideSpec("stats", str(path))
+    if not path.exists():
+        raise ValueError(f"{text}: no such folder or file (a side is a folder of images, a "
+                         ".npz statistics file, or model:NAME)")
+    raise ValueError(f"{text}: a side is a folder of images, a .npz statistics file, or "
+                     "model:NAME; this is none of them")
+
+
+@dataclass
+class FIDOptions:
+    resize: str = DEFAULT_RESIZE
+    batch_size: int = 32
+    device: torch.device | str = "cpu"
+    kid_subsets: int = DEFAULT_SUBSETS
+    kid_subset_size: int = DEFAULT_SUBSET_SIZE
+    kid_seed: int = 0
+    weights: str | None = None  # a user-set weights file (else the cache)
+    use_cache: bool = True
+    cache: FeatureCache | None = None  # default: the user cache folder
+
+
+@dataclass
+class SideResult:
+    spec: SideSpec
+    stats: FeatureStats
+    from_cache: bool = False
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int | None:
+        return self.stats.n
+
+    def to_record(self) -> dict[str, Any]:
+        return {"kind": self.spec.kind, "location": self.spec.location, "label": self.spec.label,
+                "n": self.n, "seed": self.spec.seed if self.spec.kind == "model" else None,
+                "from_cache": self.from_cache, "skipped": len(self.skipped)}
+
+
+@dataclass
+class FIDResult:
+    fid: float
+    kid: KIDResult | None
+    real: SideResult
+    fake: SideResult
+    settings: dict[str, Any]
+    warnings: list[str]
+    seconds: float
+    finished: str
+
+    def to_record(self) -> dict[str, Any]:
+        """Plain JSON: what the history and ``--json`` keep."""
+        return {"finished": self.finished, "fid": self.fid,
+                "kid": self.kid.to_dict() if self.kid else None,
+                "real": self.real.to_record(), "fake": self.fake.to_record(),
+                "settings": self.settings, "warnings": self.warnings,
+                "seconds": round(self.seconds, 2)}
+
+
+class FIDMeasurer:
+    """The loaded network, its preprocessing and the feature cache: computes sides."""
+
+    def __init__(self, options: FIDOptions, inception: LoadedInception | None = None) -> None:
+        self.options = options
+        self.device = torch.device(options.device)
+        self.inception = inception or load_inception(options.weights)
+        self.preprocessing = Preprocessing(options.resize)
+        self.extractor = FeatureExtractor(self.inception.net, self.device, self.preprocessing)
+        self.cache = options.cache or FeatureCache()
+
+    def settings(self) -> dict[str, Any]:
+        from cxrgan_desktop import __version__
+
+        return {"network": self.inception.path.name,
+                "weights_sha256": self.inception.sha256,
+                "feature": "2048-d average pool after Mixed_7c",
+                **self.preprocessing.to_dict(),
+                "statistics": "float64 mean and covariance (N - 1)",
+                "distance": "Frechet, exact: singular values of the feature cross-product "
+                            "when both sides have N <= 1024, else symmetric eigendecomposition",
+                "device": str(self.device),
+                "software": f"cxrgan-desktop {__version__}"}
+
+    def source_for(self, spec: SideSpec) -> ImageSource:
+        if spec.kind == "folder":
+            source = FolderSource([spec.location])
+            if source.count == 0:
+                raise ValueError(f"{spec.location}: no image files (PNG, JPEG, TIFF or DICOM)")
+            return source
+        from cxrgan_desktop.engine.checkpoints import load_generator
+        from cxrgan_desktop.store import zoo
+
+        model = load_generator(zoo.resolve_model(spec.location))
+        assert spec.n is not None  # SideSpec checks model sides
+        return GeneratorSource(model, spec.n, spec.seed, self.device,
+                               label=f"model:{spec.location}")
+
+    def side(self, spec: SideSpec, progress: ProgressFn = no_progress,
+             cancel: threading.Event | None = None) -> SideResult:
+        if spec.kind == "stats":
+            return SideResult(spec, load_stats(spec.location))
+        source = self.source_for(spec)
+        progress(0.0, f"{source.label}: {source.count} images")
+        settings = self.settings()
+        key = cache_key(source.cache_identity(), self.preprocessing.to_dict(),
+                        self.inception.sha256)
+        cached = self.cache.load(key) if self.options.use_cache else None
+        if cached is not None:
+            features, skipped, from_cache = cached.features, cached.skipped, True
+        else:
+            features = self.extractor.features(
+                source.batches(self.options.batch_size, cancel), source.count,
+                progress, cancel)
+            skipped, from_cache = list(source.skipped), False
+            if self.options.use_cache and len(features) >= 2:
+                self.cache.store(key, features, skipped)
+        if len(features) < 2:
+            raise ValueError(f"{source.label}: fewer than 2 readable images "
+                             f"({len(skipped)} could not be read: {'; '.join(skipped[:3])})")
+        mu, sigma = feature_statistics(features)
+        stats = FeatureStats(mu, sigma, len(features), settings, features)
+        return SideResult(spec, stats, from_cache, skipped)
+
+
+def settings_conflicts(ours: dict[str, Any], theirs: dict[str, Any] | None,
+                       label: str) -> tuple[list[str], list[str]]:
+    """(errors, warnings) for comparing statistics made with ``theirs`` against ``ours``."""
+    if theirs is None:
+        return [], [f"{label}: the file does not record how it was made (a pytorch-fid "
+                    "file?); the score is only valid if it used the same network and resize "
+                    f"mode ({ours['resize']})"]
+    errors = [f"{label}: made with {key} = {theirs.get(key)!r}, this run uses {ours[key]!r}; "
+              f"recompute it, or measure with the same setting"
+              for key in COMPARED_SETTINGS if theirs.get(key) != ours[key]]
+    return errors, []
+
+
+def size_warnings(side: SideResult, name: str) -> list[str]:
+    warnings = []
+    if side.n is not None and side.n < RECOMMENDED_N:
+        warnings.append(f"{name}: N = {side.n} < {RECOMMENDED_N}: FID is biased upward for "
+                        "small N and not comparable with published scores; read KID, or "
+                        "compare only with FIDs of the same N")
+    if side.skipped:
+        warnings.append(f"{name}: {len(side.skipped)} file(s) could not be read and were left "
+                        f"out, e.g. {side.skipped[0]}")
+    return warnings
+
+
+def compute_fid(real: SideSpec, fake: SideSpec, options: FIDOptions,
+                progress: ProgressFn = no_progress, cancel: threading.Event | None = None,
+                inception: LoadedInception | None = None) -> FIDResult:
+    started = time.perf_counter()
+    progress(0.0, "loading the Inception network")
+    measurer = FIDMeasurer(options, inception)
+    settings = measurer.settings()
+    real_side = measurer.side(real, sub_progress(progress, 0.02, 0.48), cancel)
+    check_cancel(cancel)
+    fake_side = measurer.side(fake, sub_progress(progress, 0.48, 0.94), cancel)
+    errors, warnings = [], []
+    for side, name in ((real_side, "real"), (fake_side, "synthetic")):
+        if side.spec.kind == "stats":
+            side_errors, side_warnings = settings_conflicts(settings, side.stats.settings,
+                                                            f"{name} ({side.spec.location})")
+            errors += side_errors
+            warnings += side_warnings
+        warnings += size_warnings(side, name)
+    if errors:
+        raise ValueError("the two sides cannot be compared: " + "; ".join(errors))
+    progress(0.94, "Frechet distance")
+    fid = frechet_fid(real_side.stats.mu, real_side.stats.sigma, fake_side.stats.mu,
+                      fake_side.stats.sigma, real_side.stats.features, fake_side.stats.features)
+    kid = None
+    if real_side.stats.features is not None and fake_side.stats.features is not None:
+        kid = kernel_inception_distance(
+            real_side.stats.features, fake_side.stats.features, subsets=options.kid_subsets,
+            subset_size=options.kid_subset_size, seed=options.kid_seed,
+            progress=sub_progress(progress, 0.95, 1.0), cancel=cancel)
+    else:
+        warnings.append("KID not computed: a statistics file without features has only mean "
+                        "and covariance (save with --with-features to keep them)")
+    progress(1.0, f"FID {fid:.3f}")
+    finished = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    return FIDResult(fid, kid, real_side, fake_side, settings, warnings,
+                     time.perf_counter() - started, finished)
