@@ -22,7 +22,7 @@ COMMANDS = dict(_commands(build_parser()))
 
 
 def test_the_walk_finds_the_commands():
-    assert {"cxrgan generate", "cxrgan quiz build", "cxrgan classifier list", "cxrgan fid",
+    assert {"cxrgan generate", "cxrgan study build", "cxrgan classifier list", "cxrgan fid",
             "cxrgan tstr"} <= set(COMMANDS)
 
 
@@ -49,7 +49,7 @@ def test_a_missing_input_is_reported_before_torch_loads():
                 ["import-model", "/no/such.pth"], ["fid", "/no/such", "/no/other"],
                 ["generate", "--latents", "/no/such.npy", "--out", "/tmp/x"],
                 ["classifier", "import", "/no/such.pth"],
-                ["quiz", "build", "--real", "/no/such", "--synthetic", "/no/other",
+                ["study", "build", "--real", "/no/such", "--synthetic", "/no/other",
                  "--n-real", "2", "--n-synthetic", "2", "--out", "/tmp/x"]]
     code = ("import sys\nfrom cxrgan_desktop import cli\n"
             f"codes = [cli.main(argv) for argv in {commands!r}]\n"

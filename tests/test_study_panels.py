@@ -10,8 +10,8 @@ import math
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from cxrgan_desktop.core.settings import QuizPreferences, Settings
-from cxrgan_desktop.gui.panels.study import QuizPanel
+from cxrgan_desktop.core.settings import Settings, StudyPreferences
+from cxrgan_desktop.gui.panels.study import StudyPanel
 from cxrgan_desktop.gui.panels.study_builder import StudyBuilderDialog
 from cxrgan_desktop.gui.reports.study_results import COLUMNS, summary_cells
 from cxrgan_desktop.study.analysis import reader_stats
@@ -50,7 +50,7 @@ def no_dialogs(monkeypatch):
 
 def test_the_builder_dialog_builds_and_shows_the_audit(qtbot, sources, tmp_path):
     real, synthetic = sources
-    preferences = QuizPreferences(real=[str(real)], synthetic=[str(synthetic)], n_real=5,
+    preferences = StudyPreferences(real=[str(real)], synthetic=[str(synthetic)], n_real=5,
                                   n_synthetic=5, practice=1, image_size=256,
                                   out_folder=str(tmp_path), name="panel")
     dialog = StudyBuilderDialog(preferences)
@@ -79,7 +79,7 @@ def test_the_builder_dialog_builds_and_shows_the_audit(qtbot, sources, tmp_path)
 def test_sessions_are_analysed_and_exported(qtbot, simulated, tmp_path, no_dialogs):
     built, session_files = simulated
     settings = Settings()
-    panel = QuizPanel(settings)
+    panel = StudyPanel(settings)
     qtbot.addWidget(panel)
     assert panel.analyse_sessions() is None and "answer key" in no_dialogs[-1]
     panel.key_path.setText(str(built.key))
@@ -87,7 +87,7 @@ def test_sessions_are_analysed_and_exported(qtbot, simulated, tmp_path, no_dialo
     assert panel.session_files() == session_files
     window = panel.analyse_sessions()
     qtbot.addWidget(window)
-    assert settings.quiz.key == str(built.key) and settings.quiz.sessions == session_files
+    assert settings.study.key == str(built.key) and settings.study.sessions == session_files
     table = window.table
     assert table.columnCount() == len(COLUMNS) and table.rowCount() == 4
     assert table.item(3, 0).text() == "all readers (pooled)" and table.item(3, 1).text() == "72"
@@ -113,7 +113,7 @@ def test_sessions_are_analysed_and_exported(qtbot, simulated, tmp_path, no_dialo
 
 
 def test_a_results_table_from_elsewhere(qtbot, tmp_path, no_dialogs):
-    panel = QuizPanel(Settings())
+    panel = StudyPanel(Settings())
     qtbot.addWidget(panel)
     bad = tmp_path / "bad.csv"
     bad.write_text("reader,case,truth\nr1,c1,real\n")
@@ -143,7 +143,7 @@ def test_session_files_are_looked_for_beside_the_key_then_beside_the_last_ones(q
                                                                               tmp_path):
     from cxrgan_desktop.study.session import sessions_dir
 
-    panel = QuizPanel(Settings())
+    panel = StudyPanel(Settings())
     qtbot.addWidget(panel)
     sessions_dir().mkdir(parents=True)
     assert panel.sessions_start_folder() == str(sessions_dir())  # no key yet

@@ -16,7 +16,7 @@ from pathlib import Path
 from cxrgan_desktop import __version__
 from cxrgan_desktop.cli import fid as cli_fid
 from cxrgan_desktop.cli import lco as cli_lco
-from cxrgan_desktop.cli import study as cli_quiz
+from cxrgan_desktop.cli import study as cli_study
 from cxrgan_desktop.cli import tstr as cli_tstr
 from cxrgan_desktop.cli.common import (
     DefaultsHelpFormatter,
@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     cli_lco.add_parsers(sub)
     cli_fid.add_parsers(sub)
-    cli_quiz.add_parsers(sub)
+    cli_study.add_parsers(sub)
     cli_tstr.add_parsers(sub)
     return parser
 

@@ -1,4 +1,4 @@
-"""``cxrgan quiz ...``: build, audit, score and analyse blinded reader studies."""
+"""``cxrgan study ...``: build, audit, score and analyse blinded reader studies."""
 
 from __future__ import annotations
 
@@ -13,28 +13,28 @@ from cxrgan_desktop.cli.common import (
     resolve_device_option,
 )
 
-QUIZ_EXAMPLES = """workflow:
-  cxrgan quiz build --real real/ --model segal2020 --n-real 50 --n-synthetic 50 --out study/
+STUDY_EXAMPLES = """workflow:
+  cxrgan study build --real real/ --model segal2020 --n-real 50 --n-synthetic 50 --out study/
       -> study/study.cxrstudy (give to readers) and study/study.key.json (keep)
   (readers open study.cxrstudy in cxrgan-desktop; their session files come back to you)
-  cxrgan quiz score study/study.key.json sessions/*.session.json --out results.csv
-  cxrgan quiz analyse results.csv --key study/study.key.json --out analysis/
+  cxrgan study score study/study.key.json sessions/*.session.json --out results.csv
+  cxrgan study analyse results.csv --key study/study.key.json --out analysis/
 """
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("quiz", help="blinded real-vs-synthetic reader studies",
+    p = sub.add_parser("study", help="blinded real-vs-synthetic reader studies",
                        description="Build a blinded reader study, audit it for leaks, score "
-                       "readers' sessions and analyse the answers.", epilog=QUIZ_EXAMPLES,
+                       "readers' sessions and analyse the answers.", epilog=STUDY_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    actions = p.add_subparsers(dest="quiz_command", metavar="ACTION", required=True)
+    actions = p.add_subparsers(dest="study_command", metavar="ACTION", required=True)
 
     b = actions.add_parser("build", help="make a study package and its answer key",
                            description="Draw real and synthetic images, pass them all "
                            "through one pipeline (bit depth, square crop, size, contrast), "
                            "write the package for readers and the answer key for you, and "
                            "audit the package for leaks; a package that fails the audit is "
-                           "not written unless --force. Example: cxrgan quiz build --real "
+                           "not written unless --force. Example: cxrgan study build --real "
                            "real/ --model segal2020-pggan-cxr14 --n-real 50 --n-synthetic 50 "
                            "--practice 2 --out study/",
                            formatter_class=DefaultsHelpFormatter)
@@ -82,7 +82,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                            "sizes, headers, timestamps, order, pixel statistics, source "
                            "resolution and a replay of seeded draws, plus the package's "
                            "SHA-256 against the key's. Exit 0 when it passes, 1 when it "
-                           "fails. Example: cxrgan quiz audit study/study.cxrstudy "
+                           "fails. Example: cxrgan study audit study/study.cxrstudy "
                            "study/study.key.json")
     a.add_argument("package", type=Path, help="the study's .cxrstudy")
     a.add_argument("key", type=Path, help="its .key.json")
@@ -93,7 +93,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                            "(study, package hash, cases, ratings on the scale, reading times) "
                            "and write the long results table, one row per reader and case. "
                            "A file that fails names itself and the answer; nothing is "
-                           "written then. Example: cxrgan quiz score study/study.key.json "
+                           "written then. Example: cxrgan study score study/study.key.json "
                            "sessions/*/*.session.json --out results.csv")
     s.add_argument("key", type=Path, help="the study's .key.json")
     s.add_argument("sessions", nargs="+", type=Path, help="readers' .session.json files")
@@ -106,10 +106,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                            "interval, a binomial test against chance, sensitivity and "
                            "specificity, ROC AUC with its interval, reading time; kappa across "
                            "readers; a per-finding breakdown with --key; exports for MRMCaov "
-                           "and iMRMC. Example: cxrgan quiz analyse results.csv --key "
+                           "and iMRMC. Example: cxrgan study analyse results.csv --key "
                            "study/study.key.json --out analysis/ --plots")
     n.add_argument("results", type=Path, help="results.csv: reader,case,truth,rating,"
-                   "answer,seconds (from quiz score, or from anywhere else)")
+                   "answer,seconds (from study score, or from anywhere else)")
     n.add_argument("--key", type=Path, help="the key, for a per-finding breakdown")
     n.add_argument("--out", type=Path, default=Path("analysis"), help="folder for the "
                    "summary, report and exports (default: analysis)")
@@ -122,7 +122,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                            description="Write session files of simulated readers (an "
                            "equal-variance signal-detection model with the given d') so that "
                            "scoring and analysis can be tried before real readers take the "
-                           "study. Never mix them with real sessions. Example: cxrgan quiz "
+                           "study. Never mix them with real sessions. Example: cxrgan study "
                            "simulate study/study.cxrstudy study/study.key.json --readers 6 "
                            "--out sessions/",
                            formatter_class=DefaultsHelpFormatter)

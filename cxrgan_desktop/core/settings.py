@@ -19,7 +19,7 @@ from cxrgan_desktop.core.fileio import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the reader study's preferences are under "study" (were "quiz")
 FILE_NAME = "settings.json"
 
 
@@ -59,7 +59,7 @@ class FIDPreferences:
 
 
 @dataclass
-class QuizPreferences:
+class StudyPreferences:
     """The study builder's last plan and the analysis inputs last used."""
     real: list[str] = field(default_factory=list)  # folders of real images
     synthetic: list[str] = field(default_factory=list)  # folders, when not from a model
@@ -118,7 +118,7 @@ class Settings:
     viewer: ViewerPreferences = field(default_factory=ViewerPreferences)
     lco: LCOPreferences = field(default_factory=LCOPreferences)
     fid: FIDPreferences = field(default_factory=FIDPreferences)
-    quiz: QuizPreferences = field(default_factory=QuizPreferences)
+    study: StudyPreferences = field(default_factory=StudyPreferences)
     tstr: TSTRPreferences = field(default_factory=TSTRPreferences)
 
 
@@ -131,6 +131,9 @@ def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
     if version > SCHEMA_VERSION:
         log.warning("settings were written by a newer version (schema %s); unknown values "
                     "are ignored", version)
+    if version < 2 and "quiz" in data:
+        data = {**data, "study": data["quiz"]}
+        del data["quiz"]
     return data
 
 

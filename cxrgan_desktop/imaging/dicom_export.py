@@ -9,7 +9,7 @@ labels and the classifier's probabilities.
 
 Choice of IOD: single-frame **Secondary Capture Image Storage** (1.2.840.10008.5.1.4.1.1.7).
 
-- One file per image is what the GUI, the reader quiz and users' PACS want; the Multi-frame
+- One file per image is what the GUI, the reader study and users' PACS want; the Multi-frame
   Grayscale Word SC IOD (…7.3) would be used here with one frame per file anyway, and then
   adds the Multi-frame and SC Multi-frame modules (Number of Frames, Frame Increment Pointer,
   Presentation LUT Shape, forced Rescale 0/1) for no gain.

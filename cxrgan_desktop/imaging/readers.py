@@ -9,7 +9,7 @@ operating system refusing it, a decoder tripping over damaged bytes, absurd size
 that decode but make no image) comes out of :func:`read_image` as an :class:`ImageReadError`
 naming the file and what happened, never as another exception. :func:`scan_images` walks
 folders and yields every file either read or as :class:`Skipped` with its reason, so one bad
-file never stops a convert, a training cache, a quiz build, an FID folder or the window's
+file never stops a convert, a training cache, a study build, an FID folder or the window's
 Open.
 
 Files are opened once, without blocking (``O_NONBLOCK``) and only after ``stat`` says they

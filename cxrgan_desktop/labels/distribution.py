@@ -1,7 +1,7 @@
 """Which findings a phantom shows: prevalence and co-occurrence of the 14 ChestX-ray14 labels.
 
 Why: a synthetic set is only a useful stand-in for ChestX-ray14 (for training the LCO
-classifier, for FID tests, for quizzes) if its labels are distributed like the real ones,
+classifier, for FID tests, for reader studies) if its labels are distributed like the real ones,
 co-occurrences included (effusion with atelectasis, cardiomegaly with effusion, ...). The
 default distribution samples whole label sets from the empirical distribution of label
 combinations in the real label file, which reproduces every per-label prevalence and every

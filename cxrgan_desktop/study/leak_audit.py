@@ -1,6 +1,6 @@
 """The leak audit: can anything but the pixels' content tell real cases from synthetic?
 
-Run on every package the builder writes, and on demand (``cxrgan quiz audit``). With the key
+Run on every package the builder writes, and on demand (``cxrgan study audit``). With the key
 in hand it checks what a reader could see without looking at the anatomy: the entry names,
 their sizes and compressed sizes, the image dimensions and dtype, the file headers and
 archive metadata, the timestamps, the order, the pixel statistics that betray a pipeline

@@ -33,7 +33,7 @@ class OutputAdapter:
         Raw output with NaN or infinity raises :class:`NonFiniteOutputError` (``indices``:
         the images of the batch affected): the clamp would otherwise turn infinities into
         black or white and NaN into pixels a PNG writer stores as 0, an image that looks like a
-        result. Every consumer (generate, LCO, the quiz builder, FID) goes through here."""
+        result. Every consumer (generate, LCO, the study builder, FID) goes through here."""
         if raw.ndim != 4 or raw.shape[1] != self.channels:
             raise ValueError(f"expected [N, {self.channels}, H, W], got {tuple(raw.shape)}")
         finite = torch.isfinite(raw.detach()).flatten(1).all(dim=1)

@@ -1,7 +1,7 @@
 """The Study tab: build a blinded study, take one as a reader, and analyse the answers.
 
 Analysis reads either the readers' session files with the answer key (scored here, the way
-``cxrgan quiz score`` does) or a ``results.csv`` from anywhere; scoring and the statistics
+``cxrgan study score`` does) or a ``results.csv`` from anywhere; scoring and the statistics
 take well under a second for any realistic study, so they run on the GUI thread.
 """
 
@@ -38,7 +38,7 @@ def _note(html: str) -> QLabel:
     return label
 
 
-class QuizPanel(QWidget):
+class StudyPanel(QWidget):
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.settings = settings
@@ -64,7 +64,7 @@ class QuizPanel(QWidget):
         take_layout.addWidget(self.take_button)
 
         analyse = QGroupBox("3. Analyse the answers (organiser)")
-        self.key_path = QLineEdit(settings.quiz.key)
+        self.key_path = QLineEdit(settings.study.key)
         self.key_path.setPlaceholderText("the study's .key.json")
         key_browse = QPushButton("Browse…")
         key_browse.clicked.connect(self._browse_key)
@@ -74,7 +74,7 @@ class QuizPanel(QWidget):
         key_row.addWidget(key_browse)
         self.sessions = QListWidget()
         self.sessions.setMaximumHeight(110)
-        self.sessions.addItems(settings.quiz.sessions)
+        self.sessions.addItems(settings.study.sessions)
         add_files, add_folder = QPushButton("Add files…"), QPushButton("Add folder…")
         clear = QPushButton("Clear")
         add_files.clicked.connect(self._add_session_files)
@@ -110,7 +110,7 @@ class QuizPanel(QWidget):
     def open_builder(self) -> None:
         from cxrgan_desktop.gui.panels.study_builder import StudyBuilderDialog
 
-        dialog = StudyBuilderDialog(self.settings.quiz, self.settings.device, self)
+        dialog = StudyBuilderDialog(self.settings.study, self.settings.device, self)
         dialog.built.connect(self._study_built)
         dialog.show()
         self.builder = dialog
@@ -119,7 +119,7 @@ class QuizPanel(QWidget):
         self.key_path.setText(str(result.key))
 
     def choose_study(self) -> None:
-        start = self.settings.quiz.out_folder or str(Path.home())
+        start = self.settings.study.out_folder or str(Path.home())
         file, _ = QFileDialog.getOpenFileName(self, "Open a reader study", start, STUDY_FILTER)
         if file:
             self.open_study(Path(file))
@@ -196,7 +196,7 @@ class QuizPanel(QWidget):
         except (AnswerKeyError, SessionError) as error:
             QMessageBox.warning(self, "Cannot analyse", str(error))
             return None
-        self.settings.quiz.key, self.settings.quiz.sessions = key_file, files
+        self.settings.study.key, self.settings.study.sessions = key_file, files
         labels = {cid: case.labels for cid, case in key.cases.items()}
         return self._show_results(scored.rows, labels, f"{len(files)} session file(s), key "
                                   f"{Path(key_file).name}", True, scored.warnings)

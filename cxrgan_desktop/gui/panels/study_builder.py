@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrgan_desktop.core.settings import QuizPreferences
+from cxrgan_desktop.core.settings import StudyPreferences
 from cxrgan_desktop.gui.jobs.controls import JobControls
 from cxrgan_desktop.gui.jobs.worker import JobRunner
 from cxrgan_desktop.store import zoo
@@ -98,7 +98,7 @@ class StudyBuilderDialog(QDialog):
 
     built = Signal(object)  # BuildResult
 
-    def __init__(self, preferences: QuizPreferences, device: str = "auto",
+    def __init__(self, preferences: StudyPreferences, device: str = "auto",
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Build a reader study")
@@ -226,7 +226,7 @@ class StudyBuilderDialog(QDialog):
         self.resize(1240, 700)
 
     # -- preferences ------------------------------------------------------------------------
-    def load_preferences(self, p: QuizPreferences) -> None:
+    def load_preferences(self, p: StudyPreferences) -> None:
         self.real.set_paths(p.real)
         self.synthetic.set_paths(p.synthetic)
         use_model = (bool(p.model) or not p.synthetic) and self.model.count() > 0

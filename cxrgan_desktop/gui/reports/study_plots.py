@@ -86,7 +86,7 @@ def export_study_plots(roc: ROCPlot, accuracy: AccuracyPlot, folder: str | os.Pa
 
 def write_study_plots(rows: list[ResultRow], analysis: Analysis,
                       folder: str | os.PathLike[str]) -> list[Path]:
-    """The figures without a window (``cxrgan quiz analyse --plots``, on a headless server)."""
+    """The figures without a window (``cxrgan study analyse --plots``, on a headless server)."""
     offscreen_application()
     roc, accuracy = study_plots(rows, analysis)
     return export_study_plots(roc, accuracy, folder)

@@ -32,7 +32,7 @@ from cxrgan_desktop.gui.panels.fid_controller import FIDController
 from cxrgan_desktop.gui.panels.generate import GeneratePanel, GenerateRequest
 from cxrgan_desktop.gui.panels.lco import LCOPanel, LCOPanelRequest
 from cxrgan_desktop.gui.panels.models import ModelLibrary
-from cxrgan_desktop.gui.panels.study import QuizPanel
+from cxrgan_desktop.gui.panels.study import StudyPanel
 from cxrgan_desktop.gui.panels.train import TrainPanel
 from cxrgan_desktop.gui.panels.tstr import TSTRPanel
 from cxrgan_desktop.gui.shell import help_texts
@@ -99,11 +99,11 @@ class MainWindow(QMainWindow):
         self.train_panel = TrainPanel()
         self.lco_panel = LCOPanel()
         self.fid_panel = FIDPanel()
-        self.quiz_panel = QuizPanel(self.settings)
+        self.study_panel = StudyPanel(self.settings)
         self.tstr_panel = TSTRPanel(self.settings.tstr, self.settings.device)
         for panel, title in ((self.generate_panel, "Generate"), (self.lco_panel, "Synthesise"),
                              (self.train_panel, "Train"), (self.fid_panel, "FID"),
-                             (self.quiz_panel, "Study"), (self.tstr_panel, "TSTR"),
+                             (self.study_panel, "Study"), (self.tstr_panel, "TSTR"),
                              (self.library, "Models")):
             self.tasks.addTab(_scrolling(panel), title)
         self.tasks_dock = self._dock("Tasks", self.tasks, Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -226,7 +226,7 @@ class MainWindow(QMainWindow):
         self.show_task(self.fid_panel)
 
     def show_study_panel(self) -> None:
-        self.show_task(self.quiz_panel)
+        self.show_task(self.study_panel)
 
     def cancel_job(self) -> None:
         if self.runner is not None and self.runner.is_running():

@@ -44,7 +44,7 @@ def build_menus(window) -> None:
         "Save the selected images as 16-bit PNG, windowed 8-bit PNG or DICOM",
     )
     file_menu.addSeparator()
-    _action(window, file_menu, "Take a reader &study…", window.quiz_panel.choose_study,
+    _action(window, file_menu, "Take a reader &study…", window.study_panel.choose_study,
             "Ctrl+Shift+R", "Open a .cxrstudy package in reader mode (full screen)")
     file_menu.addSeparator()
     _action(window, file_menu, "&Preferences…", window.edit_preferences,
@@ -57,7 +57,7 @@ def build_menus(window) -> None:
             "Ctrl+L", "Latent class optimisation for the findings chosen in the Synthesise tab")
     _action(window, image_menu, "Measure &FID…", window.show_fid_panel, "Ctrl+Shift+F",
             "Open the FID tab: FID and KID between real images and a model or folder")
-    _action(window, image_menu, "&Build a reader study…", window.quiz_panel.open_builder,
+    _action(window, image_menu, "&Build a reader study…", window.study_panel.open_builder,
             "Ctrl+Shift+B", "Real and synthetic images into a blinded package and its key")
     _action(window, image_menu, "&Analyse a reader study", window.show_study_panel,
             "Ctrl+Shift+A", "The Study tab: score readers' sessions and see the statistics")

@@ -111,7 +111,7 @@ def test_the_cli_refuses_a_failing_build_unless_forced(sources, tmp_path, monkey
         sorted(f"{i:08d}".translate(str.maketrans("0123456789", "abcdefghjk"))
                for i in range(n)), list(range(n))))  # real cases first: order leaks
     real, synthetic = sources
-    argv = ["quiz", "build", "--real", str(real), "--synthetic", str(synthetic), "--n-real",
+    argv = ["study", "build", "--real", str(real), "--synthetic", str(synthetic), "--n-real",
             "20", "--n-synthetic", "20", "--size", "64", "--out", str(tmp_path / "s")]
     assert main(argv) == 1
     out = capsys.readouterr().out
@@ -169,11 +169,11 @@ def test_audit_checks_the_package_against_the_keys_hash(default_seed_study, tmp_
     # the same cases and ids, study.json merely re-serialised: every other check passes
     altered = _crafted(default_seed_study.package, tmp_path / "altered.cxrstudy",
                        lambda manifest: None)
-    assert main(["quiz", "audit", str(altered), str(default_seed_study.key)]) == 1
+    assert main(["study", "audit", str(altered), str(default_seed_study.key)]) == 1
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if line.startswith("FAIL")] == [
         line for line in out.splitlines() if line.startswith("FAIL  package hash")]
-    same = main(["quiz", "audit", str(default_seed_study.package), str(default_seed_study.key)])
+    same = main(["study", "audit", str(default_seed_study.package), str(default_seed_study.key)])
     assert same == 0 and "PASS  package hash" in capsys.readouterr().out
 
 
@@ -234,7 +234,7 @@ def test_scoring_refuses_what_the_key_cannot_score(answered, default_seed_study,
     key_path = str(default_seed_study.key)
     results = tmp_path / "results.csv"
     off_scale = tampered(_set_answer("rating", 9))
-    assert main(["quiz", "score", key_path, str(off_scale), "--out", str(results)]) == 2
+    assert main(["study", "score", key_path, str(off_scale), "--out", str(results)]) == 2
     err = capsys.readouterr().err
     assert "answer 5" in err and "outside the study's scale 1..6" in err
     assert str(off_scale) in err and not results.exists()
@@ -242,7 +242,7 @@ def test_scoring_refuses_what_the_key_cannot_score(answered, default_seed_study,
     def unknown_case(data):
         data["order"][0] = data["answers"][0]["case"] = "zzzzzzzz"
     stranger = tampered(unknown_case)
-    assert main(["quiz", "score", key_path, str(stranger), "--out", str(results)]) == 2
+    assert main(["study", "score", key_path, str(stranger), "--out", str(results)]) == 2
     assert "not the key's (1 unknown" in capsys.readouterr().err
 
     key = json.loads(default_seed_study.key.read_text())
@@ -251,7 +251,7 @@ def test_scoring_refuses_what_the_key_cannot_score(answered, default_seed_study,
     bad_key.write_text(json.dumps(key))
     with pytest.raises(AnswerKeyError, match="truth 'maybe'"):
         read_key(bad_key)
-    assert main(["quiz", "score", str(bad_key), str(session.path), "--out",
+    assert main(["study", "score", str(bad_key), str(session.path), "--out",
                  str(results)]) == 2
     assert str(bad_key) in capsys.readouterr().err and not results.exists()
 
