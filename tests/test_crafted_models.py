@@ -14,7 +14,8 @@ import pytest
 import torch
 from safetensors.torch import save as safetensors_bytes
 
-from cxrgan_desktop.core import paths
+from cxrgan_desktop.core import paths, torch_files
+from cxrgan_desktop.core.model_errors import NonFiniteOutputError
 from cxrgan_desktop.core.names import check_model_name, printable
 from cxrgan_desktop.engine.checkpoints import (
     CheckpointError,
@@ -23,8 +24,6 @@ from cxrgan_desktop.engine.checkpoints import (
     loader,
     save_generator,
 )
-from cxrgan_desktop.engine.checkpoints import validate as validate_module
-from cxrgan_desktop.engine.checkpoints.errors import NonFiniteOutputError
 from cxrgan_desktop.engine.checkpoints.native import parameters_only
 from cxrgan_desktop.engine.checkpoints.validate import generator_shapes
 from cxrgan_desktop.engine.pggan import PAPER_CHANNELS, Generator, PGGANConfig
@@ -215,7 +214,7 @@ def test_files_that_are_not_checkpoints_say_what_they_are(tmp_path, content, mes
 
 def test_oversized_files_are_refused_before_reading(native_file, monkeypatch):
     path, _, _ = native_file
-    monkeypatch.setattr(validate_module, "MAX_MODEL_FILE_BYTES", 1000)
+    monkeypatch.setattr(torch_files, "MAX_MODEL_FILE_BYTES", 1000)
     with pytest.raises(CheckpointError, match="too large"):
         load_generator(path)
 
@@ -249,7 +248,7 @@ def test_the_hash_is_of_the_bytes_loaded(native_file, tmp_path, monkeypatch):
         os.replace(other, path)  # between open and read
         return result
 
-    monkeypatch.setattr(validate_module.os, "fstat", fstat_then_replace)
+    monkeypatch.setattr(torch_files.os, "fstat", fstat_then_replace)
     loaded = load_generator(path)
     monkeypatch.undo()
     assert loaded.sha256 == hashlib.sha256(original).hexdigest()

@@ -9,8 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from cxrgan_desktop.gui.panels import study_reader as reader_window
-from cxrgan_desktop.gui.panels.study_reader import ReaderWindow
-from cxrgan_desktop.gui.shell.app import open_reader_study
+from cxrgan_desktop.gui.panels.study_reader import ReaderWindow, open_reader_study
 from cxrgan_desktop.study.design import StudySettings
 from cxrgan_desktop.study.key import read_key
 from cxrgan_desktop.study.package import StudyPackage

@@ -480,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cxrgan: {message} (stopped; {kept})", file=sys.stderr)
         return EXIT_ERROR
     except Exception as error:  # a model failing mid-job (non-finite output): no traceback
-        from cxrgan_desktop.engine.checkpoints.errors import CheckpointError
+        from cxrgan_desktop.core.model_errors import CheckpointError
 
         if not isinstance(error, CheckpointError):
             raise

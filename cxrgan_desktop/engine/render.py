@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from cxrgan_desktop.core.jobs import check_cancel
+from cxrgan_desktop.core.model_errors import NonFiniteOutputError
 from cxrgan_desktop.core.names import printable
 from cxrgan_desktop.engine.checkpoints import LoadedGenerator
-from cxrgan_desktop.engine.checkpoints.errors import NonFiniteOutputError
 from cxrgan_desktop.engine.inference import InferenceGenerator
 
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

@@ -31,7 +31,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing, get_decoder
 
-from cxrgan_desktop.imaging.readers import (
+from cxrgan_desktop.imaging.image_file import (
     ImageReadError,
     LoadedImage,
     open_image_file,

@@ -21,7 +21,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cxrgan_desktop.imaging.readers import (
+from cxrgan_desktop.imaging.image_file import (
     ImageReadError,
     LoadedImage,
     open_image_file,

@@ -11,15 +11,26 @@ use it must say which classifier's features it used.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from cxrgan_desktop.engine.classifier.model import PathologyClassifier
 from cxrgan_desktop.metrics.frechet import feature_statistics, frechet_distance
 
 
-def classifier_features(classifier: PathologyClassifier, batches: Iterable[torch.Tensor],
+class FeatureNetwork(Protocol):
+    """What the distance needs of a classifier (the engine's ``PathologyClassifier`` is one):
+    described here so that the metrics layer does not import the engine."""
+
+    def to(self, device: str | torch.device) -> FeatureNetwork: ...
+
+    def eval(self) -> FeatureNetwork: ...
+
+    def features(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+def classifier_features(classifier: FeatureNetwork, batches: Iterable[torch.Tensor],
                         device: str | torch.device = "cpu") -> np.ndarray:
     """Penultimate features ``[N, D]`` (float64) of image batches ``[B, 1, H, W]`` in [0, 1],
     with the classifier in evaluation mode (batch norm's running statistics, so a sample's

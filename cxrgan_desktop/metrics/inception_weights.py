@@ -159,8 +159,8 @@ def download_weights(spec: WeightsSpec | None = None, *, url: str | None = None,
 
 def read_weights_state(path: Path) -> dict[str, torch.Tensor]:
     """The file's tensors, read without running code (weights-only / restricted unpickler)."""
-    from cxrgan_desktop.engine.checkpoints import CheckpointError
-    from cxrgan_desktop.engine.checkpoints.loader import read_torch_file
+    from cxrgan_desktop.core.model_errors import CheckpointError
+    from cxrgan_desktop.core.torch_files import read_torch_file
 
     try:
         state = read_torch_file(path)

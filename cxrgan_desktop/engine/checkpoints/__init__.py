@@ -4,7 +4,7 @@ One entry point, :func:`load_generator`, detects the format, converts, validates
 :class:`LoadedGenerator`. Foreign pickles are never unpickled with code execution.
 """
 
-from cxrgan_desktop.engine.checkpoints.errors import CheckpointError, UnsafeCheckpointError
+from cxrgan_desktop.core.model_errors import CheckpointError, UnsafeCheckpointError
 from cxrgan_desktop.engine.checkpoints.loader import LoadedGenerator, load_generator
 from cxrgan_desktop.engine.checkpoints.native import save_generator
 from cxrgan_desktop.engine.checkpoints.output import OutputAdapter

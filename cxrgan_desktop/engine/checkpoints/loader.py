@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from cxrgan_desktop.core.model_errors import CheckpointError, failures_named
 from cxrgan_desktop.core.names import printable
-from cxrgan_desktop.engine.checkpoints import native, restricted_pickle, segal
-from cxrgan_desktop.engine.checkpoints.errors import (
-    CheckpointError,
-    UnsafeCheckpointError,
-    failures_named,
-)
+from cxrgan_desktop.core.torch_files import read_model_bytes, read_torch_file
+from cxrgan_desktop.engine.checkpoints import native, segal
 from cxrgan_desktop.engine.checkpoints.output import PAPER_ADAPTER, OutputAdapter
 from cxrgan_desktop.engine.checkpoints.validate import (
     check_generator_shapes,
     check_values,
-    read_model_bytes,
     refuse_non_float_header,
 )
 from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
@@ -132,53 +126,6 @@ def _build(file: Path, config: PGGANConfig, state: dict[str, torch.Tensor], dept
         raise CheckpointError(file, "the weights do not fit the architecture", problems)
     generator.load_state_dict(state, strict=False)
     return generator.eval()
-
-
-def _torch_container(data: bytes) -> str | None:
-    """Why ``data`` cannot be a torch checkpoint, or None if it may be one.
-
-    torch.load takes anything that is not a zip for its legacy format and, when the bytes
-    happen to parse as a tar archive (a file of zero bytes does), reports a "legacy .tar
-    format" that says nothing about the real problem."""
-    if data[:4] == b"PK\x03\x04" or data[:1] == b"\x80":  # torch >= 1.6 zip; legacy pickle
-        return None
-    if not data:
-        return "the file is empty"
-    if data[:1] == b"\0" and data.count(0) == len(data):
-        return "the file holds only zero bytes (an interrupted copy or download?)"
-    if data[257:262] == b"ustar":
-        return ("a tar archive: PyTorch's pre-1.0 tar checkpoint format is not supported; "
-                "re-save the weights with a current PyTorch")
-    return (f"neither a zip-based PyTorch checkpoint nor a pickle (it starts with "
-            f"{data[:8].hex(' ')})")
-
-
-def read_torch_file(file: Path, data: bytes | None = None) -> Any:
-    """torch.load with weights_only; for harmless extras, the restricted unpickler. Never more.
-
-    ``data``: the file's bytes already read (what the caller hashed); by default the file is
-    read here."""
-    if data is None:
-        data, _ = read_model_bytes(file)
-    why_not = _torch_container(data)
-    if why_not is not None:
-        raise CheckpointError(file, f"not a readable PyTorch checkpoint: {why_not}")
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass  # refused by the weights-only allow-list: try ours, which knows record types
-    except Exception as error:  # a damaged file can fail in any layer of the parser
-        raise CheckpointError(file, f"not a readable PyTorch checkpoint ({error})") from error
-    try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False,
-                          pickle_module=restricted_pickle)
-    except restricted_pickle.RefusedGlobal as error:
-        raise UnsafeCheckpointError(
-            file, f"refused: the file's pickle asks to import {error.qualified_name}, which is "
-            "not plain data. Model files may hold only tensors and plain values; nothing in "
-            "this file was run. Obtain the weights from a trusted source.") from error
-    except Exception as error:  # as above: report, never crash, on a damaged file
-        raise CheckpointError(file, f"not a readable PyTorch checkpoint ({error})") from error
 
 
 def _unwrap(obj: Any, file: Path) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from cxrgan_desktop import __version__
 from cxrgan_desktop.core.fileio import atomic_write_bytes
-from cxrgan_desktop.engine.checkpoints.errors import CheckpointError, shape_mismatches
+from cxrgan_desktop.core.model_errors import CheckpointError, shape_mismatches
 from cxrgan_desktop.engine.checkpoints.output import OutputAdapter
 from cxrgan_desktop.engine.checkpoints.validate import TensorInfo, safetensors_header
 from cxrgan_desktop.engine.pggan import Discriminator, Generator, PGGANConfig

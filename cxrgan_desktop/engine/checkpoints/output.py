@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 
-from cxrgan_desktop.engine.checkpoints.errors import NonFiniteOutputError
+from cxrgan_desktop.core.model_errors import NonFiniteOutputError
 
 
 @dataclass(frozen=True)

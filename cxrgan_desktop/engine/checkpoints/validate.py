@@ -18,23 +18,16 @@ A model file is untrusted input. Three kinds of damage, deliberate or not, are c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from cxrgan_desktop.engine.checkpoints.errors import CheckpointError, shape_mismatches
+from cxrgan_desktop.core.model_errors import CheckpointError, shape_mismatches
 from cxrgan_desktop.engine.pggan import PGGANConfig
-
-# The paper's full training checkpoint (generator, EMA generator, discriminator) is about
-# 0.3 GB and a 1024-pixel generator alone about 0.1 GB; 2 GiB leaves room for wider models
-# and optimiser states while refusing a multi-GB file before it is read into memory.
-MAX_MODEL_FILE_BYTES = 2 * 1024**3
 
 # Equalized learning rate stores weights at unit scale (drawn N(0, 1), multiplied by the He
 # constant only at run time), and trained PGGAN or DenseNet parameters and batch-norm
@@ -57,30 +50,6 @@ IntAllowed = Callable[[str], bool]
 
 def _no_ints(key: str) -> bool:
     return False
-
-
-def read_model_bytes(path: Path, limit: int | None = None) -> tuple[bytes, str]:
-    """The whole file and the SHA-256 of exactly those bytes, from one open handle.
-
-    One handle means one file: ``os.replace`` of the path while this reads (an
-    ``import-model --force`` of the same name) leaves this handle on the old file, so the
-    hash always describes the bytes that are then parsed. ``limit``: bytes at most
-    (default :data:`MAX_MODEL_FILE_BYTES`)."""
-    limit = MAX_MODEL_FILE_BYTES if limit is None else limit
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size > limit:
-                raise CheckpointError(path, f"too large to be a model file this application "
-                                      f"opens ({size / 1e9:.1f} GB; the limit is "
-                                      f"{limit / 1e9:.1f} GB)")
-            data = handle.read(limit + 1)  # a file growing meanwhile cannot pass the cap
-    except OSError as error:
-        raise CheckpointError(path, f"cannot be read ({error.strerror or error})") from error
-    if len(data) > limit:
-        raise CheckpointError(path, f"too large to be a model file this application opens "
-                              f"(over {limit / 1e9:.1f} GB)")
-    return data, hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)

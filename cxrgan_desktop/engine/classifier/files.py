@@ -28,19 +28,11 @@ from safetensors.torch import save as safetensors_bytes
 
 from cxrgan_desktop import __version__
 from cxrgan_desktop.core.fileio import atomic_write_bytes
+from cxrgan_desktop.core.model_errors import CheckpointError, failures_named, shape_mismatches
 from cxrgan_desktop.core.names import printable
+from cxrgan_desktop.core.torch_files import read_model_bytes, read_torch_file
 from cxrgan_desktop.engine.checkpoints import native
-from cxrgan_desktop.engine.checkpoints.errors import (
-    CheckpointError,
-    failures_named,
-    shape_mismatches,
-)
-from cxrgan_desktop.engine.checkpoints.loader import read_torch_file
-from cxrgan_desktop.engine.checkpoints.validate import (
-    check_values,
-    read_model_bytes,
-    refuse_non_float_header,
-)
+from cxrgan_desktop.engine.checkpoints.validate import check_values, refuse_non_float_header
 from cxrgan_desktop.engine.classifier.model import (
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -125,7 +125,7 @@ class StudyPanel(QWidget):
             self.open_study(Path(file))
 
     def open_study(self, path: Path, full_screen: bool = True):
-        from cxrgan_desktop.gui.shell.app import open_reader_study
+        from cxrgan_desktop.gui.panels.study_reader import open_reader_study
 
         window = open_reader_study(path, self.window(), full_screen)
         if window is not None:

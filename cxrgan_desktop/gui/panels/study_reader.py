@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from cxrgan_desktop.core.shipped import read_resource_text
 from cxrgan_desktop.gui.viewer.viewer import ImageViewer
-from cxrgan_desktop.study.package import StudyPackage
+from cxrgan_desktop.study.package import PackageError, StudyPackage
 from cxrgan_desktop.study.session import ReaderSession, SessionError, open_session
 
 MIN_VIEW_SECONDS = 0.3  # ratings sooner than this after an image appears are ignored:
@@ -519,3 +519,16 @@ class ReaderWindow(QWidget):
         self.package.close()
         super().closeEvent(event)
 
+
+def open_reader_study(path: Path, parent=None, full_screen: bool = True):
+    """Open ``path`` in a reader window; a damaged package gets a message naming it."""
+    try:
+        package = StudyPackage(path)
+    except PackageError as error:
+        QMessageBox.critical(parent, "Cannot open the study", f"{error}\n\nAsk the study "
+                             "organiser for a new copy of the .cxrstudy file.")
+        return None
+    window = ReaderWindow(package, parent=parent)
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    window.showFullScreen() if full_screen else window.show()
+    return window

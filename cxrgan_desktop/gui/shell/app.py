@@ -47,26 +47,6 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def open_reader_study(path: Path, parent=None, full_screen: bool = True):
-    """Open ``path`` in a reader window; a damaged package gets a message naming it."""
-    from PySide6.QtCore import Qt
-    from PySide6.QtWidgets import QMessageBox
-
-    from cxrgan_desktop.gui.panels.study_reader import ReaderWindow
-    from cxrgan_desktop.study.package import PackageError, StudyPackage
-
-    try:
-        package = StudyPackage(path)
-    except PackageError as error:
-        QMessageBox.critical(parent, "Cannot open the study", f"{error}\n\nAsk the study "
-                             "organiser for a new copy of the .cxrstudy file.")
-        return None
-    window = ReaderWindow(package, parent=parent)
-    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    window.showFullScreen() if full_screen else window.show()
-    return window
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     runtime.configure_before_torch()
     argv = list(sys.argv if argv is None else argv)
@@ -77,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_self_test(app, args.self_test, args.model)
     if args.study is not None:
+        from cxrgan_desktop.gui.panels.study_reader import open_reader_study
+
         window = open_reader_study(args.study, full_screen=not args.windowed)
         return app.exec() if window is not None else 1
     window = open_main_window(args.images)  # kept alive while the app runs

@@ -229,14 +229,4 @@ def _coarse_lungs(a: Anatomy, res: int = 128) -> np.ndarray:
     return lungs * cut
 
 
-# -- drawing ------------------------------------------------------------------------------------
-
-def draw_lesion(c: Canvas, lesion: Lesion) -> None:
-    """Draw one planned finding into the canvas fields."""
-    from cxrgan_desktop.imaging.phantom import lesions as drawing
-
-    draw = getattr(drawing, "draw_" + lesion.finding.lower())
-    draw(c, lesion, np.random.default_rng(lesion.seed))
-
-
-__all__ = ["Canvas", "Lesion", "check_findings", "draw_lesion", "plan_findings"]
+__all__ = ["Canvas", "Lesion", "check_findings", "plan_findings"]

@@ -256,3 +256,9 @@ def draw_hernia(c: Canvas, lesion: Lesion, g: np.random.Generator) -> None:
     rim = band(np.sqrt(d2) * r - r, mm(2.5), c.grid.px)
     c.density[rows, cols] += thick * (1 - gas) * 0.5 + rim * mm(6)
     c.air_plus[rows, cols] += thick * gas / mm(215) * 1.8
+
+
+def draw_lesion(c: Canvas, lesion: Lesion) -> None:
+    """Draw one planned finding into the canvas fields (``draw_<finding>`` below)."""
+    draw = globals()["draw_" + lesion.finding.lower()]
+    draw(c, lesion, np.random.default_rng(lesion.seed))

@@ -18,6 +18,7 @@ from cxrgan_desktop.imaging.phantom import anatomy as anat
 from cxrgan_desktop.imaging.phantom import findings as fnd
 from cxrgan_desktop.imaging.phantom import softtissue as soft
 from cxrgan_desktop.imaging.phantom.anatomy import LEFT, RIGHT, Anatomy, mm
+from cxrgan_desktop.imaging.phantom.lesions import draw_lesion
 from cxrgan_desktop.imaging.phantom.raster import Grid, blur, polygon_mask, smooth_noise, upsample
 from cxrgan_desktop.imaging.phantom.skeleton import (
     draw_clavicles,
@@ -117,7 +118,7 @@ def render_phantom_detailed(
 
     canvas = fnd.Canvas(grid=grid, anatomy=a, masks=masks, tree=tree, coarse_lung=coarse_lung)
     for lesion in plan:
-        fnd.draw_lesion(canvas, lesion)
+        draw_lesion(canvas, lesion)
 
     ribs = np.zeros((size, size), dtype=np.float32)
     draw_ribs(ribs, grid, a, bone_rng)
