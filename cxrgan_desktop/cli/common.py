@@ -86,3 +86,32 @@ def load_model(name_or_path: str | None):
         return load_generator(path)
     except CheckpointError as error:
         raise UserError(str(error)) from error
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """``a, b,c`` -> ``("a", "b", "c")``: the form of every list option (labels, views)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def load_classifier_option(name_or_path: str | None):
+    """A classifier by file or installed name; None means the default (the first installed,
+    else the bundled demo), so that LCO runs offline on a fresh install."""
+    from cxrgan_desktop.engine.checkpoints import CheckpointError
+    from cxrgan_desktop.engine.classifier.files import load_classifier
+    from cxrgan_desktop.engine.classifier.installed import default_classifier, resolve_classifier
+
+    if name_or_path is None:
+        path = default_classifier()
+        if path is None:
+            raise UserError("no --classifier given and none is installed: train one with "
+                            "'cxrgan classifier train' or install one with 'cxrgan "
+                            "classifier import FILE'")
+    else:
+        try:
+            path = resolve_classifier(name_or_path)
+        except FileNotFoundError as error:
+            raise UserError(str(error)) from error
+    try:
+        return load_classifier(path)
+    except (CheckpointError, FileNotFoundError) as error:
+        raise UserError(str(error)) from error
