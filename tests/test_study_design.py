@@ -33,6 +33,45 @@ def study(sources, tmp_path_factory):
     return build_study(plan, tmp_path_factory.mktemp("study"), "demo")
 
 
+MANIFEST_FIELDS = {"format", "format_version", "study_id", "settings", "cases", "practice"}
+
+
+def _strings(value, where=()):
+    """Every key and string value of a JSON tree, with its path: what a reader can read."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield (*where, name), str(name)
+            yield from _strings(item, (*where, name))
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            yield from _strings(item, (*where, position))
+    elif isinstance(value, str):
+        yield where, value
+
+
+def assert_blind(manifest: dict, key, settings: StudySettings) -> None:
+    """study.json goes to every reader, so it must be the same whatever the answer key says:
+    only fields that do not depend on the cases, the scored ids as bare strings in sorted
+    order (the ids are random, so sorting them carries nothing; any other order, or any
+    per-case field, could follow the truth), practice entries that name no scored case, and
+    no scored id, source name or truth word anywhere else."""
+    assert set(manifest) == MANIFEST_FIELDS, sorted(manifest)
+    assert manifest["cases"] == sorted(key.cases)  # bare strings, in an order set by ids alone
+    assert set(manifest["settings"]) == set(StudySettings.__dataclass_fields__)
+    assert StudySettings.from_dict(manifest["settings"]) == settings
+    for entry in manifest["practice"]:
+        assert set(entry) == {"id", "truth"} and entry["id"] not in key.cases, entry
+    sources = {s for case in key.cases.values()
+               for s in (case.source, Path(case.source).name, Path(case.source).stem)}
+    for where, text in _strings(manifest):
+        if where[0] == "cases":
+            continue  # the one place scored ids belong
+        assert not any(case in text for case in key.cases), (where, text)
+        assert not any(source in text for source in sources), (where, text)
+        if where[0] != "practice":  # a practice case's truth is its feedback
+            assert text not in ("real", "synthetic") and "truth" not in text, (where, text)
+
+
 def test_a_built_study_passes_the_audit_and_hides_the_key(study):
     assert study.audit.passed, study.audit.text()
     package = StudyPackage(study.package)
@@ -41,14 +80,54 @@ def test_a_built_study_passes_the_audit_and_hides_the_key(study):
     assert set(key.cases) == set(package.case_ids)
     assert key.package_sha256 == package.sha256
     with zipfile.ZipFile(study.package) as archive:
-        manifest = archive.read("study.json").decode()
+        manifest = json.loads(archive.read("study.json"))
         names = " ".join(archive.namelist())
     assert "synthetic" not in names and "real" not in names
-    for case in package.case_ids:  # the truth of a scored case is nowhere in the package
-        assert key.truth(case) not in json.loads(manifest).get(case, "")
-    assert "truth" not in json.dumps(json.loads(manifest)["cases"])
+    assert_blind(manifest, key, StudySettings(image_size=64))
     image = package.case_image(package.case_ids[0])
     assert image.shape == (64, 64) and image.min() >= 0 and image.max() == 1.0
+
+
+def _leak_truth_per_case(manifest, key):
+    manifest["cases"] = [{"id": c, "truth": key.truth(c)} for c in manifest["cases"]]
+
+
+def _leak_order(manifest, key):
+    by_truth = sorted(manifest["cases"], key=key.truth)  # real ones first
+    if by_truth == manifest["cases"]:  # the random ids happened to sort that way already
+        by_truth = sorted(manifest["cases"], key=key.truth, reverse=True)
+    manifest["cases"] = by_truth
+
+
+def _leak_field(manifest, key):
+    manifest["synthetic_count"] = sum(c.truth == "synthetic" for c in key.cases.values())
+
+
+def _leak_source(manifest, key):
+    case = next(iter(key.cases.values()))
+    manifest["settings"]["title"] = f"Study of {Path(case.source).name}"
+
+
+def _leak_id_in_practice(manifest, key):
+    manifest["practice"][0]["id"] = manifest["cases"][0]
+
+
+def _leak_id_with_truth(manifest, key):
+    first = manifest["cases"][0]
+    manifest["settings"]["instructions"] += f" (example: {first} is {key.truth(first)})"
+
+
+@pytest.mark.parametrize("plant", [_leak_truth_per_case, _leak_order, _leak_field,
+                                   _leak_source, _leak_id_in_practice, _leak_id_with_truth])
+def test_the_blinding_check_fails_on_a_planted_leak(study, plant):
+    """The check above passes on a real build; each planted leak must make it fail."""
+    key = read_key(study.key)
+    with zipfile.ZipFile(study.package) as archive:
+        manifest = json.loads(archive.read("study.json"))
+    assert_blind(json.loads(json.dumps(manifest)), key, StudySettings(image_size=64))
+    plant(manifest, key)
+    with pytest.raises(AssertionError):
+        assert_blind(manifest, key, StudySettings(image_size=64))
 
 
 def test_the_pipeline_brings_both_classes_to_one_form():
