@@ -78,7 +78,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from cxrgan_desktop.engine.devices import DeviceError
     from cxrgan_desktop.engine.training import distributed
     from cxrgan_desktop.engine.training.config import load_config, total_images
-    from cxrgan_desktop.engine.training.run import new_run_dir, run_training
+    from cxrgan_desktop.tasks.train import new_run_dir, run_training
 
     try:
         config = load_config(args.config)
@@ -133,7 +133,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_run(args: argparse.Namespace) -> int:
-    from cxrgan_desktop.engine.training.run import export_checkpoint
+    from cxrgan_desktop.tasks.train import export_checkpoint
 
     try:
         path = export_checkpoint(args.run_dir, args.out, args.name, args.weights)

@@ -234,7 +234,7 @@ class TrainPanel(QWidget):
         if self.is_running():
             return
         from cxrgan_desktop.engine.training.config import load_config, total_images
-        from cxrgan_desktop.engine.training.run import new_run_dir
+        from cxrgan_desktop.tasks.train import new_run_dir
 
         choice = self.preset.currentData()
         try:
