@@ -61,7 +61,7 @@ def test_bad_model_file_gives_a_dialog(window, qtbot, tmp_path, monkeypatch, dia
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"definitely not a checkpoint")
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(bad), ""))
-    window.open_model()
+    window.generate.open_model()
     with qtbot.waitSignal(window.runner.done, timeout=20_000):
         pass
     assert dialogs and dialogs[0][0] == "critical" and "broken.pth" in dialogs[0][2]
@@ -92,6 +92,7 @@ def test_settings_persist_across_restarts(window, qtbot):
 
 def test_gallery_keeps_one_selection_and_steps(window, qtbot):
     import numpy as np
+    from PIL import Image
 
     from cxrgan_desktop.gui.viewer.gallery import GalleryEntry
     from cxrgan_desktop.imaging.png16 import write_png16
@@ -103,7 +104,9 @@ def test_gallery_keeps_one_selection_and_steps(window, qtbot):
     assert [e.title for e in window.gallery.selected_entries()] == ["g2"]
     window.gallery.step(-1)
     assert [e.title for e in window.gallery.selected_entries()] == ["g1"]
-    assert window.viewer.image() is not None
+    expected = np.asarray(Image.open(paths.data_dir() / "g1.png"))  # read apart from the app
+    qtbot.waitUntil(lambda: window.viewer.image() is not None
+                    and np.array_equal(window.viewer.image(), expected), timeout=10_000)
 
 
 def test_preferences_reach_the_viewer_and_persist(window, qtbot):

@@ -12,7 +12,7 @@ from PIL import Image
 pytest.importorskip("pytestqt")
 
 
-from cxrgan_desktop.gui.shell.main_window import skipped_files_text
+from cxrgan_desktop.gui.shell.image_session import skipped_files_text
 from cxrgan_desktop.imaging.readers import Skipped
 
 

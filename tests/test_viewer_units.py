@@ -183,10 +183,13 @@ def test_main_window_gallery_fits_reads_units_and_o_toggles(main_window, tmp_pat
     tiny = np.random.default_rng(1).random((16, 16)).astype(np.float32)
     write_png16(tmp_path / "tiny.png", tiny)
     image = read_image(dicom)
-    window.gallery.add_entry(GalleryEntry(tmp_path / "tiny.png", "seed 7 #0", {
-        "seed": 7, "index": 0, "model_name": "demo", "model_sha256": "0"}), tiny, select=True)
+    with qtbot.waitSignal(window.images.shown, timeout=10_000):  # read in a worker
+        window.gallery.add_entry(GalleryEntry(tmp_path / "tiny.png", "seed 7 #0", {
+            "seed": 7, "index": 0, "model_name": "demo", "model_sha256": "0"}), tiny,
+            select=True)
     window.viewer.zoom_by(35)
-    window.gallery.add_entry(GalleryEntry(dicom, "cr.dcm", {}), image.pixels, select=True)
+    with qtbot.waitSignal(window.images.shown, timeout=10_000):
+        window.gallery.add_entry(GalleryEntry(dicom, "cr.dcm", {}), image.pixels, select=True)
     viewer = window.viewer
     assert viewer.zoom() == pytest.approx(fitted_zoom(viewer, (ROWS, COLS)), rel=1e-3)
     assert (viewer.controls.center.value(), viewer.controls.width.value()) == (40.0, 400.0)

@@ -1,4 +1,5 @@
-"""Running an LCO request from the panel: the worker-side job and the gallery entries.
+"""Running an LCO request from the panel: the worker-side job, the gallery entries and the
+:class:`LCOController` that wires the Synthesise tab to the window's job slot.
 
 The job is the library's :func:`~cxrgan_desktop.tasks.archive.build_archive` writing a
 session folder; each finished sample and each mid-optimisation snapshot is handed to the GUI
@@ -8,16 +9,25 @@ thread through the runner's ``item`` signal as an :class:`LCOItem` or :class:`LC
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QMessageBox, QWidget
 
 from cxrgan_desktop.core import paths
-from cxrgan_desktop.gui.panels.lco import LCOPanelRequest, ProbabilityRow
-from cxrgan_desktop.gui.viewer.gallery import GalleryEntry
+from cxrgan_desktop.core.settings import Settings
+from cxrgan_desktop.gui.jobs.model_cache import ModelCache
+from cxrgan_desktop.gui.jobs.slot import JobSlot
+from cxrgan_desktop.gui.jobs.worker import JobRunner
+from cxrgan_desktop.gui.panels.lco import LCOPanel, LCOPanelRequest, ProbabilityRow
+from cxrgan_desktop.gui.viewer.gallery import GalleryEntry, GalleryItem, Select
+
+SNAPSHOT_INTERVAL = 0.1  # seconds: the viewer follows the optimisation at most 10 times a second
 
 
 @dataclass(frozen=True)
@@ -102,3 +112,64 @@ def probability_rows(entry: GalleryEntry) -> list[ProbabilityRow]:
     return [ProbabilityRow(name, float(info.probabilities[name]), bool(wanted),
                            float(thresholds.get(name, 0.5)), judge.get(name))
             for name, wanted in info.requested.items()]
+
+
+def summary_text(summary: Any) -> str:
+    """The status line after a run: accepted of requested, the judge, the archive."""
+    return (f"LCO: {summary.accepted} of {summary.requested} accepted"
+            + ("" if summary.judge_agreement is None else
+               f", judge agrees on {100 * summary.judge_agreement:.0f} %")
+            + f"; archive in {summary.out_dir}")
+
+
+class LCOController(QObject):
+    """Wires the Synthesise panel to the window's job slot, settings and model cache; the
+    generator is the one chosen in the Generate tab (``current_model``)."""
+
+    itemReady = Signal(object)  # GalleryItem, for each accepted sample
+    preview = Signal(object)  # [H, W] float in [0, 1]: the image being optimised
+    status = Signal(str, int)  # message, milliseconds (0: until replaced)
+
+    def __init__(self, slot: JobSlot, panel: LCOPanel, settings: Settings, cache: ModelCache,
+                 current_model: Callable[[], str | None], dialog_parent: QWidget) -> None:
+        super().__init__(dialog_parent)
+        self.slot, self.panel, self.settings, self.cache = slot, panel, settings, cache
+        self.current_model, self.dialog_parent = current_model, dialog_parent
+        self._last_snapshot = 0.0  # when the viewer last showed a snapshot (monotonic s)
+        panel.lcoRequested.connect(self.start)
+        panel.cancelRequested.connect(slot.cancel)
+
+    def start(self, request: LCOPanelRequest) -> None:
+        model_path = self.current_model()
+        if not model_path:
+            QMessageBox.information(self.dialog_parent, "Synthesise", "Choose or open a "
+                                    "generator in the Generate tab first.")
+            return
+        runner = JobRunner(make_job(request, model_path, self.cache.get,
+                                    session_folder(request),
+                                    lambda item: runner.emit_item(item)), "lco")
+        runner.item.connect(self._item)
+        runner.succeeded.connect(self.panel.show_summary)
+        runner.succeeded.connect(lambda summary: self.status.emit(summary_text(summary), 0))
+        self.panel.store_settings(self.settings.lco)
+        self._last_snapshot = 0.0
+        wanted = " + ".join(request.present) or "-"
+        self.slot.start(runner, f"Synthesising {request.count} images: {wanted}"
+                        + (f", no {', no '.join(request.absent)}" if request.absent else "")
+                        + "…", self.panel)
+
+    def _item(self, item: LCOItem | LCOSnapshot) -> None:
+        if isinstance(item, LCOSnapshot):
+            now = time.monotonic()
+            if now - self._last_snapshot >= SNAPSHOT_INTERVAL:
+                self._last_snapshot = now
+                self.preview.emit(item.image)
+                self.panel.bars.set_rows(item.rows, f"optimising: {item.text}")
+        elif item.entry is not None:
+            self.itemReady.emit(GalleryItem(item.entry, item.image, Select.IF_FIRST))
+
+    def show_bars(self, entry: GalleryEntry) -> None:
+        """The chosen gallery entry's probabilities, if LCO made it (the details are at
+        hand: no file is read)."""
+        if "lco" in entry.details:
+            self.panel.bars.set_rows(probability_rows(entry), entry.title)

@@ -23,7 +23,7 @@ def build_menus(window) -> None:
         window,
         file_menu,
         "&Open image…",
-        window.open_images,
+        window.images.open_images,
         QKeySequence.StandardKey.Open,
         "Open DICOM, PNG, JPEG or TIFF radiographs",
     )
@@ -31,7 +31,7 @@ def build_menus(window) -> None:
         window,
         file_menu,
         "Open &model…",
-        window.open_model,
+        window.generate.open_model,
         "Ctrl+Shift+O",
         "Open a generator weights file",
     )
@@ -39,7 +39,7 @@ def build_menus(window) -> None:
         window,
         file_menu,
         "&Export selected…",
-        window.export_selected,
+        window.exporter.export_selected,
         "Ctrl+E",
         "Save the selected images as 16-bit PNG, windowed 8-bit PNG or DICOM",
     )
@@ -84,7 +84,7 @@ def build_menus(window) -> None:
             window, presets, name, lambda _=False, n=name: window.viewer.apply_preset(n), shortcut
         )
     view.addSeparator()
-    _action(window, view, "&Compare two selected images", window.toggle_compare, "C")
+    _action(window, view, "&Compare two selected images", window.images.toggle_compare, "C")
     _action(window, view, "F&ull screen", window._toggle_full_screen, "F11")
 
     help_menu = bar.addMenu("&Help")

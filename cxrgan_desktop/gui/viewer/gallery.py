@@ -8,6 +8,7 @@ PNG of 1024x1024).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,23 @@ class GalleryEntry:
     path: Path
     title: str
     details: dict[str, Any] = field(default_factory=dict)
+
+
+class Select(Enum):
+    """Whether a new entry takes the gallery's selection (and so the viewer)."""
+
+    NO = "no"
+    YES = "yes"
+    IF_FIRST = "if first"  # only into an empty gallery (LCO results, while snapshots show)
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    """A new image for the gallery, as a job hands it to the GUI thread."""
+
+    entry: GalleryEntry
+    pixels: np.ndarray  # [H, W] float in [0, 1], for the thumbnail only
+    select: Select = Select.NO
 
 
 def thumbnail_pixmap(pixels01: np.ndarray, size: int = THUMBNAIL) -> QPixmap:
@@ -68,6 +86,11 @@ class Gallery(QListWidget):
         if select:
             self.setCurrentItem(item, QItemSelectionModel.SelectionFlag.ClearAndSelect)
             self.scrollToItem(item)
+
+    def add_item(self, item: GalleryItem) -> None:
+        select = item.select is Select.YES or (item.select is Select.IF_FIRST
+                                                and self.count() == 0)
+        self.add_entry(item.entry, item.pixels, select=select)
 
     def entries(self) -> list[GalleryEntry]:
         return [self.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.count())]
