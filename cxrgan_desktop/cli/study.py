@@ -242,9 +242,9 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     analysis = analyse(rows, labels)
     written = write_analysis(rows, analysis, args.out)
     if args.plots:
-        from cxrgan_desktop.gui.reports.study_plots import write_study_plots
+        from cxrgan_desktop.figures.study import write_study_figures
 
-        written += write_study_plots(rows, analysis, args.out)
+        written += write_study_figures(rows, analysis, args.out)
     print(report_text(analysis), end="")
     print(f"wrote {args.out}/" + ", ".join(path.name for path in written))
     return 0

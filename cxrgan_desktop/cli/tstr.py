@@ -64,9 +64,9 @@ def cmd_tstr(args: argparse.Namespace) -> int:
     results = run_tstr_command(config, out, device)
     written = [out / "results.json", out / "results.txt"]
     if not args.no_plots:
-        from cxrgan_desktop.gui.reports.tstr_plots import write_tstr_plots
+        from cxrgan_desktop.figures.tstr import write_tstr_figures
 
-        written += write_tstr_plots(results, out)
+        written += write_tstr_figures(results, out)
     if args.json:
         print(json.dumps(results, indent=1))
     else:

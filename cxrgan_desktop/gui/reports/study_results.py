@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from cxrgan_desktop.gui.reports.figures import export_with_feedback
-from cxrgan_desktop.gui.reports.study_plots import export_study_plots, study_plots
+from cxrgan_desktop.figures.study import study_figures, write_study_figures
+from cxrgan_desktop.gui.reports.figures import export_with_feedback, figure_canvas
 from cxrgan_desktop.study.analysis import Analysis, ReaderStats, report_text
 from cxrgan_desktop.study.results_table import ResultRow
 
@@ -72,7 +72,9 @@ class StudyResultsWindow(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents)
         self._fill_table()
-        self.roc_plot, self.accuracy_plot = study_plots(rows, analysis)
+        self.figures = study_figures(rows, analysis)  # the same drawing as the export's
+        self.roc_canvas = figure_canvas(self.figures["roc"])
+        self.accuracy_canvas = figure_canvas(self.figures["accuracy"])
         self.report = QPlainTextEdit(report_text(analysis))
         self.report.setReadOnly(True)
         self.report.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
@@ -80,8 +82,8 @@ class StudyResultsWindow(QWidget):
 
         self.tabs = QTabWidget()
         self.tabs.addTab(self.table, "Summary")
-        self.tabs.addTab(self.roc_plot, "ROC curves")
-        self.tabs.addTab(self.accuracy_plot, "Accuracy")
+        self.tabs.addTab(self.roc_canvas, "ROC curves")
+        self.tabs.addTab(self.accuracy_canvas, "Accuracy")
         self.tabs.addTab(self.report, "Report")
         self.export_button = QPushButton("Export report and plots…")
         self.export_button.setToolTip("summary.json, report.txt, MRMC tables, ROC and accuracy "
@@ -126,6 +128,6 @@ class StudyResultsWindow(QWidget):
         def write() -> list[Path]:
             return write_analysis(self.rows, self.analysis, folder,
                                   include_results=self.from_sessions) + \
-                export_study_plots(self.roc_plot, self.accuracy_plot, folder)
+                write_study_figures(self.rows, self.analysis, folder)
 
         return export_with_feedback(self, folder, write)

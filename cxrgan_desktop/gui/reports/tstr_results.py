@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
 )
 
 from cxrgan_desktop.engine.tstr.results import results_table, summary_rows
-from cxrgan_desktop.gui.reports.figures import export_plots, export_with_feedback
-from cxrgan_desktop.gui.reports.tstr_plots import tstr_plots
+from cxrgan_desktop.figures.tstr import tstr_figures, write_tstr_figures
+from cxrgan_desktop.gui.reports.figures import export_with_feedback, figure_canvas
 
 TAB_TITLES = {"auroc": "AUROC per finding", "learning_curve": "Learning curve"}
 
@@ -58,15 +58,16 @@ class TSTRResultsWindow(QWidget):
         self.table.setToolTip("vs real: macro AUROC difference from the real arm with a "
                               "paired patient-bootstrap interval and p; per-label paired "
                               "DeLong tests are in the Report tab")
-        self.plots = tstr_plots(results)
+        self.figures = tstr_figures(results)  # the same drawing as the export's
         self.report = QPlainTextEdit(results_table(results))
         self.report.setReadOnly(True)
         self.report.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.report.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.table, "Arms")
-        for stem, plot in self.plots.items():
-            self.tabs.addTab(plot, TAB_TITLES.get(stem, stem))
+        self.canvases = {stem: figure_canvas(figure) for stem, figure in self.figures.items()}
+        for stem, canvas in self.canvases.items():
+            self.tabs.addTab(canvas, TAB_TITLES.get(stem, stem))
         self.tabs.addTab(self.report, "Report")
         self.export_button = QPushButton("Export results and plots…")
         self.export_button.setToolTip("results.json, results.txt and the plots as PNG and PDF")
@@ -97,6 +98,6 @@ class TSTRResultsWindow(QWidget):
             atomic_write_json(folder / "results.json", self.results)
             atomic_write_text(folder / "results.txt", results_table(self.results))
             return [folder / "results.json", folder / "results.txt",
-                    *export_plots(self.plots, folder)]
+                    *write_tstr_figures(self.results, folder)]
 
         return export_with_feedback(self, folder, write)
