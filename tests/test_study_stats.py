@@ -21,30 +21,10 @@ from cxrgan_desktop.study.stats import (
     delong,
     fleiss_kappa,
     mean_or_nan,
-    roc_auc,
     roc_points,
 )
-
-
-def _random_ratings(rng: np.random.Generator, n_pos: int, n_neg: int, levels: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Ordinal ratings with a class shift, so ties and imperfect separation both occur."""
-    shift = rng.uniform(0, 2)
-    pos = np.clip(np.round(rng.normal(shift, 1.0, n_pos) + levels / 2), 1, levels)
-    neg = np.clip(np.round(rng.normal(0.0, 1.0, n_neg) + levels / 2), 1, levels)
-    scores = np.concatenate([pos, neg])
-    positive = np.concatenate([np.ones(n_pos, bool), np.zeros(n_neg, bool)])
-    order = rng.permutation(scores.size)
-    return scores[order], positive[order]
-
-
-def _random_tables(seed: int, count: int):
-    rng = np.random.default_rng(seed)
-    for _ in range(count):
-        n_pos, n_neg = int(rng.integers(1, 60)), int(rng.integers(1, 60))
-        levels = int(rng.choice([2, 3, 5, 6, 10, 100]))
-        yield _random_ratings(rng, n_pos, n_neg, levels)
-
+from tests.test_auroc import random_ratings as _random_ratings
+from tests.test_auroc import random_tables as _random_tables
 
 # --- binomial test and Clopper-Pearson ------------------------------------------------------------
 
@@ -113,11 +93,9 @@ def test_clopper_pearson_edges():
 
 # --- ROC ------------------------------------------------------------------------------------------
 
-def test_roc_auc_and_points_match_sklearn():
+def test_roc_points_match_sklearn():
     metrics = importlib.import_module("sklearn.metrics")
     for scores, positive in _random_tables(seed=2, count=150):
-        assert roc_auc(scores, positive) == pytest.approx(
-            metrics.roc_auc_score(positive, scores), rel=1e-12, abs=1e-12)
         fpr, tpr = roc_points(scores, positive)
         ref_fpr, ref_tpr, _ = metrics.roc_curve(positive, scores, drop_intermediate=False)
         np.testing.assert_allclose(fpr, ref_fpr, rtol=0, atol=1e-12)
@@ -126,32 +104,18 @@ def test_roc_auc_and_points_match_sklearn():
         assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
 
 
-def test_roc_auc_against_direct_pair_count():
-    for scores, positive in _random_tables(seed=3, count=100):
-        pos, neg = scores[positive], scores[~positive]
-        diff = pos[:, None] - neg[None, :]
-        expected = ((diff > 0) + 0.5 * (diff == 0)).mean()
-        assert roc_auc(scores, positive) == pytest.approx(expected, rel=1e-12)
-
-
-def test_roc_edges():
-    assert math.isnan(roc_auc([1, 2, 3], [True, True, True]))
-    assert math.isnan(roc_auc([1, 2, 3], [0, 0, 0]))
-    assert math.isnan(roc_auc([], []))
-    assert roc_auc([1, 2, 3, 4], [0, 0, 1, 1]) == 1.0
-    assert roc_auc([4, 3, 2, 1], [0, 0, 1, 1]) == 0.0
-    assert roc_auc([3, 3, 3, 3], [0, 1, 0, 1]) == 0.5
+def test_roc_points_edges():
     fpr, tpr = roc_points([1, 2, 3], [True, True, True])
     assert np.isnan(fpr[1:]).all() and tpr[-1] == 1.0
     fpr, tpr = roc_points([1, 2, 2, 5], [0, 1, 0, 1])
     np.testing.assert_array_equal(fpr, [0, 0, 0.5, 1])
     np.testing.assert_array_equal(tpr, [0, 0.5, 1, 1])
     with pytest.raises(ValueError):
-        roc_auc([1, 2], [True])
+        roc_points([1, 2], [True])
     with pytest.raises(ValueError):
-        roc_auc([1, 2], ["real", "synthetic"])
+        roc_points([1, 2], ["real", "synthetic"])
     with pytest.raises(ValueError):
-        roc_auc([1, float("nan")], [True, False])
+        roc_points([1, float("nan")], [True, False])
 
 
 def _naive_delong(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:

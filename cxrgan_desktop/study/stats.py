@@ -18,7 +18,7 @@ import numpy as np
 from scipy import special
 from scipy.stats import beta, norm
 
-from cxrgan_desktop.metrics.auroc import placements
+from cxrgan_desktop.metrics.auroc import as_scores_and_truth, placements
 
 # R's binom.test and scipy's binomtest treat probabilities within this relative distance of
 # P(X = k) as equal, so that rounding in the pmf does not decide which outcomes count as
@@ -89,32 +89,12 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 def _split_classes(scores: Sequence[float] | np.ndarray,
                    positive: Sequence[bool] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(positive scores, negative scores), refusing inputs that would silently mislabel cases
-    (strings such as "real" are truthy, so a truth column passed by mistake must not pass)."""
-    values = np.asarray(scores, dtype=float)
-    labels = np.asarray(positive)
-    if values.ndim != 1 or labels.shape != values.shape:
-        raise ValueError(f"scores and positive must be 1-D of one length, got shapes "
-                         f"{values.shape} and {labels.shape}")
-    if labels.dtype != bool:
-        if labels.size and not np.isin(labels, (0, 1)).all():
-            raise ValueError("positive must be boolean (or 0/1)")
-        labels = labels.astype(bool)
+    """(positive scores, negative scores) of finite ratings: a reader's ratings are integers,
+    so anything else is a corrupt table, not a case to score."""
+    values, labels = as_scores_and_truth(scores, positive)
     if not np.isfinite(values).all():
         raise ValueError("scores must be finite")
     return values[labels], values[~labels]
-
-
-def roc_auc(scores: Sequence[float] | np.ndarray,
-            positive: Sequence[bool] | np.ndarray) -> float:
-    """Area under the empirical ROC curve, i.e. the chance a synthetic case outscores a real one
-    (Mann-Whitney, ties half): the threshold-free summary of a reader's ordinal ratings. NaN
-    when either class is missing, because no pair can be compared."""
-    pos, neg = _split_classes(scores, positive)
-    if pos.size == 0 or neg.size == 0:
-        return math.nan
-    v10, _ = placements(pos, neg)
-    return float(v10.mean())
 
 
 @dataclass(frozen=True)
