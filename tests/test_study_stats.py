@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import importlib
-import itertools
 import math
 
 import numpy as np
@@ -18,12 +17,10 @@ from cxrgan_desktop.study.stats import (
     binomial_test_two_sided,
     clopper_pearson,
     cohen_kappa,
-    delong,
     fleiss_kappa,
     mean_or_nan,
     roc_points,
 )
-from tests.test_auroc import random_ratings as _random_ratings
 from tests.test_auroc import random_tables as _random_tables
 
 # --- binomial test and Clopper-Pearson ------------------------------------------------------------
@@ -116,73 +113,6 @@ def test_roc_points_edges():
         roc_points([1, 2], ["real", "synthetic"])
     with pytest.raises(ValueError):
         roc_points([1, float("nan")], [True, False])
-
-
-def _naive_delong(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
-    """DeLong 1988 straight from the definition: the m x n kernel table, its row and column
-    means (structural components), and their sample variances."""
-    pos, neg = scores[positive], scores[~positive]
-    m, n = pos.size, neg.size
-    psi = np.empty((m, n))
-    for i in range(m):
-        for j in range(n):
-            psi[i, j] = 1.0 if pos[i] > neg[j] else 0.5 if pos[i] == neg[j] else 0.0
-    auc = psi.mean()
-    v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
-    s10 = ((v10 - auc) ** 2).sum() / (m - 1)
-    s01 = ((v01 - auc) ** 2).sum() / (n - 1)
-    return auc, s10 / m + s01 / n
-
-
-def test_delong_matches_naive_structural_components():
-    metrics = importlib.import_module("sklearn.metrics")
-    rng = np.random.default_rng(4)
-    for _ in range(120):
-        scores, positive = _random_ratings(rng, int(rng.integers(2, 40)),
-                                           int(rng.integers(2, 40)),
-                                           int(rng.choice([2, 5, 6, 50])))
-        result = delong(scores, positive)
-        auc, variance = _naive_delong(scores, positive)
-        assert result.auc == pytest.approx(auc, rel=1e-12)
-        assert result.auc == pytest.approx(metrics.roc_auc_score(positive, scores), rel=1e-12)
-        assert result.se ** 2 == pytest.approx(variance, rel=1e-9, abs=1e-15)
-        assert 0.0 <= result.low <= result.auc <= result.high <= 1.0
-        if result.low > 0 and result.high < 1:  # unclipped: symmetric, z = 1.96
-            assert result.high - result.auc == pytest.approx(1.959963984540054 * result.se)
-
-
-def test_delong_interval_shrinks_with_more_cases():
-    rng = np.random.default_rng(5)
-    widths = []
-    for size in (20, 80, 320, 1280):
-        draws = [delong(*_random_ratings(rng, size, size, 6)) for _ in range(5)]
-        widths.append(np.mean([d.high - d.low for d in draws]))
-    assert all(a > b for a, b in itertools.pairwise(widths))
-    # roughly 1/sqrt(n): quadrupling the cases about halves the width
-    assert widths[-1] / widths[0] == pytest.approx(1 / 8, rel=0.35)
-    wide = delong(*_random_ratings(np.random.default_rng(6), 30, 30, 5), level=0.99)
-    narrow = delong(*_random_ratings(np.random.default_rng(6), 30, 30, 5), level=0.80)
-    assert wide.high - wide.low > narrow.high - narrow.low
-
-
-def test_delong_edges():
-    # complete separation: not "1.000-1.000" but the exact bound over 3 disjoint pairs, each
-    # right with probability theta: theta ** 3 = 0.025 at the lower end (scipy's beta)
-    beta = importlib.import_module("scipy.stats").beta
-    perfect = delong([1, 2, 3, 4, 5, 6, 7], [0, 0, 0, 1, 1, 1, 1])
-    assert perfect.auc == 1.0 and perfect.high == 1.0
-    assert perfect.low == pytest.approx(beta.ppf(0.025, 3, 1)) == pytest.approx(0.025 ** (1 / 3))
-    inverted = delong([6, 5, 4, 3, 2, 1], [0, 0, 0, 1, 1, 1])
-    assert inverted.auc == 0.0 and inverted.low == 0.0
-    assert inverted.high == pytest.approx(1 - 0.025 ** (1 / 3))
-    single = delong([1, 2, 3], [0, 0, 1])
-    assert single.auc == 1.0 and single.low == pytest.approx(0.025) and single.high == 1.0
-    small = delong([1, 2, 3, 2.5], [0, 0, 1, 1])  # AUC 1 with 2 of each: still a real interval
-    assert small.low < 1.0
-    empty = delong([1, 2, 3], [1, 1, 1])
-    assert all(math.isnan(value) for value in (empty.auc, empty.se, empty.low, empty.high))
-    clipped = delong([1, 2, 3, 4, 2.5], [0, 0, 1, 1, 0])
-    assert clipped.high <= 1.0
 
 
 # --- agreement ------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from cxrgan_desktop.metrics.auroc_compare import delong
 from cxrgan_desktop.study import stats
 from cxrgan_desktop.study.results_table import ResultRow
 
@@ -90,7 +91,7 @@ def reader_stats(reader: str, rows: list[ResultRow]) -> ReaderStats:
     real = [r for r in rows if not r.is_synthetic]
     ratings = np.array([r.rating for r in rows], dtype=float)
     positive = np.array([r.is_synthetic for r in rows])
-    roc = stats.delong(ratings, positive)
+    roc = delong(ratings, positive)
     times = [r.seconds for r in rows if r.seconds is not None]
     return ReaderStats(
         reader=reader, n=n, correct=correct, accuracy=_rate(correct, n), accuracy_low=low,

@@ -1,7 +1,8 @@
-"""The statistics a real-vs-synthetic reader study reports, written out here rather than taken
-from scikit-learn or statsmodels so the desktop app does not carry those dependencies, and so
-each definition (tie handling, interval method, edge cases) is visible in one place and pinned
-by the tests against those libraries.
+"""The statistics only a real-vs-synthetic reader study reports: accuracy intervals and the
+test against guessing, operating points of a reader's ratings, and agreement between readers.
+The ROC AUC and its DeLong interval are the app's one implementation in ``metrics`` (shared
+with the classifier experiments). Each definition (tie handling, interval method, edge cases)
+is pinned by the tests against scikit-learn and statsmodels, which the app does not carry.
 
 Conventions: the *positive* class is ``synthetic`` (a reader who spots the fakes scores high);
 ratings are ordinal, so ties are common and are always counted half.
@@ -12,13 +13,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
-from scipy.stats import beta, norm
+from scipy.stats import beta
 
-from cxrgan_desktop.metrics.auroc import as_scores_and_truth, placements
+from cxrgan_desktop.metrics.auroc import as_scores_and_truth
 
 # R's binom.test and scipy's binomtest treat probabilities within this relative distance of
 # P(X = k) as equal, so that rounding in the pmf does not decide which outcomes count as
@@ -95,47 +95,6 @@ def _split_classes(scores: Sequence[float] | np.ndarray,
     if not np.isfinite(values).all():
         raise ValueError("scores must be finite")
     return values[labels], values[~labels]
-
-
-@dataclass(frozen=True)
-class DeLongResult:
-    auc: float
-    se: float
-    low: float
-    high: float
-
-
-def delong(scores: Sequence[float] | np.ndarray, positive: Sequence[bool] | np.ndarray,
-           level: float = 0.95) -> DeLongResult:
-    """AUC with the DeLong, DeLong & Clarke-Pearson (1988) nonparametric standard error and a
-    normal interval clipped to [0, 1]: it needs no distributional model of the ratings, unlike
-    binormal fits, and is the single-reader building block MRMC methods generalise."""
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    pos, neg = _split_classes(scores, positive)
-    if pos.size == 0 or neg.size == 0:
-        return DeLongResult(math.nan, math.nan, math.nan, math.nan)
-    v10, v01 = placements(pos, neg)
-    auc = float(v10.mean())
-    if auc in (0.0, 1.0):
-        return _separated(auc, min(pos.size, neg.size), level)
-    if pos.size < 2 or neg.size < 2:
-        return DeLongResult(auc, math.nan, math.nan, math.nan)
-    variance = v10.var(ddof=1) / pos.size + v01.var(ddof=1) / neg.size
-    se = float(math.sqrt(variance))
-    z = float(norm.ppf(0.5 + level / 2))
-    return DeLongResult(auc, se, max(0.0, auc - z * se), min(1.0, auc + z * se))
-
-
-def _separated(auc: float, pairs: int, level: float) -> DeLongResult:
-    """Complete separation: DeLong's variance is 0, and "1.000-1.000" would claim certainty.
-    Pair each case of the smaller class with its own case of the other: those ``pairs`` pairs
-    share no case, so under a true AUC of theta each is ordered correctly independently with
-    probability theta, and all are with probability theta ** pairs. The exact
-    (Clopper-Pearson) interval for ``pairs`` of ``pairs`` correct bounds theta, and is valid
-    (conservative) because the other pairs only add information."""
-    low, high = clopper_pearson(pairs if auc == 1.0 else 0, pairs, level)
-    return DeLongResult(auc, 0.0, low, high)
 
 
 def roc_points(scores: Sequence[float] | np.ndarray,
