@@ -1,12 +1,13 @@
-"""Reader-study statistics against scipy / scikit-learn / statsmodels, and the MRMC exports read
-back. The reference libraries are test-only dependencies (the ``test`` extra); they are
-imported inside the tests that use them."""
+"""Reader-study statistics against exact enumeration, R's binom.test, scikit-learn and
+statsmodels, and the MRMC exports read back. The reference libraries are test-only
+dependencies (the ``test`` extra); they are imported inside the tests that use them."""
 
 from __future__ import annotations
 
 import csv
 import importlib
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -25,24 +26,36 @@ from tests.test_auroc import random_tables as _random_tables
 
 # --- binomial test and Clopper-Pearson ------------------------------------------------------------
 
-def test_binomial_test_matches_scipy_on_many_tables():
-    from scipy.stats import binomtest
+def _exact_two_sided(k: int, n: int, p: Fraction) -> float:
+    """The two-sided binomial p-value from its definition, in exact rational arithmetic: the
+    total probability of the outcomes no more likely than k. Every P(X = x) shares the
+    denominator d ** n (p = a / d), so the integer numerators are compared and summed."""
+    a, d = p.numerator, p.denominator
+    weights = [math.comb(n, x) * a**x * (d - a) ** (n - x) for x in range(n + 1)]
+    return float(Fraction(sum(w for w in weights if w <= weights[k]), d**n))
 
+
+def test_binomial_test_matches_exact_enumeration():
     rng = np.random.default_rng(0)
-    cases = [(k, n, p) for n in (1, 2, 3, 10, 25) for k in range(n + 1)
-             for p in (0.5, 0.3, 1 / 3, 0.9)]
+    probabilities = (Fraction(1, 2), Fraction(3, 10), Fraction(1, 3), Fraction(9, 10))
+    cases = [(k, n, p) for n in (1, 2, 3, 10, 25) for k in range(n + 1) for p in probabilities]
     for _ in range(400):
         n = int(rng.integers(1, 400))
-        cases.append((int(rng.integers(0, n + 1)), n, float(rng.choice([0.5, rng.random()]))))
+        p = Fraction(1, 2) if rng.random() < 0.5 else Fraction(int(rng.integers(1, 1000)), 1000)
+        cases.append((int(rng.integers(0, n + 1)), n, p))
     for k, n, p in cases:
-        expected = binomtest(k, n, p).pvalue
-        assert binomial_test_two_sided(k, n, p) == pytest.approx(expected, rel=1e-9, abs=1e-14), \
-            (k, n, p)
+        assert binomial_test_two_sided(k, n, float(p)) == pytest.approx(
+            _exact_two_sided(k, n, p), rel=1e-9, abs=1e-14), (k, n, p)
+    # at p = 1/3 outcomes 0 and 1 of 2 are equally likely (4/9 each): both count, as in R
+    assert binomial_test_two_sided(1, 2, 1 / 3) == pytest.approx(1.0)
+    assert binomial_test_two_sided(1400, 2000) == pytest.approx(
+        _exact_two_sided(1400, 2000, Fraction(1, 2)), rel=1e-8)  # far in the tail
 
 
-def test_binomial_test_edges():
-    from scipy.stats import binomtest
-
+def test_binomial_test_against_r_and_edges():
+    # R's documented binom.test example (Mendel's peas, ?binom.test in R's stats package):
+    # binom.test(c(682, 243), p = 3/4) prints p-value = 0.3825
+    assert binomial_test_two_sided(682, 925, 0.75) == pytest.approx(0.3825, abs=5e-5)
     assert binomial_test_two_sided(0, 0) == 1.0
     assert binomial_test_two_sided(5, 10) == 1.0
     # a reader who gets all 40 right: 2 * 0.5**40
@@ -51,17 +64,18 @@ def test_binomial_test_edges():
     assert binomial_test_two_sided(3, 5, 0.0) == 0.0
     assert binomial_test_two_sided(0, 5, 0.0) == 1.0
     assert binomial_test_two_sided(5, 5, 1.0) == 1.0
-    # large n still works (log-space pmf) and agrees in relative terms far in the tail
-    assert binomial_test_two_sided(1400, 2000) == pytest.approx(
-        binomtest(1400, 2000).pvalue, rel=1e-8)
-    for bad in ((-1, 5, 0.5), (6, 5, 0.5), (2, 5, 1.5)):
+    for bad in ((-1, 5, 0.5), (6, 5, 0.5), (2, 5, 1.5), (1, 0, 0.5)):
         with pytest.raises(ValueError):
             binomial_test_two_sided(*bad)
 
 
-def test_clopper_pearson_matches_scipy_and_statsmodels():
-    from scipy.stats import binomtest
+def _binomial_tail(k: int, n: int, p: float, upper: bool) -> float:
+    """P(X >= k) (upper) or P(X <= k), summed term by term from the definition."""
+    outcomes = range(k, n + 1) if upper else range(k + 1)
+    return sum(math.comb(n, x) * p**x * (1 - p) ** (n - x) for x in outcomes)
 
+
+def test_clopper_pearson_matches_statsmodels_and_its_definition():
     proportion_confint = importlib.import_module("statsmodels.stats.proportion").proportion_confint
     rng = np.random.default_rng(1)
     for _ in range(150):
@@ -69,19 +83,28 @@ def test_clopper_pearson_matches_scipy_and_statsmodels():
         k = int(rng.choice([0, n, rng.integers(0, n + 1)]))
         level = float(rng.choice([0.95, 0.9, 0.99, 0.5]))
         low, high = clopper_pearson(k, n, level)
-        ci = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
-        assert (low, high) == pytest.approx((ci.low, ci.high), rel=1e-9, abs=1e-12)
         sm_low, sm_high = proportion_confint(k, n, alpha=1 - level, method="beta")
         assert (low, high) == pytest.approx((sm_low, sm_high), rel=1e-9, abs=1e-12)
         assert 0.0 <= low <= k / n <= high <= 1.0
+        if n <= 60:  # the defining tail equations, alpha / 2 on each side
+            tail = (1 - level) / 2
+            if k > 0:
+                assert _binomial_tail(k, n, low, upper=True) == pytest.approx(tail, rel=1e-8)
+            if k < n:
+                assert _binomial_tail(k, n, high, upper=False) == pytest.approx(tail, rel=1e-8)
 
 
-def test_clopper_pearson_edges():
+def test_clopper_pearson_against_r_and_edges():
+    # R: binom.test(c(682, 243), p = 3/4) prints the 95 percent interval 0.7076683 0.7654066
+    assert clopper_pearson(682, 925) == pytest.approx((0.7076683, 0.7654066), abs=5e-8)
     assert clopper_pearson(0, 0) == (0.0, 1.0)
+    # all (none) correct: one-sided at alpha / 2, the other bound fixed at 1 (0)
     low, high = clopper_pearson(20, 20)
     assert high == 1.0 and low == pytest.approx(0.025 ** (1 / 20), rel=1e-12)
     low, high = clopper_pearson(0, 20)
     assert low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 20), rel=1e-12)
+    low, high = clopper_pearson(10, 10, level=0.8)
+    assert high == 1.0 and low == pytest.approx(0.1 ** (1 / 10), rel=1e-12)
     with pytest.raises(ValueError):
         clopper_pearson(3, 2)
     with pytest.raises(ValueError):

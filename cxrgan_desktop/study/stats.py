@@ -1,8 +1,9 @@
 """The statistics only a real-vs-synthetic reader study reports: accuracy intervals and the
 test against guessing, operating points of a reader's ratings, and agreement between readers.
 The ROC AUC and its DeLong interval are the app's one implementation in ``metrics`` (shared
-with the classifier experiments). Each definition (tie handling, interval method, edge cases)
-is pinned by the tests against scikit-learn and statsmodels, which the app does not carry.
+with the classifier experiments); the binomial test and the exact interval are scipy's, with
+the edge cases (no trials) decided here. Each definition is pinned by the tests against
+exact enumeration, R's binom.test, scikit-learn and statsmodels, which the app does not carry.
 
 Conventions: the *positive* class is ``synthetic`` (a reader who spots the fakes scores high);
 ratings are ordinal, so ties are common and are always counted half.
@@ -15,15 +16,9 @@ from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
-from scipy import special
-from scipy.stats import beta
+from scipy.stats import binomtest
 
 from cxrgan_desktop.metrics.auroc import as_scores_and_truth
-
-# R's binom.test and scipy's binomtest treat probabilities within this relative distance of
-# P(X = k) as equal, so that rounding in the pmf does not decide which outcomes count as
-# "at least as extreme" (the symmetric p = 0.5 case would otherwise drop the mirror term).
-_TIE_RELATIVE_ERROR = 1e-7
 
 
 def mean_or_nan(values: Iterable[float]) -> float:
@@ -39,50 +34,29 @@ def _check_counts(k: int, n: int) -> None:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
 
 
-def _binomial_pmf(n: int, p: float) -> np.ndarray:
-    """P(X = x) for every x in 0..n, in log space so large n neither overflows nor underflows
-    to an all-zero vector; xlogy/xlog1py make p = 0 and p = 1 exact point masses."""
-    x = np.arange(n + 1, dtype=float)
-    log_choose = special.gammaln(n + 1) - special.gammaln(x + 1) - special.gammaln(n - x + 1)
-    return np.exp(log_choose + special.xlogy(x, p) + special.xlog1py(n - x, -p))
-
-
 def binomial_test_two_sided(k: int, n: int, p: float = 0.5) -> float:
-    """Exact two-sided p-value of k successes in n trials: the total probability of outcomes
-    no more likely than the one observed (R's binom.test, scipy's binomtest), because the
-    doubled one-sided p-value is wrong whenever p != 0.5."""
+    """Exact two-sided p-value of k successes in n trials (scipy's binomtest, which sums the
+    outcomes no more likely than the one observed, as R's binom.test does, because doubling
+    the one-sided p-value is wrong whenever p != 0.5). No trials are no evidence: 1."""
     _check_counts(k, n)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must lie in [0, 1], got {p}")
-    if n == 0:
-        return 1.0
-    pmf = _binomial_pmf(n, p)
-    expected = n * p
-    if k == expected:
-        return 1.0
-    threshold = pmf[k] * (1.0 + _TIE_RELATIVE_ERROR)
-    if k < expected:
-        near, far = pmf[: k + 1], pmf[math.ceil(expected):]
-    else:
-        near, far = pmf[k:], pmf[: math.floor(expected) + 1]
-    # the pmf is unimodal, so every outcome on k's own tail is at most as likely as k
-    p_value = near.sum() + far[far <= threshold].sum()
-    return float(min(1.0, p_value))
+    return 1.0 if n == 0 else float(binomtest(k, n, p).pvalue)
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact (Clopper-Pearson) interval for a proportion: conservative, but it never claims
     more certainty than the data give, which matters for accuracies near 0.5 or near 1 with
-    the small case counts of a reader study."""
+    the small case counts of a reader study. At k = 0 (k = n) the bound at 0 (1) is fixed
+    and the other is the alpha/2 quantile, as scipy's exact interval has it. No trials leave
+    the proportion unknown: [0, 1]."""
     _check_counts(k, n)
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
     if n == 0:
         return 0.0, 1.0
-    alpha = 1.0 - level
-    low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
-    return low, high
+    interval = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    return float(interval.low), float(interval.high)
 
 
 # --- ROC ----------------------------------------------------------------------------------------
