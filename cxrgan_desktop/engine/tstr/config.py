@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from cxrgan_desktop.engine.classifier.training import ClassifierTrainConfig
 from cxrgan_desktop.labels.chestxray14 import FINDINGS
 
@@ -136,16 +138,6 @@ def shared_findings(real_labels: str | Path, synthetic_labels: str | Path) -> tu
     return tuple(f for f in FINDINGS if f in present[0] and f in present[1])
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-
-
 def _relative(path: Path, base: Path) -> str:
     try:
         return str(Path(path).resolve().relative_to(base.resolve()))
@@ -168,10 +160,7 @@ def write_config(config: TSTRConfig, path: str | Path) -> Path:
     if file.suffix.lower() == ".json":
         text = json.dumps({**data, "classifier": recipe}, indent=1) + "\n"
     else:
-        lines = ["# cxrgan tstr experiment (written by cxrgan-desktop)"]
-        lines += [f"{key} = {_toml_value(value)}" for key, value in data.items()]
-        lines += ["", "[classifier]"]
-        lines += [f"{key} = {_toml_value(value)}" for key, value in recipe.items()]
-        text = "\n".join(lines) + "\n"
+        text = ("# cxrgan tstr experiment (written by cxrgan-desktop)\n"
+                + tomli_w.dumps({**data, "classifier": recipe}))
     atomic_write_text(file, text)
     return file
