@@ -122,6 +122,38 @@ def phantom_classifier(lco_phantoms, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def judge_classifier(tmp_path_factory):
+    """A second densenet-small, trained independently of ``phantom_classifier``, which LCO
+    steers with: other phantoms (seed 17, not 3), another training seed (2, not 0), and its
+    labels in reverse order, so that reading its outputs by position instead of by name
+    shows. A judge that is the steering classifier agrees by construction; this one does not.
+    (report, loaded classifier)."""
+    import torch
+
+    from cxrgan_desktop.engine.classifier.data import labelled_images
+    from cxrgan_desktop.engine.classifier.files import load_classifier
+    from cxrgan_desktop.engine.classifier.training import ClassifierTrainConfig, train_classifier
+    from cxrgan_desktop.engine.training.dataset import DatasetSpec
+    from cxrgan_desktop.labels.distribution import LabelDistribution
+    from cxrgan_desktop.tasks.phantom import write_phantoms
+
+    work = tmp_path_factory.mktemp("judge")
+    distribution = LabelDistribution.independent(
+        {"Cardiomegaly": 0.4, "Effusion": 0.4, "Pneumothorax": 0.3})
+    phantoms = write_phantoms(work / "phantoms", n=240, size=64, seed=17,
+                              distribution=distribution)
+    labels = LCO_LABELS[::-1]
+    spec = DatasetSpec(phantoms, phantoms / "Data_Entry_phantom.csv")
+    data = labelled_images(spec, labels, 64, cache_dir=work / "cache")
+    config = ClassifierTrainConfig(name="phantom-judge", architecture="densenet-small",
+                                   input_size=64, labels=labels, epochs=10, batch_size=16,
+                                   seed=2)
+    report = train_classifier(config, data, work / "phantom-judge.safetensors",
+                              device=torch.device("cpu"))
+    return report, load_classifier(report.path)
+
+
+@pytest.fixture(scope="session")
 def phantom_generator(lco_phantoms, tmp_path_factory):
     """A tiny PGGAN (latent 32, up to 32 px) trained briefly on the phantoms."""
     from cxrgan_desktop.engine.checkpoints import load_generator

@@ -1,6 +1,7 @@
 """Latent class optimisation and the archive, on a small generator and classifier trained on
 phantoms in the test session (tests/conftest.py)."""
 
+import dataclasses
 import json
 import threading
 
@@ -147,20 +148,52 @@ def test_lco_is_deterministic(phantom_generator, phantom_classifier):
         assert np.array_equal(a.z, b.z) and a.steps == b.steps
 
 
-def test_judge_reports_agreement(phantom_generator, phantom_classifier):
-    _, loaded = phantom_classifier
-    results = optimise(phantom_generator, loaded.classifier, _requests(HARD, 4),
+def _hard_agrees(probability) -> bool:
+    """HARD written out, by label name: Cardiomegaly at least 0.6, Effusion below 0.5."""
+    return probability("Cardiomegaly") >= 0.6 and probability("Effusion") < 0.5
+
+
+# An independent judge agrees with LCO on few images: the tiny generator and the steering
+# classifier let LCO pass by changes the judge does not read as the findings (measured with
+# the session's networks: 0 of 4 accepted images here, 0 of 6 in the archive, 0 of 3 by the
+# CLI, and 0 of 24 on a larger draw; the judge reads Effusion at 0.58 to 0.82 on them, above
+# the 0.5 that HARD asks it to be below). The bound leaves room for other CPUs' rounding and
+# still fails when the steering classifier judges itself (1.0).
+INDEPENDENT_AGREEMENT_AT_MOST = 0.5
+
+
+def test_judge_reports_agreement(phantom_generator, phantom_classifier, judge_classifier):
+    _, steering = phantom_classifier
+    _, independent = judge_classifier
+    assert independent.labels == LCO_LABELS[::-1]  # outputs in another order than LCO's
+    results = optimise(phantom_generator, steering.classifier, _requests(HARD, 4),
                        LCOSettings(steps=60, learning_rate=0.1, restarts=0, batch_size=4))
     accepted = [r for r in results if r.success]
     assert accepted
-    assert judge(accepted, loaded.classifier) == 1.0  # a classifier agrees with itself
-    torch.manual_seed(123)
-    stranger = PathologyClassifier(ClassifierSpec("densenet-small", LCO_LABELS[::-1], 32))
-    rate = judge(accepted, stranger)
-    expected = [HARD.passes(dict(zip(LCO_LABELS[::-1], r.judge_probabilities.tolist(),
-                                     strict=True))) for r in accepted]
-    assert rate == pytest.approx(np.mean(expected))
+    rate = judge(accepted, independent.classifier)
+    # the reference: the judge network's logits through the logistic function, by hand
+    images = torch.from_numpy(np.stack([r.image for r in accepted])[:, None])
+    with torch.no_grad():
+        logits = independent.classifier.eval()(images).double().numpy()
+    probabilities = 1.0 / (1.0 + np.exp(-logits))
+    column = {name: k for k, name in enumerate(independent.labels)}
+    expected = [_hard_agrees(lambda name, row=row: row[column[name]])
+                for row in probabilities]
+    for result, row in zip(accepted, probabilities, strict=True):
+        assert np.allclose(result.judge_probabilities, row, atol=1e-6)
     assert [r.judge_agrees for r in accepted] == expected
+    assert rate == sum(expected) / len(expected)
+    assert rate <= INDEPENDENT_AGREEMENT_AT_MOST, probabilities
+    # by name, not by position: the reversed order swaps the Cardiomegaly and Pneumothorax
+    # columns (Effusion, which decides HARD, stays in the middle), so ask of each image for
+    # Cardiomegaly above the midpoint of the two reads; a swap flips every answer
+    card, pneu = probabilities[:, column["Cardiomegaly"]], probabilities[:, column["Pneumothorax"]]
+    between = [dataclasses.replace(r, request=dataclasses.replace(
+        r.request, target=LCOTarget(present=("Cardiomegaly",), threshold=float(c + p) / 2)))
+        for r, c, p in zip(accepted, card, pneu, strict=True)]
+    assert np.abs(card - pneu).min() > 0.02  # clear of the midpoint, whatever the rounding
+    judge(between, independent.classifier)
+    assert [r.judge_agrees for r in between] == (card > pneu).tolist()
 
 
 def test_cancel_stops_between_steps(phantom_generator, phantom_classifier):
@@ -187,13 +220,16 @@ SMALL = LCOSettings(steps=40, learning_rate=0.1, restarts=1, batch_size=2)
 
 
 def test_archive_writes_labelled_images_and_resumes_exactly(phantom_generator,
-                                                           phantom_classifier, tmp_path):
+                                                           phantom_classifier, judge_classifier,
+                                                           tmp_path):
     _, loaded = phantom_classifier
+    _, independent = judge_classifier
     plan = repeated_target(HARD, 6, seed=4)
     out = tmp_path / "archive"
     summary = build_archive(phantom_generator, loaded, plan, out, settings=SMALL,
-                            judge_classifier=loaded)
-    assert summary.done == 6 and summary.accepted >= 4 and summary.judge_agreement == 1.0
+                            judge_classifier=independent)
+    assert summary.done == 6 and summary.accepted >= 4
+    assert summary.judge_agreement <= INDEPENDENT_AGREEMENT_AT_MOST
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert manifest["complete"] and manifest["accepted"] == summary.accepted
     assert manifest["controlled_labels"] == ["Cardiomegaly", "Effusion"]
@@ -201,22 +237,27 @@ def test_archive_writes_labelled_images_and_resumes_exactly(phantom_generator,
     assert len(rows) == summary.accepted
     assert all(r.findings == {"Cardiomegaly"} and r.gender == "O" for r in rows)
     records = {k: json.loads((out / f"lco_{k:05d}.json").read_text()) for k in range(6)}
+    agreed = []
     for k, record in records.items():
         lco = record["lco"]
         assert lco["index"] == k and lco["seed"] == 4 and len(lco["z"]) == 32
         if lco["success"]:
             assert lco["probabilities"]["Cardiomegaly"] >= 0.6
-            assert lco["judge_agrees"] is True and record["synthetic"] is True
+            assert record["synthetic"] is True
+            assert set(lco["judge_probabilities"]) == set(LCO_LABELS)
+            agreed.append(lco["judge_agrees"])
+            assert agreed[-1] is _hard_agrees(lco["judge_probabilities"].__getitem__)
             image = read_png16(out / lco["file"])
             assert image.shape == (32, 32)
             assert "Latent class optimisation" in record["description"]
+    assert summary.judge_agreement == sum(agreed) / len(agreed) == manifest["judge_agreement"]
 
     # lose two finished items (one whole, one image only) and resume: they come back equal
     victim = next(k for k, r in records.items() if r["lco"]["success"])
     (out / f"lco_{victim:05d}.png").unlink()
     (out / "lco_00005.json").unlink()
     again = build_archive(phantom_generator, loaded, plan, out, settings=SMALL,
-                          judge_classifier=loaded)
+                          judge_classifier=independent)
     assert sorted(r.index for r in again.new_results) == sorted({victim, 5})
     for k in (victim, 5):
         redone = json.loads((out / f"lco_{k:05d}.json").read_text())["lco"]
@@ -275,19 +316,27 @@ def test_dicom_archive_carries_the_labels(phantom_generator, phantom_classifier,
     assert ds.SeriesInstanceUID == pydicom.dcmread(files[1]).SeriesInstanceUID
 
 
-def test_cli_lco_and_archive(phantom_generator, phantom_classifier, lco_phantoms, tmp_path,
-                             capsys):
+def test_cli_lco_and_archive(phantom_generator, phantom_classifier, judge_classifier,
+                             lco_phantoms, tmp_path, capsys):
     _, loaded = phantom_classifier
+    _, independent = judge_classifier
     g = save_generator(tmp_path / "g.safetensors", phantom_generator.generator,
                        phantom_generator.adapter, "phantom-tiny")
     c = save_classifier(tmp_path / "c.safetensors", loaded.classifier, "phantom-small")
+    j = save_classifier(tmp_path / "j.safetensors", independent.classifier, "phantom-judge")
     common = ["--model", str(g), "--classifier", str(c), "--steps", "30", "--lr", "0.1",
               "--batch-size", "2", "--restarts", "0", "--device", "cpu"]
     assert main(["lco", *common, "--labels", "Cardiomegaly", "--absent", "Effusion",
-                 "--thresholds", "Cardiomegaly=0.6", "--judge", str(c),
+                 "--thresholds", "Cardiomegaly=0.6", "--judge", str(j),
                  "--n", "3", "--out", str(tmp_path / "lco")]) == 0
     text = capsys.readouterr().out
-    assert "of 3 accepted" in text and "judge agrees on 100.0 %" in text
+    records = [json.loads(p.read_text())["lco"] for p in (tmp_path / "lco").glob("lco_*.json")]
+    agreed = [_hard_agrees(r["judge_probabilities"].__getitem__) for r in records
+              if r["success"]]
+    assert len(records) == 3 and agreed
+    assert f"{len(agreed)} of 3 accepted" in text
+    assert sum(agreed) / len(agreed) <= INDEPENDENT_AGREEMENT_AT_MOST
+    assert f"judge agrees on {100 * sum(agreed) / len(agreed):.1f} %" in text
     assert main(["lco", *common, "--labels", "Hernia", "--n", "1",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "no label(s) Hernia" in capsys.readouterr().err
