@@ -70,6 +70,31 @@ def test_identical_models_do_not_differ_and_missing_classes_are_nan():
     assert math.isnan(ac.delong_paired(scores, scores, np.zeros(40, bool)).auc_a)
 
 
+def _percentile(values, q):
+    """The q-th percentile from its definition (Hyndman and Fan's type 7, the usual bootstrap
+    interval's): on the n sorted finite values, indexed from 0, take position
+    h = (n - 1) q / 100 and interpolate linearly between the values either side of it."""
+    ordered = sorted(float(v) for v in values if math.isfinite(v))
+    h = (len(ordered) - 1) * q / 100
+    below = math.floor(h)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (h - below) * (ordered[above] - ordered[below])
+
+
+def test_percentile_interval_follows_the_definition():
+    # worked by hand: sorted 1..5, positions 4 x 0.025 = 0.1 and 4 x 0.975 = 3.9
+    values = np.array([4.0, 1.0, 3.0, np.nan, 2.0, 5.0, np.inf])  # undefined resamples dropped
+    assert ac.percentile_interval(values) == pytest.approx((1.1, 4.9), abs=1e-12)
+    assert ac.percentile_interval(values, level=0.5) == pytest.approx((2.0, 4.0), abs=1e-12)
+    rng = np.random.default_rng(8)
+    for n, level in ((1000, 0.95), (37, 0.9), (200, 0.8)):  # h falls between values
+        draws = rng.standard_t(3, size=n)
+        tail = 100 * (1 - level) / 2
+        assert ac.percentile_interval(draws, level) == pytest.approx(
+            (_percentile(draws, tail), _percentile(draws, 100 - tail)), rel=1e-12)
+    assert all(math.isnan(x) for x in ac.percentile_interval(np.full(5, np.nan)))
+
+
 def test_patient_bootstrap_draws_whole_patients_and_scores_each_resample():
     rng = np.random.default_rng(4)
     patients = np.repeat(np.arange(15), 3)  # three images per patient
@@ -87,8 +112,8 @@ def test_patient_bootstrap_draws_whole_patients_and_scores_each_resample():
     assert boot[5, 1] == pytest.approx(roc_auc_score(truth[ix, 1], probs[ix, 1]))
     assert ac.macro(boot)[5] == pytest.approx(boot[5].mean())
     values = rng.normal(size=1000)
-    assert ac.percentile_interval(values) == pytest.approx(tuple(np.percentile(values,
-                                                                              [2.5, 97.5])))
+    assert ac.percentile_interval(values) == pytest.approx(
+        (_percentile(values, 2.5), _percentile(values, 97.5)), rel=1e-12)
     assert ac.bootstrap_p_value(np.full(99, 0.1)) == pytest.approx(2 / 100)
     assert ac.bootstrap_p_value(np.concatenate([-np.ones(50), np.ones(50)])) == 1.0
 
