@@ -94,8 +94,9 @@ def test_sessions_are_analysed_and_exported(qtbot, simulated, tmp_path, no_dialo
     assert table.item(3, 0).font().bold()
     assert window.analysis.pooled.accuracy == pytest.approx(
         window.analysis.pooled.correct / 72)
-    curves = [c for c in window.roc_plot.getPlotItem().listDataItems() if c.name()]
-    assert len(curves) == 3 and all("AUC" in c.name() for c in curves)
+    curves = [line.get_label() for line in window.figures["roc"].axes[0].get_lines()
+              if not line.get_label().startswith("_")]
+    assert len(curves) == 3 and all("AUC" in name for name in curves)
 
     written = window.export_to(tmp_path / "export")
     names = {p.name for p in written}
