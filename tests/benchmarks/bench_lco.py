@@ -11,18 +11,22 @@ no sample accepted by then its cost is reported as more than the budget.
 
 Part 2 (random weights, the paper's 1024 px generator and a 256 px DenseNet-121): one LCO
 step (generator forward, resize, classifier forward, backward to z) timed for
-- ``naive``: the training module with its weights requiring gradients, ``loss.backward()``
-  (how one first writes it: weight gradients are computed and thrown away);
-- ``frozen``: the same with the weights frozen, gradients to z only (autograd.grad);
+- ``frozen``: the training module with its weights frozen, gradients to z only
+  (autograd.grad): the baseline, what a careful user of plain PyTorch writes;
 - ``frozen_fused``: frozen, and the generator as the rendering path's folded network with
   each up-sampling + 3x3 convolution fused into one transposed convolution (what LCO runs);
-and whether the speed-ups change results: the z gradients of naive and frozen compared,
+- with ``--with-naive``, also ``naive``: the training module with its weights requiring
+  gradients, ``loss.backward()`` (weight gradients computed and thrown away);
+the variants taken in turn at every step after one warm-up each, ``--steps`` (7) times: the
+median, min, max and interquartile range of each, and the headline, frozen + fused against
+frozen, as the ratio of the medians and per step pair (median, min, max). Whether the
+speed-ups change results: the z gradients compared (frozen and fused; naive and frozen),
 and a few full LCO steps run with the training module and with the fused network from the
 same start, their final z and images compared.
 
     python tests/benchmarks/bench_lco.py --model G.safetensors --classifier C.safetensors \\
         [--common Effusion] [--rare Cardiomegaly,Pneumothorax] [--accept 16]
-    python tests/benchmarks/bench_lco.py --skip-acceptance        # part 2 only
+    python tests/benchmarks/bench_lco.py --skip-acceptance [--steps 7] [--with-naive]  # part 2
 """
 
 from __future__ import annotations
@@ -122,11 +126,24 @@ def _loss(classifier, images, target_rows):
     return F.binary_cross_entropy_with_logits(logits, target_rows, reduction="sum")
 
 
-def step_times(model, classifier, batch: int, steps: int) -> dict:
+def spread(seconds: list[float], batch: int) -> dict[str, float]:
+    """Median and spread of per-step times (the machine may be shared: medians, not means)."""
+    values = np.asarray(seconds)
+    q25, median, q75 = np.percentile(values, [25, 50, 75])
+    return {"seconds_per_step": round(float(median), 3),
+            "seconds_per_image_step": round(float(median) / batch, 3),
+            "min_s": round(float(values.min()), 3), "max_s": round(float(values.max()), 3),
+            "iqr_s": [round(float(q25), 3), round(float(q75), 3)],
+            "all_s": [round(float(v), 3) for v in values]}
+
+
+def step_times(model, classifier, batch: int, steps: int, with_naive: bool) -> dict:
+    """Time the variants in turn at every step (interleaved, so that a change of load on a
+    shared machine falls on all of them alike) after one warm-up each; the headline is
+    frozen against frozen + fused, the ratio per step pair and of the medians."""
     z0 = torch.from_numpy(np.stack([start_latent(0, k, 0, 512) for k in range(batch)]))
     wanted = torch.zeros(batch, len(FINDINGS))
     wanted[:, 1] = 1.0
-    out: dict = {}
     grads = {}
 
     def naive():
@@ -148,34 +165,44 @@ def step_times(model, classifier, batch: int, steps: int) -> dict:
             grads["fused" if fused else "frozen"] = g
         return run
 
-    for name, fn in (("naive", naive), ("frozen", make_frozen(False)),
-                     ("frozen_fused", make_frozen(True))):
+    variants = {"frozen": make_frozen(False), "frozen_fused": make_frozen(True)}
+    if with_naive:
+        variants["naive"] = naive
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for fn in variants.values():
         fn()  # warm-up
-        times = []
-        for _ in range(steps):
+    for _ in range(steps):
+        for name, fn in variants.items():
             start = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - start)
-        out[name] = {"seconds_per_step": round(float(np.median(times)), 3),
-                     "seconds_per_image_step": round(float(np.median(times)) / batch, 3)}
-    base = out["naive"]["seconds_per_step"]
-    for name in ("frozen", "frozen_fused"):
-        out[name]["speedup_vs_naive"] = round(base / out[name]["seconds_per_step"], 3)
-    out["z_gradient_naive_vs_frozen_max_abs_diff"] = float(
-        (grads["naive"] - grads["frozen"]).abs().max())
+            times[name].append(time.perf_counter() - start)
+    out: dict = {name: spread(values, batch) for name, values in times.items()}
+    pairs = np.asarray(times["frozen"]) / np.asarray(times["frozen_fused"])
+    out["headline_frozen_fused_vs_frozen"] = {
+        "speedup_of_medians": round(out["frozen"]["seconds_per_step"]
+                                    / out["frozen_fused"]["seconds_per_step"], 3),
+        "speedup_per_step_median": round(float(np.median(pairs)), 3),
+        "speedup_per_step_min_max": [round(float(pairs.min()), 3),
+                                     round(float(pairs.max()), 3)]}
     out["z_gradient_frozen_vs_fused_max_rel_diff"] = float(
         (grads["frozen"] - grads["fused"]).abs().max() / grads["frozen"].abs().max())
+    if with_naive:
+        base = out["naive"]["seconds_per_step"]
+        for name in ("frozen", "frozen_fused"):
+            out[name]["speedup_vs_naive"] = round(base / out[name]["seconds_per_step"], 3)
+        out["z_gradient_naive_vs_frozen_max_abs_diff"] = float(
+            (grads["naive"] - grads["frozen"]).abs().max())
     return out
 
 
-def same_results(model, classifier, steps: int) -> dict:
+def same_results(model, classifier, steps: int, samples: int) -> dict:
     """A few LCO steps from the same start with the training module and the fused network."""
     target = LCOTarget(present=("Cardiomegaly",), threshold=0.999999)
-    settings = LCOSettings(steps=steps, restarts=0, batch_size=2)
-    requests = [LCORequest(k, target, 0) for k in range(2)]
+    settings = LCOSettings(steps=steps, restarts=0, batch_size=samples)
+    requests = [LCORequest(k, target, 0) for k in range(samples)]
     plain = optimise(model, classifier, requests, settings, fused=False)
     fused = optimise(model, classifier, requests, settings, fused=True)
-    return {"steps": steps,
+    return {"steps": steps, "samples": samples,
             "final_z_max_abs_diff": float(max(np.abs(a.z - b.z).max()
                                               for a, b in zip(plain, fused, strict=True))),
             "final_image_max_abs_diff": float(max(np.abs(a.image - b.image).max()
@@ -198,8 +225,13 @@ def main() -> None:
                         help="rejection sampling's evaluation limit per combination")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=2, help="part 2 batch size")
-    parser.add_argument("--steps", type=int, default=2, help="part 2 timed steps per variant")
+    parser.add_argument("--steps", type=int, default=7,
+                        help="part 2 timed steps per variant, after one warm-up (7)")
+    parser.add_argument("--with-naive", action="store_true",
+                        help="part 2: also time the naive step (weight gradients computed)")
     parser.add_argument("--same-steps", type=int, default=3, help="part 2 LCO steps compared")
+    parser.add_argument("--same-samples", type=int, default=1,
+                        help="part 2 samples in the comparison of results (1)")
     parser.add_argument("--skip-acceptance", action="store_true")
     parser.add_argument("--skip-profile", action="store_true")
     args = parser.parse_args()
@@ -220,10 +252,13 @@ def main() -> None:
                                args.accept, args.budget, settings, args.seed, args.threshold)}
     if not args.skip_profile:
         model, classifier = paper_models()
-        report["step_1024"] = {"batch": args.batch, "generator": "paper layout, random weights",
+        report["step_1024"] = {"batch": args.batch, "steps": args.steps,
+                               "generator": "paper layout, random weights",
                                "classifier": "densenet121 at 256 px, random weights",
-                               **step_times(model, classifier, args.batch, args.steps)}
-        report["same_results_1024"] = same_results(model, classifier, args.same_steps)
+                               **step_times(model, classifier, args.batch, args.steps,
+                                            args.with_naive)}
+        report["same_results_1024"] = same_results(model, classifier, args.same_steps,
+                                                   args.same_samples)
     print(json.dumps(report, indent=2))
 
 
