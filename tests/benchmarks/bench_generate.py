@@ -183,7 +183,8 @@ def main() -> None:
                   "network_gflop_per_image_nominal": round(nominal / 1e9, 2),
                   "network_gflop_per_image_executed_fused": round(executed / 1e9, 2)}
         report["allocator_setting"] = ("THP_MEM_ALLOC_ENABLE=1 for the fast path and the naive "
-                                       "network alike; unset in each batch's allocator row")
+                                       "network alike" + ("" if args.quick else
+                                                          "; unset in each allocator row"))
         for batch in batches:
             fast = _spawn("fast", model_path, batch, args.repeats, as_cli, **on)
             naive = _spawn("naive", model_path, batch, args.repeats, as_cli, **on)
