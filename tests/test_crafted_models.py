@@ -337,11 +337,12 @@ def test_adapter_refuses_non_finite_raw_output():
 
 def test_cli_reports_a_model_failing_mid_job_in_one_line(monkeypatch, capsys):
     from cxrgan_desktop import cli
+    from cxrgan_desktop.cli import models as cli_models
 
     def failing(args):
         raise NonFiniteOutputError("m.safetensors", "the model m produced non-finite pixels")
 
-    monkeypatch.setattr(cli, "_cmd_models", failing)
+    monkeypatch.setattr(cli_models, "_cmd_models", failing)  # bound when the parser is built
     assert cli.main(["models"]) == 2
     assert capsys.readouterr().err == ("cxrgan: error: m.safetensors: the model m produced "
                                        "non-finite pixels\n")
