@@ -287,3 +287,26 @@ def test_thumbnails_of_small_images_fill_the_strip_with_sharp_pixels(qtbot):
     assert row == [0] * (THUMBNAIL // 2) + [255] * (THUMBNAIL // 2)  # no blur at the edge
     wide = thumbnail_pixmap(np.zeros((512, 1024), np.float32))
     assert wide.width() <= THUMBNAIL and wide.height() <= THUMBNAIL
+
+
+def test_a_window_change_paints_the_image_once_with_its_overlay(viewer, qtbot):
+    """The overlay is drawn over the image: updated before the new bytes, it made the view
+    paint the image twice per window change (once still showing the old window)."""
+    from PySide6.QtWidgets import QApplication
+
+    qtbot.waitUntil(lambda: viewer.image_item.image is not None)
+    QApplication.processEvents()
+    painted: list[str] = []
+    original = viewer.image_item.paint
+
+    def paint(*args):
+        painted.append(viewer.overlay.text())
+        return original(*args)
+
+    viewer.image_item.paint = paint  # an instance attribute overrides the virtual
+    viewer.set_window(Window(20000.5, 3001))
+    qtbot.waitUntil(lambda: len(painted) > 0)
+    for _ in range(5):  # anything the paint posted
+        QApplication.processEvents()
+    assert len(painted) == 1
+    assert "W 3001  L 20000.5" in painted[0]

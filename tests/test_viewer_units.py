@@ -114,6 +114,7 @@ def test_header_windows_and_pixel_values_in_modality_units(viewer, qtbot, tmp_pa
     assert viewer.preset_names()[:2] == ["DICOM default 1: SOFT TISSUE", "DICOM default 2: WIDE"]
     viewer.apply_preset("DICOM default 2: WIDE")
     assert (viewer.controls.center.value(), viewer.controls.width.value()) == (300.5, 1500.0)
+    viewer.flush()  # the overlay follows with the new bytes, in one paint
     assert "W 1500  L 300.5" in viewer.overlay.text()
     viewer.reset()
     assert viewer.display_window() == display.Window(40, 400)

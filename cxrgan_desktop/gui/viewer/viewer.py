@@ -5,9 +5,12 @@ Composed as pyqtgraph's ImageView is (an ImageItem in a ViewBox, the parts expos
 attributes), without forwarding their methods. The numbers live in
 :mod:`cxrgan_desktop.imaging.display` (no Qt): the viewer keeps the image as 16-bit stored
 values, turns the window into a 65536-entry byte table with the project's ``apply_window``
-and hands pyqtgraph ready uint8 pixels (measured faster than uint16 data with ImageItem
-levels + lookup; see tests/benchmarks/bench_viewer.py). Window changes only mark the display
-stale; one zero-delay timer renders the newest state, so a fast drag renders once per event
+and hands pyqtgraph ready uint8 pixels. Why not pyqtgraph's own ``setLevels``, which
+tests/benchmarks/bench_viewer.py measures about 1.3-2x faster: its linear levels are not the
+DICOM VOI function that the reader study and the DICOM export apply (they differ by a grey
+level in about 13 % of pixels), and what a radiologist sees here must be what those show.
+Window changes only mark the display stale; one zero-delay timer renders the newest state
+(and the overlay with it, so the view paints once), so a fast drag renders once per event
 loop pass, never once per mouse event.
 
 The numbers a user sees (Level, Width, histogram axis, pixel value) are in the image's own
@@ -287,9 +290,15 @@ class ImageViewer(QWidget):
     def _apply_window(self, stored: Window, shown: Window) -> None:
         changed = stored != self._window
         self._window, self._display_window = stored, shown
-        self._show_window()
-        if changed:
+        self.controls.show_window(shown)
+        self.histogram.show_window(shown)
+        if changed and self._stored is not None:
+            # the overlay, drawn over the image, follows in the same pass as the new bytes:
+            # updated now, it repainted the view once with the old bytes and once after
             self._schedule_render()
+        else:
+            self._update_overlay()
+        if changed:
             self.windowChanged.emit(stored.center, stored.width)
 
     def is_inverted(self) -> bool:
@@ -427,6 +436,7 @@ class ImageViewer(QWidget):
         self._displayed = display.display_bytes(self._stored, self._window, self._inverted)
         # no levels, no lookup: pyqtgraph wraps the bytes as a Grayscale8 QImage as they are
         self.image_item.setImage(self._displayed, autoLevels=False)
+        self._update_overlay()
 
     def _show_window(self) -> None:
         self.controls.show_window(self._display_window)
