@@ -119,3 +119,35 @@ def test_measure_from_the_window_keeps_history(qtbot, folders, fid_weights, monk
     assert "N &lt; 2048" in panel.result_label.text() or "N < 2048" in panel.result_label.text()
     window.close()
     assert load_settings().fid.real == str(real)
+
+
+def test_two_statistics_files_are_measured_in_the_window_without_weights(qtbot, tmp_path,
+                                                                         monkeypatch):
+    """No weights on this machine, no dialog asking for them: the FID of two .npz files is
+    mean and covariance arithmetic (reference: the analytic FID of diagonal covariances)."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    mu_a, mu_b = rng.normal(size=2048), rng.normal(size=2048)
+    var_a, var_b = rng.uniform(0.5, 2, 2048), rng.uniform(0.5, 2, 2048)
+    np.savez(tmp_path / "real.npz", mu=mu_a, sigma=np.diag(var_a))
+    np.savez(tmp_path / "fake.npz", mu=mu_b, sigma=np.diag(var_b))
+    expected = float(np.sum((mu_a - mu_b) ** 2) + np.sum(var_a + var_b
+                                                          - 2 * np.sqrt(var_a * var_b)))
+    asked = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: asked.append(self.text()))
+    window = MainWindow()
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: not window._device_probe.is_running(), timeout=20_000)
+    panel = window.fid_panel
+    assert iw.find_weights() is None
+    panel.real.set_side_text(str(tmp_path / "real.npz"))
+    panel.fake.set_side_text(str(tmp_path / "fake.npz"))
+    panel.controls.run_button.click()
+    assert asked == []
+    qtbot.waitUntil(lambda: window.runner is not None and not window.runner.is_running(),
+                    timeout=60_000)
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 1, timeout=5_000)
+    assert load_history()[0]["fid"] == pytest.approx(expected, rel=1e-9)
+    assert f"FID {expected:.3f}" in panel.result_label.text()
+    window.close()

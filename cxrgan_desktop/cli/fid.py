@@ -90,6 +90,10 @@ def _add_weights_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inception-weights", metavar="FILE",
                    help="use this weights file (default: the file set in the app's settings, "
                         "else the cache)")
+    p.add_argument("--allow-unverified-weights", action="store_true",
+                   help="use --inception-weights even if its SHA-256 is not the published "
+                        "file's (the result says so and is not comparable with published "
+                        "FIDs)")
     p.add_argument("--offline", action="store_true",
                    help="never download the weights; fail with instructions if they are "
                         "missing")
@@ -131,7 +135,7 @@ def _inception(args: argparse.Namespace):
                                                   [iw.cached_path()], "--offline")))
         _download("Inception weights")
     try:
-        return iw.load_inception(user)
+        return iw.load_inception(user, verify=not args.allow_unverified_weights)
     except iw.WeightsError as error:
         raise UserError(str(error)) from error
 
@@ -145,7 +149,8 @@ def _options(args: argparse.Namespace):
     return FIDOptions(resize=args.resize, batch_size=args.batch_size,
                       device=resolve_device_option(args.device), kid_subsets=args.kid_subsets,
                       kid_subset_size=args.kid_subset_size, kid_seed=args.kid_seed,
-                      use_cache=not args.no_cache)
+                      use_cache=not args.no_cache,
+                      allow_unverified_weights=args.allow_unverified_weights)
 
 
 def _library_errors() -> tuple[type[Exception], ...]:
@@ -174,7 +179,9 @@ def cmd_fid(args: argparse.Namespace) -> int:
     if args.save_fake_stats and fake is None:
         raise UserError("--save-fake-stats needs a FAKE side")
     options = _options(args)
-    inception = _inception(args)
+    # two statistics files are compared without the network: nothing to load or download
+    statistics_only = fake is not None and real.kind == "stats" and fake.kind == "stats"
+    inception = None if statistics_only else _inception(args)
     kept = "nothing was saved; features already extracted for a finished side are cached"
     try:
         if fake is None:
@@ -223,9 +230,14 @@ def _print_result(record: dict[str, Any]) -> None:
 
 
 def _print_settings(settings: dict[str, Any]) -> None:
+    if "network" not in settings:  # two pytorch-fid files: nothing recorded
+        print(f"settings: {settings.get('computed_from', 'not recorded')}")
+        return
     print(f"settings: {settings['network']} (sha256 {settings['weights_sha256'][:12]}...), "
           f"resize {settings['resize']} to {settings['input_size']} px "
-          f"({settings['resize_method']}), device {settings['device']}")
+          f"({settings.get('resize_method', '?')}), device {settings.get('device', '?')}")
+    if "computed_from" in settings:
+        print(f"          {settings['computed_from']}")
 
 
 def cmd_fid_weights(args: argparse.Namespace) -> int:

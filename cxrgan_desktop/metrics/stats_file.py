@@ -66,10 +66,16 @@ def load_stats(path: str | os.PathLike[str]) -> FeatureStats:
         raise StatsFileError(f"{file}: no such file") from error
     except Exception as error:  # zip, npy or JSON damage: all one problem for the user
         raise StatsFileError(f"{file}: not a readable .npz statistics file ({error})") from error
-    if mu.shape != (FEATURE_DIM,) or sigma.shape != (FEATURE_DIM, FEATURE_DIM):
+    # a file that records its settings says its feature size (another feature network); a
+    # file that does not (pytorch-fid's) must be Inception's
+    dim = int((settings or {}).get("feature_dim", FEATURE_DIM))
+    if mu.shape != (dim,) or sigma.shape != (dim, dim):
         raise StatsFileError(f"{file}: statistics of shape mu {list(mu.shape)}, sigma "
-                             f"{list(sigma.shape)}; FID Inception statistics are "
-                             f"[{FEATURE_DIM}] and [{FEATURE_DIM}, {FEATURE_DIM}]")
+                             f"{list(sigma.shape)}; expected [{dim}] and [{dim}, {dim}]"
+                             + (" (FID Inception statistics)" if dim == FEATURE_DIM else ""))
+    if features is not None and (features.ndim != 2 or features.shape[1] != dim):
+        raise StatsFileError(f"{file}: features of shape {list(features.shape)} do not match "
+                             f"the statistics' {dim} dimensions")
     if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
         raise StatsFileError(f"{file}: the statistics contain NaN or infinite values")
     return FeatureStats(mu, sigma, n, settings, features)

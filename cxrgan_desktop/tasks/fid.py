@@ -87,6 +87,7 @@ class FIDOptions:
     kid_subset_size: int = DEFAULT_SUBSET_SIZE
     kid_seed: int = 0
     weights: str | None = None  # a user-set weights file (else the cache)
+    allow_unverified_weights: bool = False  # use a weights file whose SHA-256 differs
     use_cache: bool = True
     cache: FeatureCache | None = None  # default: the user cache folder
 
@@ -134,16 +135,33 @@ class FIDMeasurer:
     def __init__(self, options: FIDOptions, inception: LoadedInception | None = None) -> None:
         self.options = options
         self.device = torch.device(options.device)
-        self.inception = inception or load_inception(options.weights)
+        self._inception = inception
+        self._extractor: FeatureExtractor | None = None
         self.preprocessing = Preprocessing(options.resize)
-        self.extractor = FeatureExtractor(self.inception.net, self.device, self.preprocessing)
         self.cache = options.cache or FeatureCache()
+
+    @property
+    def inception(self) -> LoadedInception:
+        """Loaded on first use: two statistics files need no network (nor a download)."""
+        if self._inception is None:
+            self._inception = load_inception(self.options.weights,
+                                             verify=not self.options.allow_unverified_weights)
+        return self._inception
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        if self._extractor is None:
+            self._extractor = FeatureExtractor(self.inception.net, self.device,
+                                               self.preprocessing)
+        return self._extractor
 
     def settings(self) -> dict[str, Any]:
         from cxrgan_desktop import __version__
 
         return {"network": self.inception.path.name,
+                "weights_file": str(self.inception.path),
                 "weights_sha256": self.inception.sha256,
+                "weights_verified": self.inception.verified,
                 "feature": "2048-d average pool after Mixed_7c",
                 **self.preprocessing.to_dict(),
                 "statistics": "float64 mean and covariance (N - 1)",
@@ -218,23 +236,59 @@ def size_warnings(side: SideResult, name: str) -> list[str]:
     return warnings
 
 
+def statistics_only_settings(real: SideResult, fake: SideResult
+                             ) -> tuple[dict[str, Any], list[str], list[str]]:
+    """(settings, errors, warnings) for two statistics files compared with each other: no
+    network is loaded, so each file's record is checked against the other's."""
+    ours, theirs = real.stats.settings, fake.stats.settings
+    label_real, label_fake = f"real ({real.spec.location})", f"synthetic ({fake.spec.location})"
+    errors, warnings = [], []
+    if ours is None or theirs is None:
+        unknown = [label for label, record in ((label_real, ours), (label_fake, theirs))
+                   if record is None]
+        warnings.append(f"{' and '.join(unknown)}: the file does not record how it was made "
+                        "(a pytorch-fid file?); the score is only valid if both used the same "
+                        "network and resize mode")
+    else:
+        errors = [f"{label_fake}: made with {key} = {theirs.get(key)!r}, {label_real} with "
+                  f"{ours.get(key)!r}; recompute one of them with the other's setting"
+                  for key in COMPARED_SETTINGS if theirs.get(key) != ours.get(key)]
+    if real.stats.mu.shape != fake.stats.mu.shape:
+        errors.append(f"{label_real} has {real.stats.mu.shape[0]} feature dimensions, "
+                      f"{label_fake} {fake.stats.mu.shape[0]}: different feature networks")
+    settings = {**(ours or theirs or {}),
+                "computed_from": "two statistics files; no network loaded"}
+    return settings, errors, warnings
+
+
 def compute_fid(real: SideSpec, fake: SideSpec, options: FIDOptions,
                 progress: ProgressFn = no_progress, cancel: threading.Event | None = None,
                 inception: LoadedInception | None = None) -> FIDResult:
     started = time.perf_counter()
-    progress(0.0, "loading the Inception network")
     measurer = FIDMeasurer(options, inception)
-    settings = measurer.settings()
+    statistics_only = real.kind == "stats" and fake.kind == "stats"
+    if not statistics_only:
+        progress(0.0, "loading the Inception network")
+        measurer.inception  # noqa: B018 (load now: a missing file fails before any work)
     real_side = measurer.side(real, sub_progress(progress, 0.02, 0.48), cancel)
     check_cancel(cancel)
     fake_side = measurer.side(fake, sub_progress(progress, 0.48, 0.94), cancel)
     errors, warnings = [], []
+    if statistics_only:
+        settings, errors, warnings = statistics_only_settings(real_side, fake_side)
+    else:
+        settings = measurer.settings()
+        for side, name in ((real_side, "real"), (fake_side, "synthetic")):
+            if side.spec.kind == "stats":
+                side_errors, side_warnings = settings_conflicts(
+                    settings, side.stats.settings, f"{name} ({side.spec.location})")
+                errors += side_errors
+                warnings += side_warnings
+    if not settings.get("weights_verified", True):
+        warnings.append(f"the Inception weights ({settings.get('weights_file')}) are not the "
+                        "published file (SHA-256 not checked, --allow-unverified-weights): "
+                        "this FID is not comparable with published ones")
     for side, name in ((real_side, "real"), (fake_side, "synthetic")):
-        if side.spec.kind == "stats":
-            side_errors, side_warnings = settings_conflicts(settings, side.stats.settings,
-                                                            f"{name} ({side.spec.location})")
-            errors += side_errors
-            warnings += side_warnings
         warnings += size_warnings(side, name)
     if errors:
         raise ValueError("the two sides cannot be compared: " + "; ".join(errors))

@@ -288,8 +288,9 @@ class FIDPanel(QWidget):
         kid = record.get("kid")
         kid_text = (f"KID {kid['mean']:.4g} ± {kid['std']:.2g}" if kid else "KID n/a")
         sizes = [record["real"]["n"], record["fake"]["n"]]
+        resize = record["settings"].get("resize", "resize not recorded")  # pytorch-fid files
         text = (f"<b style='font-size:15px'>FID {record['fid']:.3f}</b> &nbsp; {kid_text}"
-                f" &nbsp; (N {sizes[0]} / {sizes[1]}, {record['settings']['resize']})")
+                f" &nbsp; (N {sizes[0]} / {sizes[1]}, {resize})")
         warnings = record.get("warnings", [])
         if any(n is not None and n < RECOMMENDED_N for n in sizes):
             text += (f"<br><span style='color:#c77c00'>⚠ N &lt; {RECOMMENDED_N}: not "

@@ -44,10 +44,12 @@ def fid_job(request: FIDPanelRequest, device_name: str, user_weights: str | None
         from cxrgan_desktop.metrics.fid_history import append_history
         from cxrgan_desktop.tasks.fid import FIDOptions, compute_fid, parse_side
 
-        progress(0.0, "loading the Inception network")
-        inception = keeper.get(user_weights)
         real = parse_side(request.real, request.n, request.seed)
         fake = parse_side(request.fake, request.n, request.seed)
+        inception = None  # two statistics files: no network needed
+        if not (real.kind == "stats" and fake.kind == "stats"):
+            progress(0.0, "loading the Inception network")
+            inception = keeper.get(user_weights)
         options = FIDOptions(resize=request.resize, batch_size=request.batch_size,
                              device=resolve_device(device_name))
         record = compute_fid(real, fake, options, progress, cancel, inception).to_record()
@@ -80,7 +82,9 @@ class FIDController:
                                       weights.standard_spec().file_name)
 
     def start(self, request: FIDPanelRequest) -> None:
-        if weights.find_weights(self.user_weights()) is None:
+        statistics_only = all(str(side).lower().endswith(".npz")
+                              for side in (request.real, request.fake))
+        if not statistics_only and weights.find_weights(self.user_weights()) is None:
             self.ask_for_weights()
             return
         self.panel.store_settings(self.settings.fid)

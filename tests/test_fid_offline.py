@@ -1,0 +1,140 @@
+"""FID that needs no network when it needs none, and a user's own weights file.
+
+Two statistics files hold everything FID is made of (mean and covariance): comparing them
+must never load or download the Inception network (issue 22). A weights file that is not the
+published one is refused unless the user allows it, and then the result says so."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from cxrgan_desktop.cli import main
+from cxrgan_desktop.metrics import inception_weights
+from cxrgan_desktop.metrics.stats_file import FeatureStats, save_stats
+
+# a small feature size keeps the reference sqrtm cheap; the file records it, as a file made
+# with another feature network does
+SETTINGS = {"network": "pt_inception-2015-12-05-6726825d.pth", "weights_sha256": "6726825d" * 8,
+            "resize": "antialias", "input_size": 299, "resize_method": "bicubic",
+            "device": "cpu", "feature_dim": 6}
+
+
+def _stats(seed: int, shift: float, n: int = 50, dim: int = 6) -> tuple[FeatureStats, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    features = rng.normal(shift, 1.0 + shift / 4, size=(n, dim))
+    mu = features.mean(axis=0)
+    sigma = np.cov(features, rowvar=False)
+    return FeatureStats(mu, sigma, n, dict(SETTINGS)), features
+
+
+def _reference_fid(a: FeatureStats, b: FeatureStats) -> float:
+    """The definition: |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
+    root = scipy.linalg.sqrtm(a.sigma @ b.sigma).real
+    return float(np.sum((a.mu - b.mu) ** 2) + np.trace(a.sigma + b.sigma - 2 * root))
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to load or fetch the Inception network fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the Inception network was asked for")
+
+    monkeypatch.setattr(inception_weights, "load_inception", refuse)
+    monkeypatch.setattr(inception_weights, "download_weights", refuse)
+    monkeypatch.setattr(inception_weights, "read_weights_state", refuse)
+
+
+def test_two_statistics_files_give_fid_offline_without_weights(tmp_path, capsys, no_network):
+    assert inception_weights.find_weights() is None  # no weights on this (test) machine
+    real, _ = _stats(0, 0.0)
+    fake, _ = _stats(1, 0.7)
+    save_stats(tmp_path / "real.npz", real)
+    save_stats(tmp_path / "fake.npz", fake)
+    out = tmp_path / "result.json"
+    code = main(["fid", str(tmp_path / "real.npz"), str(tmp_path / "fake.npz"), "--offline",
+                 "--no-history", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    record = json.loads(out.read_text())
+    assert record["fid"] == pytest.approx(_reference_fid(real, fake), rel=1e-6)
+    assert f"FID   {record['fid']:.4f}" in printed
+    assert record["real"]["n"] == 50 and record["fake"]["n"] == 50
+    assert record["settings"]["computed_from"] == "two statistics files; no network loaded"
+    assert any("N = 50 < 2048" in w for w in record["warnings"])
+    assert record["kid"] is None  # no features kept: KID cannot be computed, and it says so
+
+
+def test_pytorch_fid_files_without_records_are_compared_with_a_warning(tmp_path, capsys,
+                                                                        no_network):
+    """pytorch-fid's files hold 2048-d Inception statistics and nothing else; diagonal
+    covariances keep the reference analytic: tr(Sa + Sb - 2 sqrt(Sa Sb)) = sum(a + b - 2
+    sqrt(a b))."""
+    rng = np.random.default_rng(2)
+    mu_a, mu_b = rng.normal(size=2048), rng.normal(size=2048)
+    var_a, var_b = rng.uniform(0.5, 2, 2048), rng.uniform(0.5, 2, 2048)
+    np.savez(tmp_path / "a.npz", mu=mu_a, sigma=np.diag(var_a))  # pytorch-fid's layout
+    np.savez(tmp_path / "b.npz", mu=mu_b, sigma=np.diag(var_b))
+    assert main(["fid", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--no-history"]) == 0
+    printed = capsys.readouterr().out
+    expected = float(np.sum((mu_a - mu_b) ** 2) + np.sum(var_a + var_b
+                                                          - 2 * np.sqrt(var_a * var_b)))
+    assert f"FID   {expected:.4f}" in printed
+    assert "N=?" in printed and "does not record how it was made" in printed
+
+
+def test_statistics_made_with_different_settings_are_refused(tmp_path, capsys, no_network):
+    real, _ = _stats(4, 0.0)
+    fake, _ = _stats(5, 0.0)
+    fake.settings["resize"] = "pytorch-fid"
+    other, _ = _stats(6, 0.0, dim=5)
+    other.settings["feature_dim"] = 5
+    save_stats(tmp_path / "other.npz", other)
+    save_stats(tmp_path / "real.npz", real)
+    save_stats(tmp_path / "fake.npz", fake)
+    assert main(["fid", str(tmp_path / "real.npz"), str(tmp_path / "fake.npz"),
+                 "--no-history"]) == 2
+    err = capsys.readouterr().err
+    assert "resize = 'pytorch-fid'" in err and "'antialias'" in err
+    assert main(["fid", str(tmp_path / "real.npz"), str(tmp_path / "other.npz"),
+                 "--no-history"]) == 2
+    assert "6 feature dimensions" in capsys.readouterr().err
+
+
+def test_kid_from_two_statistics_files_with_features(tmp_path, capsys, no_network):
+    real, real_features = _stats(6, 0.0, n=40)
+    fake, fake_features = _stats(7, 0.5, n=40)
+    real.features, fake.features = real_features.astype(np.float32), fake_features.astype(
+        np.float32)
+    save_stats(tmp_path / "real.npz", real, with_features=True)
+    save_stats(tmp_path / "fake.npz", fake, with_features=True)
+    assert main(["fid", str(tmp_path / "real.npz"), str(tmp_path / "fake.npz"), "--no-history",
+                 "--kid-subset-size", "20", "--kid-subsets", "5"]) == 0
+    assert "KID   " in capsys.readouterr().out
+
+
+def test_a_weights_file_with_another_hash_needs_the_users_consent(tmp_path, capsys,
+                                                                  fid_weights_file):
+    """The random test weights are not the published file: refused by default, used with
+    --allow-unverified-weights, and the result records the file and the missing check."""
+    path, _ = fid_weights_file
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8)).save(images / f"{i}.png")
+    base = ["fid", str(images), str(images), "--inception-weights", str(path), "--no-history",
+            "--no-cache", "--kid-subset-size", "2", "--kid-subsets", "2"]
+    assert main(base) == 2
+    assert "is not the published" in capsys.readouterr().err
+    out = tmp_path / "r.json"
+    assert main([*base, "--allow-unverified-weights", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["settings"]["weights_file"] == str(path)
+    assert record["settings"]["weights_verified"] is False
+    assert any("not the published file" in w for w in record["warnings"])
