@@ -193,10 +193,7 @@ def load_inception(user_path: str | os.PathLike[str] | None = None,
 
     spec = spec or standard_spec()
     path = require_weights(user_path, spec)
-    if verify:
-        digest = verify_weights(path, spec)
-    else:
-        digest = sha256_file(path)
+    digest = verify_weights(path, spec) if verify else sha256_file(path)
     try:
         net = build_fid_inception(read_weights_state(path))
     except InceptionLayoutError as error:
