@@ -111,9 +111,31 @@ def test_kid_from_two_statistics_files_with_features(tmp_path, capsys, no_networ
         np.float32)
     save_stats(tmp_path / "real.npz", real, with_features=True)
     save_stats(tmp_path / "fake.npz", fake, with_features=True)
+    out = tmp_path / "r.json"
     assert main(["fid", str(tmp_path / "real.npz"), str(tmp_path / "fake.npz"), "--no-history",
-                 "--kid-subset-size", "20", "--kid-subsets", "5"]) == 0
-    assert "KID   " in capsys.readouterr().out
+                 "--kid-subset-size", "20", "--kid-subsets", "5", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "KID   " in printed and "precision " in printed and "(k = 5, 6-d features" in printed
+    prdc = json.loads(out.read_text())["prdc"]
+    expected = _brute_prdc(real.features.astype(np.float64), fake.features.astype(np.float64), 5)
+    for name, value in expected.items():
+        assert prdc[name] == pytest.approx(value, abs=1e-9), name
+    assert (prdc["n_real"], prdc["n_fake"], prdc["feature_dim"]) == (40, 40, 6)
+
+
+def _brute_prdc(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
+    """The definitions with scipy's cdist: k-NN radii within each set (the point itself
+    excluded), a point on a ball's boundary inside."""
+    from scipy.spatial.distance import cdist
+
+    real_radii = np.sort(cdist(real, real), axis=1)[:, k]
+    fake_radii = np.sort(cdist(fake, fake), axis=1)[:, k]
+    cross = cdist(real, fake)  # [real, fake]
+    inside_real_balls = cross <= real_radii[:, None]
+    return {"precision": float(inside_real_balls.any(axis=0).mean()),
+            "recall": float((cross <= fake_radii[None, :]).any(axis=1).mean()),
+            "density": float(inside_real_balls.sum() / (k * fake.shape[0])),
+            "coverage": float(inside_real_balls.any(axis=1).mean())}
 
 
 def test_a_weights_file_with_another_hash_needs_the_users_consent(tmp_path, capsys,

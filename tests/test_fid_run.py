@@ -116,7 +116,9 @@ def test_statistics_file_sides(two_sets, fid_inception, tmp_path):
     from_plain = compute_fid(parse_side(str(plain)), parse_side(str(b)), _options(),
                              inception=fid_inception)
     assert from_plain.fid == pytest.approx(direct.fid, rel=1e-12)
-    assert from_plain.kid is None and any("KID not computed" in w for w in from_plain.warnings)
+    assert from_plain.kid is None and from_plain.prdc is None
+    assert any("KID and precision/recall/density/coverage not computed" in w
+               for w in from_plain.warnings)
     from_full = compute_fid(parse_side(str(full)), parse_side(str(b)), _options(),
                             inception=fid_inception)
     assert from_full.kid == direct.kid

@@ -57,6 +57,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="images per KID subset (smaller sides use all their images)")
     p.add_argument("--kid-seed", type=int, default=0, help="seed of the KID subsets "
                    "(default: 0), recorded with the result")
+    p.add_argument("--prdc-k", type=int, default=5, help="neighbours of the k-NN balls of "
+                   "precision/recall (Kynkaanniemi et al. 2019) and density/coverage (Naeem et "
+                   "al. 2020)")
     p.add_argument("--save-stats", metavar="FILE.npz", type=Path,
                    help="save REAL's statistics (mu, sigma: pytorch-fid's layout; plus N and "
                         "the settings)")
@@ -143,14 +146,16 @@ def _inception(args: argparse.Namespace):
 def _options(args: argparse.Namespace):
     from cxrgan_desktop.tasks.fid import FIDOptions
 
-    if args.batch_size < 1 or args.kid_subsets < 1 or args.kid_subset_size < 2:
-        raise UserError("--batch-size and --kid-subsets must be at least 1, "
+    if (args.batch_size < 1 or args.kid_subsets < 1 or args.kid_subset_size < 2
+            or args.prdc_k < 1):
+        raise UserError("--batch-size, --kid-subsets and --prdc-k must be at least 1, "
                         "--kid-subset-size at least 2")
     return FIDOptions(resize=args.resize, batch_size=args.batch_size,
                       device=resolve_device_option(args.device), kid_subsets=args.kid_subsets,
                       kid_subset_size=args.kid_subset_size, kid_seed=args.kid_seed,
                       use_cache=not args.no_cache,
-                      allow_unverified_weights=args.allow_unverified_weights)
+                      allow_unverified_weights=args.allow_unverified_weights,
+                      prdc_k=args.prdc_k)
 
 
 def _library_errors() -> tuple[type[Exception], ...]:
@@ -218,6 +223,11 @@ def _print_result(record: dict[str, Any]) -> None:
     if kid:
         print(f"KID   {kid['mean']:.6f} +- {kid['std']:.6f}  ({kid['subsets']} subsets of "
               f"{kid['subset_size']}, seed {kid['seed']})")
+    prdc = record.get("prdc")
+    if prdc:
+        print(f"precision {prdc['precision']:.4f}  recall {prdc['recall']:.4f}  density "
+              f"{prdc['density']:.4f}  coverage {prdc['coverage']:.4f}  (k = {prdc['k']}, "
+              f"{prdc['feature_dim']}-d features, N {prdc['n_real']} / {prdc['n_fake']})")
     for name in ("real", "fake"):
         side = record[name]
         cached = ", features from cache" if side["from_cache"] else ""

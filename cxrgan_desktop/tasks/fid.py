@@ -30,6 +30,7 @@ from cxrgan_desktop.metrics.kid import (
     KIDResult,
     kernel_inception_distance,
 )
+from cxrgan_desktop.metrics.prdc import DEFAULT_K, PRDCResult, precision_recall_density_coverage
 from cxrgan_desktop.metrics.stats_file import FeatureStats, load_stats
 from cxrgan_desktop.tasks.fid_sources import FolderSource, GeneratorSource, ImageSource
 
@@ -90,6 +91,7 @@ class FIDOptions:
     allow_unverified_weights: bool = False  # use a weights file whose SHA-256 differs
     use_cache: bool = True
     cache: FeatureCache | None = None  # default: the user cache folder
+    prdc_k: int = DEFAULT_K  # neighbours for precision, recall, density, coverage
 
 
 @dataclass
@@ -119,11 +121,13 @@ class FIDResult:
     warnings: list[str]
     seconds: float
     finished: str
+    prdc: PRDCResult | None = None
 
     def to_record(self) -> dict[str, Any]:
         """Plain JSON: what the history and ``--json`` keep."""
         return {"finished": self.finished, "fid": self.fid,
                 "kid": self.kid.to_dict() if self.kid else None,
+                "prdc": self.prdc.to_record() if self.prdc else None,
                 "real": self.real.to_record(), "fake": self.fake.to_record(),
                 "settings": self.settings, "warnings": self.warnings,
                 "seconds": round(self.seconds, 2)}
@@ -295,16 +299,25 @@ def compute_fid(real: SideSpec, fake: SideSpec, options: FIDOptions,
     progress(0.94, "Frechet distance")
     fid = frechet_fid(real_side.stats.mu, real_side.stats.sigma, fake_side.stats.mu,
                       fake_side.stats.sigma, real_side.stats.features, fake_side.stats.features)
-    kid = None
-    if real_side.stats.features is not None and fake_side.stats.features is not None:
+    kid = prdc = None
+    real_features, fake_features = real_side.stats.features, fake_side.stats.features
+    if real_features is not None and fake_features is not None:
         kid = kernel_inception_distance(
-            real_side.stats.features, fake_side.stats.features, subsets=options.kid_subsets,
+            real_features, fake_features, subsets=options.kid_subsets,
             subset_size=options.kid_subset_size, seed=options.kid_seed,
-            progress=sub_progress(progress, 0.95, 1.0), cancel=cancel)
+            progress=sub_progress(progress, 0.95, 0.97), cancel=cancel)
+        if min(len(real_features), len(fake_features)) > options.prdc_k:
+            prdc = precision_recall_density_coverage(
+                real_features, fake_features, k=options.prdc_k,
+                progress=sub_progress(progress, 0.97, 1.0), cancel=cancel)
+        else:
+            warnings.append(f"precision/recall/density/coverage not computed: each side needs "
+                            f"more than k = {options.prdc_k} images")
     else:
-        warnings.append("KID not computed: a statistics file without features has only mean "
-                        "and covariance (save with --with-features to keep them)")
+        warnings.append("KID and precision/recall/density/coverage not computed: a statistics "
+                        "file without features has only mean and covariance (save with "
+                        "--with-features to keep them)")
     progress(1.0, f"FID {fid:.3f}")
     finished = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     return FIDResult(fid, kid, real_side, fake_side, settings, warnings,
-                     time.perf_counter() - started, finished)
+                     time.perf_counter() - started, finished, prdc)

@@ -291,6 +291,11 @@ class FIDPanel(QWidget):
         resize = record["settings"].get("resize", "resize not recorded")  # pytorch-fid files
         text = (f"<b style='font-size:15px'>FID {record['fid']:.3f}</b> &nbsp; {kid_text}"
                 f" &nbsp; (N {sizes[0]} / {sizes[1]}, {resize})")
+        prdc = record.get("prdc")
+        if prdc:
+            text += (f"<br>precision {prdc['precision']:.3f} &nbsp; recall {prdc['recall']:.3f}"
+                     f" &nbsp; density {prdc['density']:.3f} &nbsp; coverage "
+                     f"{prdc['coverage']:.3f} &nbsp; (k = {prdc['k']})")
         warnings = record.get("warnings", [])
         if any(n is not None and n < RECOMMENDED_N for n in sizes):
             text += (f"<br><span style='color:#c77c00'>⚠ N &lt; {RECOMMENDED_N}: not "

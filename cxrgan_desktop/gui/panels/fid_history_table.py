@@ -14,7 +14,8 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTab
 
 from cxrgan_desktop.metrics.fid_settings import RECOMMENDED_N
 
-COLUMNS = ("When", "Real", "N", "Synthetic", "N", "FID", "KID ×10³", "Resize", "Device")
+COLUMNS = ("When", "Real", "N", "Synthetic", "N", "FID", "KID ×10³", "Precision", "Recall",
+           "Density", "Coverage", "Resize", "Device")
 
 
 def _side_name(side: dict[str, Any]) -> str:
@@ -31,11 +32,14 @@ def row_cells(record: dict[str, Any]) -> list[str]:
     kid = record.get("kid")
     kid_text = (f"{kid['mean'] * 1e3:.3f} ± {kid['std'] * 1e3:.3f}" if kid else "n/a")
     settings = record.get("settings", {})
+    prdc = record.get("prdc") or {}  # older records and statistics without features: n/a
+    prdc_cells = [f"{prdc[name]:.3f}" if name in prdc else "n/a"
+                  for name in ("precision", "recall", "density", "coverage")]
     return [record.get("finished", "")[5:16].replace("T", " "),
             _side_name(real), str(real.get("n") or "?"),
             _side_name(fake), str(fake.get("n") or "?"),
             f"{record.get('fid', float('nan')):.3f}" + (" ⚠" if small else ""),
-            kid_text, settings.get("resize", "?"), settings.get("device", "?")]
+            kid_text, *prdc_cells, settings.get("resize", "?"), settings.get("device", "?")]
 
 
 def row_tooltip(record: dict[str, Any]) -> str:
@@ -47,6 +51,10 @@ def row_tooltip(record: dict[str, Any]) -> str:
     if kid:
         lines.append(f"KID: {kid['subsets']} subsets of {kid['subset_size']}, seed "
                      f"{kid['seed']}, kernel {kid.get('kernel', '')}")
+    prdc = record.get("prdc")
+    if prdc:
+        lines.append(f"precision/recall/density/coverage: k = {prdc['k']} nearest neighbours "
+                     f"in {prdc['feature_dim']}-d features (Kynkaanniemi 2019, Naeem 2020)")
     lines += [f"⚠ {w}" for w in record.get("warnings", [])]
     lines.append(f"took {record.get('seconds', '?')} s")
     return "\n".join(lines)
