@@ -1,42 +1,57 @@
-"""FID speed: feature extraction at 1024 px, the Fréchet distance at 2048-d, and KID.
+"""FID speed against the tool users run: pytorch-fid's feature route beside ours, scipy's
+sqrtm beside our eigen route, and KID.
 
-Prints a table. Every ratio is against a straightforward baseline timed in the same run:
+Prints one JSON object (and a few plain lines before it). Nothing is installed: pytorch-fid
+is timed only when it can be imported (``pip install --no-deps pytorch-fid``, with a
+torchvision that imports); otherwise its row is skipped and the output says so.
 
-1. Feature extraction, images/s from 1024x1024 grey images in [0, 1], the resize to 299 px
-   included:
-   - ``ours``: ``FeatureExtractor`` with the ``antialias`` preprocessing (one batched torch
-     antialiased bicubic resize, batch norm folded into the convolutions, channels-last);
-   - ``baseline``: a PIL bicubic resize per image on the CPU (mode "F", float32), stack,
-     replicate to 3 channels, 2x - 1, and the plain network (batch norm unfolded, contiguous
-     memory format), under ``torch.no_grad``.
-   Both in full float32 (TF32 off on CUDA). Also the resize alone (batched torch against PIL
-   per image), and how far the two routes' features differ (max abs difference over max abs
-   feature), with the resized images' difference and the network's share (folded +
-   channels-last against plain, on the same input) beside it. PIL's bicubic and torch's
-   antialiased bicubic need not agree exactly; the run shows how close they come.
-   The published weights are not available offline: the network carries deterministic random
-   weights (``tests.reference.fid_random_weights``). Speed does not depend on weight values.
+1. Feature extraction, images/s from grey ``--size`` px images in [0, 1] (smooth structure
+   plus fine noise), the resize to 299 px included, on the same images, device, thread count
+   and weights, in interleaved repeats (medians):
+   - ``ours``: ``FeatureExtractor`` with its default ``antialias`` preprocessing (one batched
+     antialiased bicubic resize of the single grey channel, batch norm folded, channels-last,
+     ``torch.inference_mode``);
+   - ``pytorch_fid``: ``pytorch_fid.inception.InceptionV3([3])`` as ``fid_score`` runs it:
+     3-channel float images in [0, 1] (what its data set yields for a grey PNG), the model's
+     own ``resize_input`` (batched ``F.interpolate``, bilinear, ``align_corners=False``) and
+     ``normalize_input``, under ``torch.no_grad``, ``squeeze`` and ``.cpu().numpy()``.
+   Decoding files is left out of both. Then the largest feature difference between the
+   routes: ours in its ``pytorch-fid`` resize mode should match pytorch-fid to float32
+   round-off; ours in ``antialias`` mode differs by design (a different, antialiased
+   resize).
+   Weights: the published ``pt_inception-2015-12-05-6726825d.pth`` where it is found (our
+   cache, or ``--weights``), verified; otherwise deterministic random weights
+   (``tests.reference.fid_random_weights``, seed 0). Either way one state dict is loaded into
+   both networks (pytorch-fid's own loader, which fetches from its URL, is pointed at it), and
+   the output says which. Speed does not depend on weight values.
 2. The Fréchet distance between 2048-d statistics of two sets of realistic (non-negative,
-   correlated) synthetic features: ours (two symmetric eigendecompositions) against
-   ``scipy.linalg.sqrtm(S1 @ S2)`` (real part), with both FID values; and, for two sets of
-   1000 features, ``frechet_distance_from_features`` against statistics + the eigen route.
-3. KID for two sets of 4096 features, default subsets (time only).
+   correlated) synthetic features: ``scipy.linalg.sqrtm(S1 @ S2)`` (pytorch-fid's
+   calculation, without its singular-matrix fallback) against ours (two symmetric
+   eigendecompositions), both timed ``--repeats`` times (medians), with both FID values; and,
+   for two sets of ``--small`` features, ``frechet_distance_from_features`` against
+   statistics + the eigen route.
+3. KID for two sets of ``--features`` features, default subsets (one run, time only).
 
-Runs on the CPU unless told otherwise. scipy's sqrtm is the slowest step (tens of seconds on
-two cores, up to about a minute; ``--skip-sqrtm`` leaves it out). Timings on a shared machine
-move with its load: compare ratios within one run.
+Runs on the CPU unless told otherwise; the defaults take about two minutes on two shared
+cores, most of it in pytorch-fid's route and scipy's sqrtm. Timings on a shared machine move
+with its load: compare ratios within one run.
 
     python tests/benchmarks/bench_fid.py [--device cpu|cuda|auto] [--images 32] \\
-        [--batch-size 16] [--warmup 1] [--repeats 3] [--skip-sqrtm]
+        [--size 1024] [--batch-size 16] [--warmup 1] [--repeats 3] [--weights PATH] \\
+        [--skip-sqrtm] [--skip-features]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -49,15 +64,9 @@ import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 import scipy.linalg  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from cxrgan_desktop.engine.devices import describe_device, resolve_device  # noqa: E402
-from cxrgan_desktop.metrics.fid_features import (  # noqa: E402
-    FeatureExtractor,
-    full_float32,
-    network_input,
-    resize_batch,
-)
+from cxrgan_desktop.metrics.fid_features import FeatureExtractor, full_float32  # noqa: E402
 from cxrgan_desktop.metrics.fid_settings import Preprocessing  # noqa: E402
 from cxrgan_desktop.metrics.frechet import (  # noqa: E402
     feature_statistics,
@@ -65,12 +74,18 @@ from cxrgan_desktop.metrics.frechet import (  # noqa: E402
     frechet_distance_from_features,
 )
 from cxrgan_desktop.metrics.inception import FEATURE_DIM, build_fid_inception  # noqa: E402
+from cxrgan_desktop.metrics.inception_weights import (  # noqa: E402
+    cached_path,
+    find_weights,
+    read_weights_state,
+    verify_weights,
+)
 from cxrgan_desktop.metrics.kid import kernel_inception_distance  # noqa: E402
 from tests.reference.fid_random_weights import random_state  # noqa: E402
 
-SIZE = 1024
-INPUT = 299
 ANTIALIAS = Preprocessing("antialias")
+PYTORCH_FID_MODE = Preprocessing("pytorch-fid")
+SKIPPED = "pytorch-fid not importable: its row skipped"
 
 
 def _sync(device: torch.device) -> None:
@@ -82,95 +97,141 @@ def _median(values: list[float]) -> float:
     return float(np.median(values))
 
 
-def test_images(count: int, seed: int = 0) -> torch.Tensor:
-    """[count, 1, 1024, 1024] float32 in [0, 1]: smooth structure plus fine noise, so that
+def test_images(count: int, size: int, seed: int = 0) -> torch.Tensor:
+    """[count, 1, size, size] float32 in [0, 1]: smooth structure plus fine noise, so that
     the resize has edges and texture to filter."""
     rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) / (SIZE - 1)
-    out = np.empty((count, 1, SIZE, SIZE), dtype=np.float32)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
+    out = np.empty((count, 1, size, size), dtype=np.float32)
     for k in range(count):
         fx, fy = rng.uniform(2, 12, 2)
         smooth = 0.5 + 0.3 * np.sin(fx * x + k) * np.cos(fy * y)
-        noise = rng.standard_normal((SIZE, SIZE), dtype=np.float32) * 0.05
+        noise = rng.standard_normal((size, size), dtype=np.float32) * 0.05
         out[k, 0] = np.clip(smooth + noise, 0.0, 1.0)
     return torch.from_numpy(out)
 
 
-def fresh_network() -> torch.nn.Module:
-    """A new network per route: FeatureExtractor folds batch norm in place."""
-    return build_fid_inception(random_state(0))
+def import_pytorch_fid() -> tuple[ModuleType | None, str]:
+    """pytorch-fid's inception module, or None and why not (it also needs torchvision, whose
+    import fails outright when its compiled ops do not match torch)."""
+    try:
+        import pytorch_fid
+        import pytorch_fid.inception as pf_inception
+    except Exception as error:  # any failure means: not importable
+        return None, f"{type(error).__name__}: {error}"
+    return pf_inception, getattr(pytorch_fid, "__version__", "unknown version")
 
 
-def pil_resize(images: torch.Tensor) -> torch.Tensor:
-    """[N, 1, H, W] on the CPU -> [N, 1, 299, 299]: PIL bicubic, one image at a time."""
-    resized = [np.asarray(Image.fromarray(image[0].numpy(), mode="F")
-                          .resize((INPUT, INPUT), Image.BICUBIC))
-               for image in images]
-    return torch.from_numpy(np.stack(resized)[:, None])
+def weights_state(user_path: str | None) -> tuple[dict[str, torch.Tensor], str]:
+    """The published weights where this machine has them, else the random test weights."""
+    path = find_weights(user_path)
+    if path is not None:
+        verify_weights(path)
+        return read_weights_state(path), f"published FID Inception weights, {path} (verified)"
+    looked = ([user_path] if user_path else []) + [str(cached_path())]
+    return random_state(0), (
+        "deterministic random weights (tests.reference.fid_random_weights, seed 0) loaded into "
+        "both networks: the published pt_inception-2015-12-05-6726825d.pth is not on this "
+        f"machine (looked in {', '.join(looked)}); speed does not depend on weight values, "
+        "but the FID values are not real FIDs")
 
 
-class Baseline:
-    """The straightforward route: PIL per image, plain network, contiguous memory."""
-
-    def __init__(self, net: torch.nn.Module, device: torch.device) -> None:
-        self.device = device
-        self.net = net.to(device)
-
-    def network(self, x: torch.Tensor) -> np.ndarray:
-        with torch.no_grad(), full_float32(self.device):
-            return self.net(x.to(self.device)).cpu().numpy()
-
-    def batch_features(self, images: torch.Tensor) -> np.ndarray:
-        resized = pil_resize(images).to(self.device)
-        return self.network(resized.repeat(1, 3, 1, 1) * 2.0 - 1.0)
+def pytorch_fid_network(pf_inception: ModuleType, state: dict[str, torch.Tensor],
+                        device: torch.device) -> torch.nn.Module:
+    """pytorch-fid's own InceptionV3 (resize_input and normalize_input on, as by default),
+    with ``state`` handed to its loader in place of the download from its URL."""
+    original = pf_inception.load_state_dict_from_url
+    pf_inception.load_state_dict_from_url = lambda *args, **kwargs: dict(state)
+    try:
+        block = pf_inception.InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIM]
+        model = pf_inception.InceptionV3([block], resize_input=True, normalize_input=True)
+    finally:
+        pf_inception.load_state_dict_from_url = original
+    return model.eval().to(device)
 
 
-def _throughput(fn, batches: list[torch.Tensor], warmup: int, device: torch.device) -> float:
-    for batch in batches[:warmup]:
-        fn(batch)
-    _sync(device)
-    count = sum(len(b) for b in batches)
-    start = time.perf_counter()
-    for batch in batches:
-        fn(batch)
-    _sync(device)
-    return count / (time.perf_counter() - start)
+def pytorch_fid_features(model: torch.nn.Module, device: torch.device,
+                         batch: torch.Tensor) -> np.ndarray:
+    """One batch as ``pytorch_fid.fid_score.get_activations`` computes it."""
+    batch = batch.to(device)
+    with torch.no_grad(), full_float32(device):
+        pred = model(batch)[0]
+    return pred.squeeze(3).squeeze(2).cpu().numpy()
 
 
-def features_part(args, device: torch.device) -> list[tuple]:
-    images = test_images(args.images)
-    batches = list(torch.split(images, args.batch_size))
-    ours = FeatureExtractor(fresh_network(), device, ANTIALIAS)
-    base = Baseline(fresh_network(), device)
+Route = tuple[str, Callable[[torch.Tensor], np.ndarray], list[torch.Tensor]]
 
-    def ours_resize(batch):
-        return resize_batch(batch.to(device), ANTIALIAS)
 
-    resize_ours = _throughput(ours_resize, batches, args.warmup, device)
-    resize_pil = _throughput(pil_resize, batches, args.warmup, torch.device("cpu"))
-    base_rate = _throughput(base.batch_features, batches, args.warmup, device)
-    ours_rate = _throughput(ours.batch_features, batches, args.warmup, device)
+def interleaved_rates(routes: list[Route], warmup: int, repeats: int,
+                      device: torch.device) -> tuple[dict[str, list[float]],
+                                                     dict[str, np.ndarray]]:
+    """images/s of each route per repeat, the routes alternating in order from repeat to
+    repeat so that drift in the machine's load falls on both; and each route's features."""
+    for _, fn, batches in routes:
+        for batch in batches[:warmup]:
+            fn(batch)
+    rates: dict[str, list[float]] = {name: [] for name, _, _ in routes}
+    features: dict[str, np.ndarray] = {}
+    for repeat in range(repeats):
+        for name, fn, batches in (routes if repeat % 2 == 0 else routes[::-1]):
+            _sync(device)
+            start = time.perf_counter()
+            out = [fn(batch) for batch in batches]
+            _sync(device)
+            rates[name].append(sum(len(b) for b in batches) / (time.perf_counter() - start))
+            features[name] = np.concatenate(out)
+    return rates, features
 
-    first = batches[0]
-    f_ours, f_base = ours.batch_features(first), base.batch_features(first)
-    same_input = network_input(first.to(device), ANTIALIAS)
-    f_plain_net = base.network(same_input)
-    resize_diff = float((resize_batch(first, ANTIALIAS) - pil_resize(first)).abs().max())
-    scale = float(np.abs(f_base).max())
-    total_diff = float(np.abs(f_ours - f_base).max()) / scale
-    net_diff = float(np.abs(f_ours - f_plain_net).max()) / float(np.abs(f_plain_net).max())
-    return [
-        ("resize 1024 -> 299: PIL per image (baseline)", f"{resize_pil:.2f}", "images/s", "1.00"),
-        ("resize 1024 -> 299: torch batched antialias (ours)", f"{resize_ours:.2f}", "images/s",
-         f"{resize_ours / resize_pil:.2f}"),
-        ("features incl. resize: PIL + plain net (baseline)", f"{base_rate:.2f}", "images/s",
-         "1.00"),
-        ("features incl. resize: FeatureExtractor (ours)", f"{ours_rate:.2f}", "images/s",
-         f"{ours_rate / base_rate:.2f}"),
-        ("resized image difference torch vs PIL (max abs)", f"{resize_diff:.2e}", "[0, 1]", ""),
-        ("feature difference ours vs baseline (max abs / max)", f"{total_diff:.2e}", "", ""),
-        ("  of which network only (same input, folded vs plain)", f"{net_diff:.2e}", "", ""),
-    ]
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+
+
+def features_part(args, device: torch.device, state: dict[str, torch.Tensor],
+                  pf_inception: ModuleType | None, pf_note: str) -> dict:
+    grey = test_images(args.images, args.size)
+    grey_batches = list(torch.split(grey, args.batch_size))
+    ours = FeatureExtractor(build_fid_inception(state), device, ANTIALIAS)
+    routes: list[Route] = [("ours", ours.batch_features, grey_batches)]
+    if pf_inception is not None:
+        model = pytorch_fid_network(pf_inception, state, device)
+        rgb_batches = [b.expand(-1, 3, -1, -1).contiguous() for b in grey_batches]
+        routes.append(("pytorch_fid",
+                       lambda batch: pytorch_fid_features(model, device, batch), rgb_batches))
+    rates, features = interleaved_rates(routes, args.warmup, args.repeats, device)
+
+    result: dict = {
+        "images": args.images, "size": args.size, "batch_size": args.batch_size,
+        "warmup_batches": args.warmup, "repeats": args.repeats,
+        "ours": {"route": "FeatureExtractor, antialias resize (default), BN folded, "
+                          "channels-last, inference_mode",
+                 "images_per_s": _median(rates["ours"]),
+                 "images_per_s_runs": rates["ours"]},
+    }
+    if pf_inception is None:
+        result["pytorch_fid"] = None
+        result["pytorch_fid_skipped"] = f"{SKIPPED} ({pf_note})"
+        return result
+    result["pytorch_fid"] = {
+        "route": f"pytorch_fid {pf_note} InceptionV3([3]), resize_input (F.interpolate "
+                 "bilinear, align_corners=False, batched), normalize_input, no_grad, 3 channels",
+        "images_per_s": _median(rates["pytorch_fid"]),
+        "images_per_s_runs": rates["pytorch_fid"]}
+    result["ratio_ours_over_pytorch_fid"] = (result["ours"]["images_per_s"]
+                                             / result["pytorch_fid"]["images_per_s"])
+    # each repeat's pair ran back to back, so its ratio sees one load level
+    result["ratio_per_repeat"] = [a / b for a, b in zip(rates["ours"], rates["pytorch_fid"],
+                                                        strict=True)]
+    same_mode = FeatureExtractor(build_fid_inception(state), device, PYTORCH_FID_MODE)
+    f_same = np.concatenate([same_mode.batch_features(b) for b in grey_batches])
+    f_pf = features["pytorch_fid"]
+    result["feature_difference_vs_pytorch_fid"] = {
+        "max_abs_feature_pytorch_fid": float(np.abs(f_pf).max()),
+        "ours_pytorch_fid_mode_max_abs": _max_abs(f_same, f_pf),
+        "ours_antialias_mode_max_abs": _max_abs(features["ours"], f_pf),
+        "over": f"all {args.images} images x {FEATURE_DIM} features",
+    }
+    return result
 
 
 def synthetic_features(count: int, seed: int, shift: float = 0.0) -> np.ndarray:
@@ -189,110 +250,121 @@ def synthetic_features(count: int, seed: int, shift: float = 0.0) -> np.ndarray:
     return np.maximum(pre, 0.0).astype(np.float32)
 
 
-def _timed(fn, repeats: int) -> tuple[float, object]:
-    times, value = [], None
+def _timed(fn: Callable[[], float], repeats: int) -> tuple[list[float], float]:
+    times, value = [], float("nan")
     for _ in range(repeats):
         start = time.perf_counter()
         value = fn()
         times.append(time.perf_counter() - start)
-    return _median(times), value
+    return times, value
 
 
 def sqrtm_fid(mu1, s1, mu2, s2) -> float:
-    """The usual route (as pytorch-fid writes it, without its singular-matrix fallback)."""
+    """pytorch-fid's calculation (``calculate_frechet_distance``) without its fallback for a
+    singular product."""
     covmean = np.real(scipy.linalg.sqrtm(s1 @ s2))
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
 
 
-def frechet_part(args) -> list[tuple]:
+def frechet_part(args) -> dict:
     f1 = synthetic_features(args.features, seed=1)
     f2 = synthetic_features(args.features, seed=2, shift=0.3)
     mu1, s1 = feature_statistics(f1)
     mu2, s2 = feature_statistics(f2)
-    rows = []
-    eigen_s, eigen_fid = _timed(lambda: frechet_distance(mu1, s1, mu2, s2), args.repeats)
+    result: dict = {"dimension": FEATURE_DIM, "n_per_set": args.features,
+                    "repeats": args.repeats}
+    eigen_times: list[float] = []
+    sqrtm_times: list[float] = []
+    eigen_fid = sqrtm_value = float("nan")
+    for _repeat in range(args.repeats):  # interleaved, as the feature routes
+        times, eigen_fid = _timed(lambda: frechet_distance(mu1, s1, mu2, s2), 1)
+        eigen_times += times
+        if not args.skip_sqrtm:
+            times, sqrtm_value = _timed(lambda: sqrtm_fid(mu1, s1, mu2, s2), 1)
+            sqrtm_times += times
+    result["eigen_s"] = _median(eigen_times)
+    result["eigen_s_runs"] = eigen_times
+    result["fid_eigen"] = eigen_fid
     if args.skip_sqrtm:
-        rows.append((f"Frechet 2048-d, N={args.features}: scipy sqrtm (baseline)", "skipped",
-                     "s", ""))
-        rows.append(("Frechet 2048-d: eigen route (ours)", f"{eigen_s:.3f}", "s", ""))
-        rows.append(("  FID ours", f"{eigen_fid:.6f}", "", ""))
+        result["sqrtm_s"] = "skipped (--skip-sqrtm)"
     else:
-        sqrtm_s, sqrtm_value = _timed(lambda: sqrtm_fid(mu1, s1, mu2, s2), 1)
-        rows.append((f"Frechet 2048-d, N={args.features}: scipy sqrtm (baseline)",
-                     f"{sqrtm_s:.3f}", "s", "1.00"))
-        rows.append(("Frechet 2048-d: eigen route (ours)", f"{eigen_s:.3f}", "s",
-                     f"{sqrtm_s / eigen_s:.2f}"))
-        rows.append(("  FID sqrtm / FID ours", f"{sqrtm_value:.6f} / {eigen_fid:.6f}", "", ""))
-        rows.append(("  relative difference", f"{abs(sqrtm_value - eigen_fid) / eigen_fid:.2e}",
-                     "", ""))
+        result["sqrtm_s"] = _median(sqrtm_times)
+        result["sqrtm_s_runs"] = sqrtm_times
+        result["ratio_sqrtm_s_over_eigen_s"] = result["sqrtm_s"] / result["eigen_s"]
+        result["fid_sqrtm"] = sqrtm_value
+        result["fid_relative_difference"] = abs(sqrtm_value - eigen_fid) / eigen_fid
 
     small1, small2 = f1[:args.small], f2[:args.small]
 
-    def stats_route():
+    def stats_route() -> float:
         return frechet_distance(*feature_statistics(small1), *feature_statistics(small2))
 
-    stats_s, stats_fid = _timed(stats_route, args.repeats)
-    direct_s, direct_fid = _timed(lambda: frechet_distance_from_features(small1, small2),
-                                  args.repeats)
-    rows.append((f"Frechet N={args.small}: statistics + eigen route (baseline)",
-                 f"{stats_s:.3f}", "s", "1.00"))
-    rows.append((f"Frechet N={args.small}: from features, SVD (ours)", f"{direct_s:.3f}", "s",
-                 f"{stats_s / direct_s:.2f}"))
-    rows.append(("  FID eigen / FID from features", f"{stats_fid:.6f} / {direct_fid:.6f}",
-                 "", ""))
-    rows.append(("  relative difference", f"{abs(stats_fid - direct_fid) / stats_fid:.2e}",
-                 "", ""))
+    stats_times, stats_fid = _timed(stats_route, args.repeats)
+    direct_times, direct_fid = _timed(lambda: frechet_distance_from_features(small1, small2),
+                                      args.repeats)
+    small = {"n_per_set": args.small,
+             "statistics_plus_eigen_s": _median(stats_times),
+             "from_features_svd_s": _median(direct_times)}
+    small["ratio"] = small["statistics_plus_eigen_s"] / small["from_features_svd_s"]
+    small["fid_statistics_plus_eigen"] = stats_fid
+    small["fid_from_features"] = direct_fid
+    small["fid_relative_difference"] = abs(stats_fid - direct_fid) / stats_fid
+    result["from_features"] = small
+    return result
 
+
+def kid_part(args) -> dict:
+    f1 = synthetic_features(args.features, seed=1)
+    f2 = synthetic_features(args.features, seed=2, shift=0.3)
     start = time.perf_counter()
     kid = kernel_inception_distance(f1, f2)
-    kid_s = time.perf_counter() - start
-    rows.append((f"KID N={args.features}, {kid.subsets} subsets of {kid.subset_size}",
-                 f"{kid_s:.3f}", "s", ""))
-    return rows
-
-
-def print_table(title: str, rows: list[tuple]) -> None:
-    header = ("", "value", "unit", "vs baseline")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
-    print(f"\n{title}")
-    for row in [header, *rows]:
-        print(f"  {row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  "
-              f"{row[3]:>{widths[3]}}".rstrip())
+    return {"n_per_set": args.features, "subsets": kid.subsets, "subset_size": kid.subset_size,
+            "seconds": time.perf_counter() - start}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     parser.add_argument("--images", type=int, default=32, help="images timed per route")
+    parser.add_argument("--size", type=int, default=1024, help="image side in pixels")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=1, help="warm-up batches per route")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs (median) of every route, features and Frechet alike")
+    parser.add_argument("--weights", default=None,
+                        help="the published FID Inception weights file (default: our cache)")
     parser.add_argument("--features", type=int, default=4096,
                         help="feature rows per set for the 2048-d statistics and KID")
     parser.add_argument("--small", type=int, default=1000,
                         help="feature rows per set for the from-features row")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs (median) of the eigen and from-features routes")
     parser.add_argument("--skip-sqrtm", action="store_true", help="leave out scipy's sqrtm")
     parser.add_argument("--skip-features", action="store_true",
                         help="leave out the feature extraction part")
     args = parser.parse_args()
+    load_start = os.getloadavg()[0]  # other work on a shared machine shows here
     device = resolve_device(args.device)
+    pf_inception, pf_note = import_pytorch_fid()
+    if pf_inception is None:
+        print(f"{SKIPPED} ({pf_note})", flush=True)
+    state, weights_note = weights_state(args.weights)
+    print(f"weights: {weights_note}", flush=True)
 
-    print("FID benchmark")
-    print(f"  machine: {platform.processor() or platform.machine()}, python "
-          f"{platform.python_version()}")
-    print(f"  torch {torch.__version__}, {torch.get_num_threads()} threads; numpy "
-          f"{np.__version__}; scipy {scipy.__version__}")
-    print(f"  device: {describe_device(device)}")
-    print("  network: FID Inception layout with deterministic random weights "
-          "(tests.reference.fid_random_weights, seed 0); the published weights are not "
-          "available offline, and speed does not depend on weight values")
+    report: dict = {
+        "machine": f"{platform.processor() or platform.machine()}, python "
+                   f"{platform.python_version()}",
+        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "numpy": np.__version__, "scipy": scipy.__version__,
+        "device": describe_device(device),
+        "pytorch_fid": pf_note if pf_inception is not None else f"{SKIPPED} ({pf_note})",
+        "weights": weights_note,
+    }
     if not args.skip_features:
-        print_table(f"1. Features from {SIZE}x{SIZE} grey images ({args.images} images, "
-                    f"batch {args.batch_size}, {args.warmup} warm-up batch(es))",
-                    features_part(args, device))
-    print_table("2-3. Frechet distance and KID (float64, numpy/scipy, CPU)", frechet_part(args))
+        report["features"] = features_part(args, device, state, pf_inception, pf_note)
+    report["frechet"] = frechet_part(args)
+    report["kid"] = kid_part(args)
+    report["load_average_1min_start_end"] = [load_start, os.getloadavg()[0]]
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
