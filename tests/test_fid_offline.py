@@ -160,3 +160,44 @@ def test_a_weights_file_with_another_hash_needs_the_users_consent(tmp_path, caps
     assert record["settings"]["weights_file"] == str(path)
     assert record["settings"]["weights_verified"] is False
     assert any("not the published file" in w for w in record["warnings"])
+
+
+def test_relative_fd_against_a_second_reference(tmp_path, capsys, no_network):
+    """FD(real, synthetic) / FD(real, real B) (Woodland et al. 2024), each FD from the
+    definition; a shifted synthetic set is far further than a second real sample."""
+    sets = {}
+    for name, seed, shift in (("real", 20, 0.0), ("real_b", 21, 0.0), ("fake", 22, 1.0)):
+        stats, features = _stats(seed, shift, n=60)
+        stats.features = features.astype(np.float32)
+        save_stats(tmp_path / f"{name}.npz", stats, with_features=True)
+        sets[name] = features.astype(np.float32).astype(np.float64)
+    out = tmp_path / "r.json"
+    assert main(["fid", str(tmp_path / "real.npz"), str(tmp_path / "fake.npz"), "--relative",
+                 str(tmp_path / "real_b.npz"), "--relative-boot", "30", "--no-history",
+                 "--kid-subset-size", "20", "--kid-subsets", "3", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    relative = json.loads(out.read_text())["relative"]
+
+    def fd(a, b):
+        mu_a, mu_b = a.mean(0), b.mean(0)
+        s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        return float(np.sum((mu_a - mu_b) ** 2)
+                     + np.trace(s_a + s_b - 2 * scipy.linalg.sqrtm(s_a @ s_b).real))
+
+    model, real = fd(sets["real"], sets["fake"]), fd(sets["real"], sets["real_b"])
+    assert relative["fd_model"] == pytest.approx(model, rel=1e-6)
+    assert relative["fd_real"] == pytest.approx(real, rel=1e-6)
+    assert relative["ratio"] == pytest.approx(model / real, rel=1e-6)
+    assert relative["ratio"] > 5 and relative["ratio_low"] > 1
+    assert relative["n_boot"] == 30 and relative["real_b"]["n"] == 60
+    assert f"relative FD {relative['ratio']:.3f}" in printed
+
+
+def test_relative_fd_needs_features(tmp_path, capsys, no_network):
+    real, _ = _stats(30, 0.0)
+    fake, _ = _stats(31, 0.5)
+    for name, stats in (("real", real), ("fake", fake), ("b", real)):
+        save_stats(tmp_path / f"{name}.npz", stats)
+    assert main(["fid", str(tmp_path / "real.npz"), str(tmp_path / "fake.npz"), "--relative",
+                 str(tmp_path / "b.npz"), "--no-history"]) == 2
+    assert "relative FD needs the features" in capsys.readouterr().err

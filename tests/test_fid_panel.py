@@ -151,3 +151,53 @@ def test_two_statistics_files_are_measured_in_the_window_without_weights(qtbot, 
     assert load_history()[0]["fid"] == pytest.approx(expected, rel=1e-9)
     assert f"FID {expected:.3f}" in panel.result_label.text()
     window.close()
+
+
+def test_relative_fd_from_the_window(qtbot, tmp_path, monkeypatch):
+    """Tick the relative FD, choose a second real set: the result names the ratio, and the
+    history keeps it with the second set's N (reference: FD from the definition)."""
+    import numpy as np
+    import scipy.linalg
+
+    from cxrgan_desktop.metrics.stats_file import FeatureStats, save_stats
+
+    sets = {}
+    for name, seed, shift in (("real", 40, 0.0), ("b", 41, 0.0), ("fake", 42, 1.5)):
+        features = np.random.default_rng(seed).normal(shift, 1.0, size=(50, 4)).astype(
+            np.float32)
+        stats = FeatureStats(features.mean(0).astype(np.float64),
+                             np.cov(features.astype(np.float64), rowvar=False), 50,
+                             {"network": "test", "weights_sha256": "0" * 64, "resize": "antialias",
+                              "input_size": 299, "feature_dim": 4}, features)
+        save_stats(tmp_path / f"{name}.npz", stats, with_features=True)
+        sets[name] = features.astype(np.float64)
+
+    def fd(a, b):
+        s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        return float(np.sum((a.mean(0) - b.mean(0)) ** 2)
+                     + np.trace(s_a + s_b - 2 * scipy.linalg.sqrtm(s_a @ s_b).real))
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: not window._device_probe.is_running(), timeout=20_000)
+    panel = window.fid_panel
+    panel.real.set_side_text(str(tmp_path / "real.npz"))
+    panel.fake.set_side_text(str(tmp_path / "fake.npz"))
+    assert not panel.reference_b.isVisibleTo(panel)
+    panel.relative.setChecked(True)
+    assert panel.reference_b.isVisibleTo(panel)
+    assert not panel.controls.run_button.isEnabled()  # the second set is not chosen yet
+    panel.reference_b.set_side_text(str(tmp_path / "b.npz"))
+    assert panel.controls.run_button.isEnabled()
+    panel.controls.run_button.click()
+    qtbot.waitUntil(lambda: window.runner is not None and not window.runner.is_running(),
+                    timeout=60_000)
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 1, timeout=5_000)
+    relative = load_history()[0]["relative"]
+    ratio = fd(sets["real"], sets["fake"]) / fd(sets["real"], sets["b"])
+    assert relative["ratio"] == pytest.approx(ratio, rel=1e-6)
+    assert relative["real_b"]["n"] == 50
+    assert f"relative FD <b>{ratio:.2f}</b>" in panel.result_label.text()
+    window.close()
+    prefs = load_settings().fid
+    assert prefs.relative and prefs.reference_b == str(tmp_path / "b.npz")

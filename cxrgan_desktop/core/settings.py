@@ -56,6 +56,8 @@ class FIDPreferences:
     seed: int = 0
     resize: str = "antialias"
     batch_size: int = 32
+    relative: bool = False  # also the relative FD against a second real set
+    reference_b: str = ""  # that set, as `cxrgan fid --relative` takes it
 
 
 @dataclass

@@ -31,6 +31,7 @@ from cxrgan_desktop.metrics.kid import (
     kernel_inception_distance,
 )
 from cxrgan_desktop.metrics.prdc import DEFAULT_K, PRDCResult, precision_recall_density_coverage
+from cxrgan_desktop.metrics.relative_fd import RelativeFD, relative_fd
 from cxrgan_desktop.metrics.stats_file import FeatureStats, load_stats
 from cxrgan_desktop.tasks.fid_sources import FolderSource, GeneratorSource, ImageSource
 
@@ -92,6 +93,7 @@ class FIDOptions:
     use_cache: bool = True
     cache: FeatureCache | None = None  # default: the user cache folder
     prdc_k: int = DEFAULT_K  # neighbours for precision, recall, density, coverage
+    relative_boot: int = 100  # bootstrap resamples of the relative FD's interval
 
 
 @dataclass
@@ -122,12 +124,18 @@ class FIDResult:
     seconds: float
     finished: str
     prdc: PRDCResult | None = None
+    relative: RelativeFD | None = None
+    reference_b: SideResult | None = None
 
     def to_record(self) -> dict[str, Any]:
         """Plain JSON: what the history and ``--json`` keep."""
+        relative = None
+        if self.relative is not None and self.reference_b is not None:
+            relative = {**self.relative.to_record(), "real_b": self.reference_b.to_record()}
         return {"finished": self.finished, "fid": self.fid,
                 "kid": self.kid.to_dict() if self.kid else None,
                 "prdc": self.prdc.to_record() if self.prdc else None,
+                "relative": relative,
                 "real": self.real.to_record(), "fake": self.fake.to_record(),
                 "settings": self.settings, "warnings": self.warnings,
                 "seconds": round(self.seconds, 2)}
@@ -265,12 +273,35 @@ def statistics_only_settings(real: SideResult, fake: SideResult
     return settings, errors, warnings
 
 
+def measure_relative(measurer: FIDMeasurer, real: SideResult, fake: SideResult,
+                     reference_b: SideSpec, progress: ProgressFn,
+                     cancel: threading.Event | None) -> tuple[SideResult, RelativeFD]:
+    """The relative FD of Woodland et al. (2024): FD(real, synthetic) / FD(real, real B),
+    where real B is a second sample of real images (other patients, same kind of data), with
+    a bootstrap interval. All three sets need their features (not only mean and covariance)."""
+    side_b = measurer.side(reference_b, sub_progress(progress, 0.0, 0.5), cancel)
+    named = (("real", real), ("synthetic", fake), ("second reference", side_b))
+    missing = [name for name, side in named if side.stats.features is None]
+    if missing:
+        raise ValueError(f"relative FD needs the features of every set; {', '.join(missing)} "
+                         "has only mean and covariance (a statistics file saved without "
+                         "--with-features)")
+    result = relative_fd(real.stats.features, side_b.stats.features, fake.stats.features,
+                         n_boot=measurer.options.relative_boot, seed=measurer.options.kid_seed,
+                         cancel=cancel, progress=sub_progress(progress, 0.5, 1.0))
+    return side_b, result
+
+
 def compute_fid(real: SideSpec, fake: SideSpec, options: FIDOptions,
                 progress: ProgressFn = no_progress, cancel: threading.Event | None = None,
-                inception: LoadedInception | None = None) -> FIDResult:
+                inception: LoadedInception | None = None,
+                reference_b: SideSpec | None = None) -> FIDResult:
+    """FID, KID, precision/recall/density/coverage and, given ``reference_b`` (a second set
+    of real images), the relative FD with its interval."""
     started = time.perf_counter()
     measurer = FIDMeasurer(options, inception)
-    statistics_only = real.kind == "stats" and fake.kind == "stats"
+    statistics_only = (real.kind == "stats" and fake.kind == "stats"
+                       and (reference_b is None or reference_b.kind == "stats"))
     if not statistics_only:
         progress(0.0, "loading the Inception network")
         measurer.inception  # noqa: B018 (load now: a missing file fails before any work)
@@ -317,7 +348,13 @@ def compute_fid(real: SideSpec, fake: SideSpec, options: FIDOptions,
         warnings.append("KID and precision/recall/density/coverage not computed: a statistics "
                         "file without features has only mean and covariance (save with "
                         "--with-features to keep them)")
+    side_b = relative = None
+    if reference_b is not None:
+        side_b, relative = measure_relative(measurer, real_side, fake_side, reference_b,
+                                            progress, cancel)
+        warnings += size_warnings(side_b, "second reference")
+        warnings += [f"relative FD: {w}" for w in relative.warnings]
     progress(1.0, f"FID {fid:.3f}")
     finished = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     return FIDResult(fid, kid, real_side, fake_side, settings, warnings,
-                     time.perf_counter() - started, finished, prdc)
+                     time.perf_counter() - started, finished, prdc, relative, side_b)

@@ -14,6 +14,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -46,6 +47,7 @@ class FIDPanelRequest:
     seed: int
     resize: str
     batch_size: int
+    reference_b: str = ""  # a second real set for the relative FD ("" = none)
 
 
 class SideChooser(QGroupBox):
@@ -147,6 +149,14 @@ class FIDPanel(QWidget):
         self.real = SideChooser("Reference (real images)")
         self.fake = SideChooser("Measured (synthetic images)")
         self.fake.set_side_text("model:")
+        self.relative = QCheckBox("Relative FD against a second real set")
+        self.relative.setToolTip(
+            "Woodland et al. (2024): FD(reference, measured) / FD(reference, second real set), "
+            "with a bootstrap interval. Near 1: as far from the reference as other real "
+            "images are. Needs features on every side (folders, models, or .npz files saved "
+            "with features).")
+        self.reference_b = SideChooser("Second reference (real images, other patients)")
+        self.reference_b.setVisible(False)
         self.n = QSpinBox()
         self.n.setRange(2, 1_000_000)
         self.n.setSingleStep(1024)
@@ -196,6 +206,8 @@ class FIDPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.real)
         layout.addWidget(self.fake)
+        layout.addWidget(self.relative)
+        layout.addWidget(self.reference_b)
         layout.addLayout(form)
         layout.addWidget(self.size_warning)
         layout.addWidget(self.controls)
@@ -207,8 +219,10 @@ class FIDPanel(QWidget):
 
         self.controls.run_button.clicked.connect(self.request_fid)
         self.controls.cancel_button.clicked.connect(self.cancelRequested)
-        for side in (self.real, self.fake):
+        for side in (self.real, self.fake, self.reference_b):
             side.changed.connect(self._update_state)
+        self.relative.toggled.connect(self.reference_b.setVisible)
+        self.relative.toggled.connect(self._update_state)
         self.n.valueChanged.connect(self._update_state)
         self.locate_button.clicked.connect(self.locate_weights)
         self.download_button.clicked.connect(self.downloadWeightsRequested)
@@ -222,8 +236,10 @@ class FIDPanel(QWidget):
         uses_model = "model" in (self.real.current_kind(), self.fake.current_kind())
         self.n.setEnabled(uses_model and not self._running)
         self.seed.setEnabled(uses_model and not self._running)
-        problems = [f"{name}: {p}" for name, p in (("Reference", self.real.problem()),
-                                                   ("Measured", self.fake.problem())) if p]
+        sides = [("Reference", self.real), ("Measured", self.fake)]
+        if self.relative.isChecked():
+            sides.append(("Second reference", self.reference_b))
+        problems = [f"{name}: {side.problem()}" for name, side in sides if side.problem()]
         self.controls.run_button.setEnabled(not problems and not self._running)
         self.controls.run_button.setToolTip("; ".join(problems) or
                                             "Measure FID and KID between the two sides")
@@ -245,7 +261,8 @@ class FIDPanel(QWidget):
     def set_running(self, running: bool) -> None:
         self._running = running
         self.controls.set_running(running, True)
-        for widget in (self.real, self.fake, self.resize_mode, self.batch_size,
+        for widget in (self.real, self.fake, self.relative, self.reference_b,
+                       self.resize_mode, self.batch_size,
                        self.locate_button, self.download_button, self.clear_button):
             widget.setEnabled(not running)
         self._update_state()
@@ -258,7 +275,9 @@ class FIDPanel(QWidget):
         return FIDPanelRequest(real=self.real.side_text(), fake=self.fake.side_text(),
                                n=self.n.value(), seed=self.seed.value(),
                                resize=self.resize_mode.currentData(),
-                               batch_size=self.batch_size.value())
+                               batch_size=self.batch_size.value(),
+                               reference_b=(self.reference_b.side_text()
+                                            if self.relative.isChecked() else ""))
 
     def request_fid(self) -> None:
         if self.controls.run_button.isEnabled():
@@ -296,6 +315,12 @@ class FIDPanel(QWidget):
             text += (f"<br>precision {prdc['precision']:.3f} &nbsp; recall {prdc['recall']:.3f}"
                      f" &nbsp; density {prdc['density']:.3f} &nbsp; coverage "
                      f"{prdc['coverage']:.3f} &nbsp; (k = {prdc['k']})")
+        relative = record.get("relative")
+        if relative:
+            text += (f"<br>relative FD <b>{relative['ratio']:.2f}</b> "
+                     f"({100 * relative['level']:.0f} % {relative['ratio_low']:.2f} – "
+                     f"{relative['ratio_high']:.2f}): FD {relative['fd_model']:.3f} to the "
+                     f"model / {relative['fd_real']:.3f} between real sets")
         warnings = record.get("warnings", [])
         if any(n is not None and n < RECOMMENDED_N for n in sizes):
             text += (f"<br><span style='color:#c77c00'>⚠ N &lt; {RECOMMENDED_N}: not "
@@ -311,6 +336,9 @@ class FIDPanel(QWidget):
             self.real.set_side_text(prefs.real)
         if prefs.fake:
             self.fake.set_side_text(prefs.fake)
+        if prefs.reference_b:
+            self.reference_b.set_side_text(prefs.reference_b)
+        self.relative.setChecked(prefs.relative)
         self.n.setValue(prefs.n)
         self.seed.setValue(prefs.seed)
         self.resize_mode.setCurrentIndex(max(self.resize_mode.findData(prefs.resize), 0))
@@ -321,3 +349,5 @@ class FIDPanel(QWidget):
         prefs.real, prefs.fake = request.real, request.fake
         prefs.n, prefs.seed = request.n, request.seed
         prefs.resize, prefs.batch_size = request.resize, request.batch_size
+        prefs.relative = self.relative.isChecked()
+        prefs.reference_b = self.reference_b.side_text()

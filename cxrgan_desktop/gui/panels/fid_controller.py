@@ -46,13 +46,16 @@ def fid_job(request: FIDPanelRequest, device_name: str, user_weights: str | None
 
         real = parse_side(request.real, request.n, request.seed)
         fake = parse_side(request.fake, request.n, request.seed)
-        inception = None  # two statistics files: no network needed
-        if not (real.kind == "stats" and fake.kind == "stats"):
+        inception = None  # statistics files only: no network needed
+        sides = [real, fake] + ([parse_side(request.reference_b)] if request.reference_b else [])
+        if not all(side.kind == "stats" for side in sides):
             progress(0.0, "loading the Inception network")
             inception = keeper.get(user_weights)
+        reference_b = parse_side(request.reference_b) if request.reference_b else None
         options = FIDOptions(resize=request.resize, batch_size=request.batch_size,
                              device=resolve_device(device_name))
-        record = compute_fid(real, fake, options, progress, cancel, inception).to_record()
+        record = compute_fid(real, fake, options, progress, cancel, inception,
+                             reference_b).to_record()
         append_history(record)
         return record
 
@@ -83,7 +86,8 @@ class FIDController:
 
     def start(self, request: FIDPanelRequest) -> None:
         statistics_only = all(str(side).lower().endswith(".npz")
-                              for side in (request.real, request.fake))
+                              for side in (request.real, request.fake, request.reference_b)
+                              if side)
         if not statistics_only and weights.find_weights(self.user_weights()) is None:
             self.ask_for_weights()
             return

@@ -55,6 +55,11 @@ def row_tooltip(record: dict[str, Any]) -> str:
     if prdc:
         lines.append(f"precision/recall/density/coverage: k = {prdc['k']} nearest neighbours "
                      f"in {prdc['feature_dim']}-d features (Kynkaanniemi 2019, Naeem 2020)")
+    relative = record.get("relative")
+    if relative:
+        lines.append(f"relative FD {relative['ratio']:.3f} ({100 * relative['level']:.0f} % "
+                     f"{relative['ratio_low']:.3f} - {relative['ratio_high']:.3f}) against "
+                     f"{relative['real_b']['label']} (N={relative['real_b']['n']})")
     lines += [f"⚠ {w}" for w in record.get("warnings", [])]
     lines.append(f"took {record.get('seconds', '?')} s")
     return "\n".join(lines)
