@@ -140,7 +140,7 @@ run_part bench_generate_fp32 json "${limits[3]}" "$python" "$bench/bench_generat
     --device "$device" --precision float32 "${gen_fp32[@]}"
 run_part bench_train json "${limits[4]}" "$python" "$bench/bench_train.py" \
     --device "$device" "${train_args[@]}"
-run_part bench_fid fid-table "${limits[5]}" "$python" "$bench/bench_fid.py" \
+run_part bench_fid json "${limits[5]}" "$python" "$bench/bench_fid.py" \
     --device "$device" "${fid_args[@]}"
 skip_part bench_lco "bench_lco.py has no --device option: on this machine it would time the CPU"
 

@@ -18,7 +18,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -117,32 +116,6 @@ def last_json_object(text: str) -> Any:
     raise ValueError("no JSON object in the output")
 
 
-def fid_table(text: str) -> dict[str, Any]:
-    """bench_fid.py prints tables, not JSON: keep its header lines as they are and every
-    table row as {label, value, unit, vs_baseline}."""
-    info: list[str] = []
-    tables: list[dict[str, Any]] = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        if not line.startswith(" "):
-            if line.strip() != "FID benchmark":
-                tables.append({"title": line.strip(), "rows": []})
-            continue
-        if not tables:
-            info.append(line.strip())
-            continue
-        parts = re.split(r"\s{2,}", line.strip())
-        if parts[0] == "value":  # the header row
-            continue
-        parts += [""] * (4 - len(parts))
-        tables[-1]["rows"].append({"label": parts[0], "value": parts[1], "unit": parts[2],
-                                   "vs_baseline": parts[3]})
-    if not tables:
-        raise ValueError("no table in the output")
-    return {"info": info, "tables": tables}
-
-
 def read_part(work: Path, name: str, kind: str, rc: str, seconds: str, command: str
               ) -> dict[str, Any]:
     part: dict[str, Any] = {"kind": kind, "command": command}
@@ -163,8 +136,6 @@ def read_part(work: Path, name: str, kind: str, rc: str, seconds: str, command: 
             part["tests"] = junit_counts(work / f"{name}.xml")
         elif kind == "json":
             part["result"] = last_json_object(out)
-        elif kind == "fid-table":
-            part["result"] = fid_table(out)
     except Exception as error:
         problems.append(f"output not readable: {type(error).__name__}: {error}")
     part["ok"] = not problems
@@ -207,18 +178,9 @@ def summary(parts: dict[str, dict[str, Any]], env: dict[str, Any]) -> dict[str, 
                 for resolution, row in result.get("per_resolution", {}).items()}
             out["training_batch"] = result.get("batch")
         elif name == "bench_fid":
-            for table in result.get("tables", []):
-                for row in table["rows"]:
-                    if "FeatureExtractor (ours)" in row["label"]:
-                        out["fid_features_images_per_s_from_1024"] = _number(row["value"])
+            ours = result.get("features", {}).get("ours", {})
+            out["fid_features_images_per_s_from_1024"] = ours.get("images_per_s")
     return out
-
-
-def _number(text: str) -> float | str:
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,7 +101,7 @@ def test_statistics_made_with_different_settings_are_refused(tmp_path, capsys, n
     assert "resize = 'pytorch-fid'" in err and "'antialias'" in err
     assert main(["fid", str(tmp_path / "real.npz"), str(tmp_path / "other.npz"),
                  "--no-history"]) == 2
-    assert "6 feature dimensions" in capsys.readouterr().err
+    assert "different feature sizes ({'real': 6, 'synthetic': 5})" in capsys.readouterr().err
 
 
 def test_kid_from_two_statistics_files_with_features(tmp_path, capsys, no_network):
@@ -201,3 +201,48 @@ def test_relative_fd_needs_features(tmp_path, capsys, no_network):
     assert main(["fid", str(tmp_path / "real.npz"), str(tmp_path / "fake.npz"), "--relative",
                  str(tmp_path / "b.npz"), "--no-history"]) == 2
     assert "relative FD needs the features" in capsys.readouterr().err
+
+
+def test_classifier_features_need_no_inception(tmp_path, capsys, no_network):
+    """--features classifier:NAME: FD, KID and precision/recall in the bundled demo
+    classifier's features, offline; the statistics file records the network. Reference: the
+    classifier's penultimate features of the PNGs read with Pillow, and FD from the
+    definition."""
+    import torch
+    from PIL import Image
+
+    from cxrgan_desktop.engine.classifier.files import load_classifier
+    from cxrgan_desktop.engine.classifier.installed import resolve_classifier
+    from cxrgan_desktop.metrics.stats_file import load_stats
+    from cxrgan_desktop.tasks.phantom import write_phantoms
+
+    real = write_phantoms(tmp_path / "real", n=16, size=64, seed=1)
+    fake = write_phantoms(tmp_path / "fake", n=16, size=64, seed=2)
+    name = "demo-phantom-64-classifier"
+    out, stats = tmp_path / "r.json", tmp_path / "real.npz"
+    assert main(["fid", str(real), str(fake), "--features", f"classifier:{name}",
+                 "--no-history", "--no-cache", "--kid-subset-size", "8", "--kid-subsets", "3",
+                 "--json", str(out), "--save-stats", str(stats)]) == 0
+    record = json.loads(out.read_text())
+
+    classifier = load_classifier(resolve_classifier(name)).classifier
+
+    def features(folder):
+        images = [np.asarray(Image.open(p), np.float64) / 65535.0
+                  for p in sorted(folder.glob("*.png"))]
+        batch = torch.from_numpy(np.stack(images)).float()[:, None]
+        with torch.inference_mode():
+            return classifier.features(batch).double().numpy()
+
+    a, b = features(real), features(fake)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = float(np.sum((a.mean(0) - b.mean(0)) ** 2)
+                     + np.trace(s_a + s_b - 2 * scipy.linalg.sqrtm(s_a @ s_b).real))
+    assert record["fid"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert record["settings"]["network"] == f"classifier:{name}"
+    assert record["settings"]["feature_dim"] == a.shape[1]
+    assert record["prdc"]["feature_dim"] == a.shape[1] and record["kid"] is not None
+    saved = load_stats(stats)
+    assert saved.settings["network"] == f"classifier:{name}" and saved.mu.shape == (a.shape[1],)
+    assert "not comparable with any Inception FID" in record["settings"]["distance"]
+    assert "classifier:" in capsys.readouterr().out

@@ -57,6 +57,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="images per KID subset (smaller sides use all their images)")
     p.add_argument("--kid-seed", type=int, default=0, help="seed of the KID subsets "
                    "(default: 0), recorded with the result")
+    p.add_argument("--features", default="inception", metavar="NETWORK",
+                   help="inception (the standard FID network), or classifier:NAME: the pooled "
+                        "penultimate features of one of your pathology classifiers (installed "
+                        "name or file), trained on radiographs; FD, KID and precision/recall "
+                        "are then in its feature space (not comparable with Inception FIDs), "
+                        "and statistics files record which network made them")
     p.add_argument("--prdc-k", type=int, default=5, help="neighbours of the k-NN balls of "
                    "precision/recall (Kynkaanniemi et al. 2019) and density/coverage (Naeem et "
                    "al. 2020)")
@@ -162,7 +168,8 @@ def _options(args: argparse.Namespace):
                       kid_subset_size=args.kid_subset_size, kid_seed=args.kid_seed,
                       use_cache=not args.no_cache,
                       allow_unverified_weights=args.allow_unverified_weights,
-                      prdc_k=args.prdc_k, relative_boot=args.relative_boot)
+                      prdc_k=args.prdc_k, relative_boot=args.relative_boot,
+                      features=args.features)
 
 
 def _library_errors() -> tuple[type[Exception], ...]:
@@ -197,7 +204,8 @@ def cmd_fid(args: argparse.Namespace) -> int:
     # two statistics files are compared without the network: nothing to load or download
     statistics_only = (fake is not None and real.kind == "stats" and fake.kind == "stats"
                        and (reference_b is None or reference_b.kind == "stats"))
-    inception = None if statistics_only else _inception(args)
+    uses_inception = not statistics_only and args.features == "inception"
+    inception = _inception(args) if uses_inception else None
     kept = "nothing was saved; features already extracted for a finished side are cached"
     try:
         if fake is None:

@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from cxrgan_desktop.metrics.fid_features import FeatureExtractor
 from cxrgan_desktop.metrics.frechet import feature_statistics, frechet_distance
 
 
@@ -48,3 +49,19 @@ def classifier_frechet_distance(features1: np.ndarray, features2: np.ndarray) ->
     mu1, sigma1 = feature_statistics(features1)
     mu2, sigma2 = feature_statistics(features2)
     return frechet_distance(mu1, sigma1, mu2, sigma2)
+
+
+class ClassifierFeatureExtractor(FeatureExtractor):
+    """FID's feature pipeline on a pathology classifier instead of Inception: the same
+    batching, progress, cancel and cache, the classifier's own input size and resize (it
+    brings any image to its input size itself), its pooled penultimate features."""
+
+    def __init__(self, classifier: FeatureNetwork, feature_dim: int,
+                 device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.feature_dim = feature_dim
+        self.net = classifier.to(self.device).eval()
+
+    def batch_features(self, images: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return self.net.features(images.to(self.device, torch.float32)).float().cpu().numpy()

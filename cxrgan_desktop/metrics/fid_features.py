@@ -61,6 +61,8 @@ class FeatureExtractor:
     loaded one.
     """
 
+    feature_dim = FEATURE_DIM
+
     def __init__(self, net: torch.nn.Module, device: torch.device | str = "cpu",
                  preprocessing: Preprocessing | None = None) -> None:
         self.device = torch.device(device)
@@ -80,7 +82,7 @@ class FeatureExtractor:
                  cancel: threading.Event | None = None) -> np.ndarray:
         """Features of every image in ``batches``; ``total`` is the most there can be (a folder
         announces its files; unreadable ones are skipped, so fewer may arrive)."""
-        out = np.empty((total, FEATURE_DIM), dtype=np.float32)
+        out = np.empty((total, self.feature_dim), dtype=np.float32)
         done = 0
         for batch in batches:
             check_cancel(cancel)

@@ -19,7 +19,7 @@ import torch
 
 from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress, sub_progress
 from cxrgan_desktop.metrics.feature_cache import FeatureCache, cache_key
-from cxrgan_desktop.metrics.fid_features import FeatureExtractor
+from cxrgan_desktop.metrics.fid_features import FEATURE_DIM, FeatureExtractor
 from cxrgan_desktop.metrics.fid_settings import DEFAULT_RESIZE, RECOMMENDED_N, Preprocessing
 from cxrgan_desktop.metrics.frechet import feature_statistics
 from cxrgan_desktop.metrics.frechet import fid as frechet_fid
@@ -36,7 +36,13 @@ from cxrgan_desktop.metrics.stats_file import FeatureStats, load_stats
 from cxrgan_desktop.tasks.fid_sources import FolderSource, GeneratorSource, ImageSource
 
 SIDE_KINDS = ("folder", "stats", "model")
-COMPARED_SETTINGS = ("weights_sha256", "resize", "input_size")
+COMPARED_SETTINGS = ("weights_sha256", "resize", "input_size", "feature_dim")
+
+
+def recorded(settings: dict[str, Any], key: str) -> Any:
+    """A setting as a statistics file records it; files written before feature networks
+    could be chosen hold Inception's 2048-d features without saying so."""
+    return settings.get(key, FEATURE_DIM if key == "feature_dim" else None)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class FIDOptions:
     cache: FeatureCache | None = None  # default: the user cache folder
     prdc_k: int = DEFAULT_K  # neighbours for precision, recall, density, coverage
     relative_boot: int = 100  # bootstrap resamples of the relative FD's interval
+    features: str = "inception"  # or classifier:NAME (an installed classifier or a file)
 
 
 @dataclass
@@ -149,8 +156,42 @@ class FIDMeasurer:
         self.device = torch.device(options.device)
         self._inception = inception
         self._extractor: FeatureExtractor | None = None
+        self._network_settings: dict[str, Any] = {}
         self.preprocessing = Preprocessing(options.resize)
         self.cache = options.cache or FeatureCache()
+
+    @property
+    def classifier_name(self) -> str | None:
+        """``NAME`` of ``--features classifier:NAME``; None for Inception."""
+        features = self.options.features
+        if features == "inception":
+            return None
+        if not features.startswith("classifier:") or not features[len("classifier:"):]:
+            raise ValueError(f"features must be 'inception' or 'classifier:NAME', got "
+                             f"{features!r}")
+        return features[len("classifier:"):]
+
+    def _classifier_extractor(self) -> tuple[FeatureExtractor, dict[str, Any]]:
+        from cxrgan_desktop.engine.classifier.files import load_classifier
+        from cxrgan_desktop.engine.classifier.installed import resolve_classifier
+        from cxrgan_desktop.metrics.classifier_distance import ClassifierFeatureExtractor
+
+        loaded = load_classifier(resolve_classifier(self.classifier_name))
+        spec = loaded.classifier.spec
+        from cxrgan_desktop.engine.classifier.densenet import ARCHITECTURES
+
+        dim = ARCHITECTURES[spec.architecture].feature_channels
+        extractor = ClassifierFeatureExtractor(loaded.classifier, dim, self.device)
+        settings = {"network": f"classifier:{loaded.name}", "weights_file": str(loaded.path),
+                    "weights_sha256": loaded.sha256, "weights_verified": True,
+                    "feature": f"{dim}-d pooled penultimate features of the pathology "
+                               f"classifier {loaded.name} ({spec.architecture}, labels "
+                               f"{', '.join(spec.labels)})",
+                    "feature_dim": dim, "resize": "classifier", "input_size": spec.input_size,
+                    "resize_method": "the classifier's own (resize_images: box-filter "
+                                     "pyramid, then bilinear)",
+                    "input_range": "[0, 1], the classifier's own normalisation"}
+        return extractor, settings
 
     @property
     def inception(self) -> LoadedInception:
@@ -163,18 +204,33 @@ class FIDMeasurer:
     @property
     def extractor(self) -> FeatureExtractor:
         if self._extractor is None:
-            self._extractor = FeatureExtractor(self.inception.net, self.device,
-                                               self.preprocessing)
+            if self.classifier_name is not None:
+                self._extractor, self._network_settings = self._classifier_extractor()
+            else:
+                self._extractor = FeatureExtractor(self.inception.net, self.device,
+                                                   self.preprocessing)
         return self._extractor
+
+    def load_network(self) -> None:
+        """Load the feature network now, so that a missing file fails before any work."""
+        self.extractor  # noqa: B018
 
     def settings(self) -> dict[str, Any]:
         from cxrgan_desktop import __version__
 
+        if self.classifier_name is not None:
+            self.extractor  # noqa: B018 (loads the classifier and its settings)
+            return {**self._network_settings,
+                    "statistics": "float64 mean and covariance (N - 1)",
+                    "distance": "Frechet (the FID formula on the classifier's features: not "
+                                "comparable with any Inception FID)",
+                    "device": str(self.device), "software": f"cxrgan-desktop {__version__}"}
         return {"network": self.inception.path.name,
                 "weights_file": str(self.inception.path),
                 "weights_sha256": self.inception.sha256,
                 "weights_verified": self.inception.verified,
                 "feature": "2048-d average pool after Mixed_7c",
+                "feature_dim": FEATURE_DIM,
                 **self.preprocessing.to_dict(),
                 "statistics": "float64 mean and covariance (N - 1)",
                 "distance": "Frechet, exact: singular values of the feature cross-product "
@@ -203,8 +259,9 @@ class FIDMeasurer:
         source = self.source_for(spec)
         progress(0.0, f"{source.label}: {source.count} images")
         settings = self.settings()
-        key = cache_key(source.cache_identity(), self.preprocessing.to_dict(),
-                        self.inception.sha256)
+        preprocessing = (self.preprocessing.to_dict() if self.classifier_name is None else
+                         {"resize": "classifier", "input_size": settings["input_size"]})
+        key = cache_key(source.cache_identity(), preprocessing, settings["weights_sha256"])
         cached = self.cache.load(key) if self.options.use_cache else None
         if cached is not None:
             features, skipped, from_cache = cached.features, cached.skipped, True
@@ -232,7 +289,7 @@ def settings_conflicts(ours: dict[str, Any], theirs: dict[str, Any] | None,
                     f"mode ({ours['resize']})"]
     errors = [f"{label}: made with {key} = {theirs.get(key)!r}, this run uses {ours[key]!r}; "
               f"recompute it, or measure with the same setting"
-              for key in COMPARED_SETTINGS if theirs.get(key) != ours[key]]
+              for key in COMPARED_SETTINGS if recorded(theirs, key) != recorded(ours, key)]
     return errors, []
 
 
@@ -262,12 +319,10 @@ def statistics_only_settings(real: SideResult, fake: SideResult
                         "(a pytorch-fid file?); the score is only valid if both used the same "
                         "network and resize mode")
     else:
-        errors = [f"{label_fake}: made with {key} = {theirs.get(key)!r}, {label_real} with "
-                  f"{ours.get(key)!r}; recompute one of them with the other's setting"
-                  for key in COMPARED_SETTINGS if theirs.get(key) != ours.get(key)]
-    if real.stats.mu.shape != fake.stats.mu.shape:
-        errors.append(f"{label_real} has {real.stats.mu.shape[0]} feature dimensions, "
-                      f"{label_fake} {fake.stats.mu.shape[0]}: different feature networks")
+        errors = [f"{label_fake}: made with {key} = {recorded(theirs, key)!r}, {label_real} "
+                  f"with {recorded(ours, key)!r}; recompute one of them with the other's "
+                  "setting" for key in COMPARED_SETTINGS
+                  if recorded(theirs, key) != recorded(ours, key)]
     settings = {**(ours or theirs or {}),
                 "computed_from": "two statistics files; no network loaded"}
     return settings, errors, warnings
@@ -303,8 +358,8 @@ def compute_fid(real: SideSpec, fake: SideSpec, options: FIDOptions,
     statistics_only = (real.kind == "stats" and fake.kind == "stats"
                        and (reference_b is None or reference_b.kind == "stats"))
     if not statistics_only:
-        progress(0.0, "loading the Inception network")
-        measurer.inception  # noqa: B018 (load now: a missing file fails before any work)
+        progress(0.0, "loading the feature network")
+        measurer.load_network()
     real_side = measurer.side(real, sub_progress(progress, 0.02, 0.48), cancel)
     check_cancel(cancel)
     fake_side = measurer.side(fake, sub_progress(progress, 0.48, 0.94), cancel)
@@ -319,14 +374,19 @@ def compute_fid(real: SideSpec, fake: SideSpec, options: FIDOptions,
                     settings, side.stats.settings, f"{name} ({side.spec.location})")
                 errors += side_errors
                 warnings += side_warnings
+    dims = {name: side.stats.mu.shape[0] for side, name in
+            ((real_side, "real"), (fake_side, "synthetic"))}
+    if len(set(dims.values())) > 1:
+        errors.append(f"the sides have different feature sizes ({dims}): made with different "
+                      "feature networks")
+    if errors:
+        raise ValueError("the two sides cannot be compared: " + "; ".join(errors))
     if not settings.get("weights_verified", True):
         warnings.append(f"the Inception weights ({settings.get('weights_file')}) are not the "
                         "published file (SHA-256 not checked, --allow-unverified-weights): "
                         "this FID is not comparable with published ones")
     for side, name in ((real_side, "real"), (fake_side, "synthetic")):
         warnings += size_warnings(side, name)
-    if errors:
-        raise ValueError("the two sides cannot be compared: " + "; ".join(errors))
     progress(0.94, "Frechet distance")
     fid = frechet_fid(real_side.stats.mu, real_side.stats.sigma, fake_side.stats.mu,
                       fake_side.stats.sigma, real_side.stats.features, fake_side.stats.features)
