@@ -201,3 +201,52 @@ def test_relative_fd_from_the_window(qtbot, tmp_path, monkeypatch):
     window.close()
     prefs = load_settings().fid
     assert prefs.relative and prefs.reference_b == str(tmp_path / "b.npz")
+
+
+def test_classifier_features_from_the_window_without_inception(qtbot, folders, monkeypatch):
+    """Features: the bundled demo classifier. No Inception weights, no dialog; the history
+    names the network (reference: FD of the classifier's features of the PNGs read with
+    Pillow, from the definition)."""
+    import numpy as np
+    import scipy.linalg
+    import torch
+    from PIL import Image
+
+    from cxrgan_desktop.engine.classifier.files import load_classifier
+    from cxrgan_desktop.engine.classifier.installed import resolve_classifier
+
+    name = "demo-phantom-64-classifier"
+    classifier = load_classifier(resolve_classifier(name)).classifier
+
+    def features(folder):
+        images = [np.asarray(Image.open(p), np.float64) / 65535.0
+                  for p in sorted(folder.glob("*.png"))]
+        with torch.inference_mode():
+            return classifier.features(torch.from_numpy(np.stack(images)).float()[:, None]
+                                       ).double().numpy()
+
+    real, fake = folders
+    a, b = features(real), features(fake)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = float(np.sum((a.mean(0) - b.mean(0)) ** 2)
+                     + np.trace(s_a + s_b - 2 * scipy.linalg.sqrtm(s_a @ s_b).real))
+    asked = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: asked.append(self.text()))
+    window = MainWindow()
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: not window._device_probe.is_running(), timeout=20_000)
+    panel = window.fid_panel
+    panel.real.set_side_text(str(real))
+    panel.fake.set_side_text(str(fake))
+    panel.features.setCurrentIndex(panel.features.findData(f"classifier:{name}"))
+    assert panel.features.currentIndex() > 0
+    panel.controls.run_button.click()
+    assert asked == []
+    qtbot.waitUntil(lambda: window.runner is not None and not window.runner.is_running(),
+                    timeout=60_000)
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 1, timeout=5_000)
+    record = load_history()[0]
+    assert record["settings"]["network"] == f"classifier:{name}"
+    assert record["fid"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    window.close()
+    assert load_settings().fid.features == f"classifier:{name}"

@@ -48,6 +48,7 @@ class FIDPanelRequest:
     resize: str
     batch_size: int
     reference_b: str = ""  # a second real set for the relative FD ("" = none)
+    features: str = "inception"  # or classifier:NAME
 
 
 class SideChooser(QGroupBox):
@@ -174,11 +175,19 @@ class FIDPanel(QWidget):
                                     "choice; pytorch-fid matches numbers published with it.")
         self.batch_size = QSpinBox()
         self.batch_size.setRange(1, 512)
+        self.features = QComboBox()
+        self.features.setToolTip(
+            "The feature network. Inception: the standard FID, comparable with published "
+            "scores (same N, resize, reference). A pathology classifier: its penultimate "
+            "features, trained on radiographs: FD, KID and precision/recall in what it reads "
+            "in a chest image; not comparable with any Inception FID.")
+        self.refresh_feature_networks()
         form = QFormLayout()
         form.addRow("Samples (model sides)", self.n)
         form.addRow("Seed", self.seed)
         form.addRow("Resize", self.resize_mode)
         form.addRow("Batch size", self.batch_size)
+        form.addRow("Features", self.features)
 
         self.size_warning = QLabel("")
         self.size_warning.setWordWrap(True)
@@ -262,13 +271,27 @@ class FIDPanel(QWidget):
         self._running = running
         self.controls.set_running(running, True)
         for widget in (self.real, self.fake, self.relative, self.reference_b,
-                       self.resize_mode, self.batch_size,
+                       self.resize_mode, self.batch_size, self.features,
                        self.locate_button, self.download_button, self.clear_button):
             widget.setEnabled(not running)
         self._update_state()
 
     def show_progress(self, fraction: float, message: str) -> None:
         self.controls.show_progress(fraction, message)
+
+    def refresh_feature_networks(self) -> None:
+        """Inception, then every installed classifier (the bundled demo one included)."""
+        from cxrgan_desktop.engine.classifier.installed import installed_classifiers
+
+        current = self.features.currentData()
+        self.features.clear()
+        self.features.addItem("Inception (standard FID)", "inception")
+        for path in installed_classifiers():
+            self.features.addItem(f"Classifier: {path.stem}", f"classifier:{path.stem}")
+        self.features.setCurrentIndex(max(self.features.findData(current), 0) if current else 0)
+
+    def uses_inception(self) -> bool:
+        return self.features.currentData() == "inception"
 
     # -- requests -------------------------------------------------------------------------
     def request(self) -> FIDPanelRequest:
@@ -277,7 +300,8 @@ class FIDPanel(QWidget):
                                resize=self.resize_mode.currentData(),
                                batch_size=self.batch_size.value(),
                                reference_b=(self.reference_b.side_text()
-                                            if self.relative.isChecked() else ""))
+                                            if self.relative.isChecked() else ""),
+                               features=self.features.currentData() or "inception")
 
     def request_fid(self) -> None:
         if self.controls.run_button.isEnabled():
@@ -339,6 +363,7 @@ class FIDPanel(QWidget):
         if prefs.reference_b:
             self.reference_b.set_side_text(prefs.reference_b)
         self.relative.setChecked(prefs.relative)
+        self.features.setCurrentIndex(max(self.features.findData(prefs.features), 0))
         self.n.setValue(prefs.n)
         self.seed.setValue(prefs.seed)
         self.resize_mode.setCurrentIndex(max(self.resize_mode.findData(prefs.resize), 0))
@@ -350,4 +375,5 @@ class FIDPanel(QWidget):
         prefs.n, prefs.seed = request.n, request.seed
         prefs.resize, prefs.batch_size = request.resize, request.batch_size
         prefs.relative = self.relative.isChecked()
+        prefs.features = request.features
         prefs.reference_b = self.reference_b.side_text()

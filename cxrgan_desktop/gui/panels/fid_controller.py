@@ -48,12 +48,12 @@ def fid_job(request: FIDPanelRequest, device_name: str, user_weights: str | None
         fake = parse_side(request.fake, request.n, request.seed)
         inception = None  # statistics files only: no network needed
         sides = [real, fake] + ([parse_side(request.reference_b)] if request.reference_b else [])
-        if not all(side.kind == "stats" for side in sides):
+        if request.features == "inception" and not all(side.kind == "stats" for side in sides):
             progress(0.0, "loading the Inception network")
             inception = keeper.get(user_weights)
         reference_b = parse_side(request.reference_b) if request.reference_b else None
         options = FIDOptions(resize=request.resize, batch_size=request.batch_size,
-                             device=resolve_device(device_name))
+                             device=resolve_device(device_name), features=request.features)
         record = compute_fid(real, fake, options, progress, cancel, inception,
                              reference_b).to_record()
         append_history(record)
@@ -88,7 +88,8 @@ class FIDController:
         statistics_only = all(str(side).lower().endswith(".npz")
                               for side in (request.real, request.fake, request.reference_b)
                               if side)
-        if not statistics_only and weights.find_weights(self.user_weights()) is None:
+        needs_weights = request.features == "inception" and not statistics_only
+        if needs_weights and weights.find_weights(self.user_weights()) is None:
             self.ask_for_weights()
             return
         self.panel.store_settings(self.settings.fid)
