@@ -121,6 +121,16 @@ def test_measure_from_the_window_keeps_history(qtbot, folders, fid_weights, monk
     assert load_settings().fid.real == str(real)
 
 
+def _fid_tab(qtbot, monkeypatch) -> tuple[MainWindow, list[str]]:
+    """A main window ready to measure, and the texts of the message boxes it would show."""
+    asked: list[str] = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: asked.append(self.text()))
+    window = MainWindow()
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: not window._device_probe.is_running(), timeout=20_000)
+    return window, asked
+
+
 def test_two_statistics_files_are_measured_in_the_window_without_weights(qtbot, tmp_path,
                                                                          monkeypatch):
     """No weights on this machine, no dialog asking for them: the FID of two .npz files is
@@ -134,11 +144,7 @@ def test_two_statistics_files_are_measured_in_the_window_without_weights(qtbot, 
     np.savez(tmp_path / "fake.npz", mu=mu_b, sigma=np.diag(var_b))
     expected = float(np.sum((mu_a - mu_b) ** 2) + np.sum(var_a + var_b
                                                           - 2 * np.sqrt(var_a * var_b)))
-    asked = []
-    monkeypatch.setattr(QMessageBox, "exec", lambda self: asked.append(self.text()))
-    window = MainWindow()
-    qtbot.addWidget(window)
-    qtbot.waitUntil(lambda: not window._device_probe.is_running(), timeout=20_000)
+    window, asked = _fid_tab(qtbot, monkeypatch)
     panel = window.fid_panel
     assert iw.find_weights() is None
     panel.real.set_side_text(str(tmp_path / "real.npz"))
@@ -230,11 +236,7 @@ def test_classifier_features_from_the_window_without_inception(qtbot, folders, m
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     expected = float(np.sum((a.mean(0) - b.mean(0)) ** 2)
                      + np.trace(s_a + s_b - 2 * scipy.linalg.sqrtm(s_a @ s_b).real))
-    asked = []
-    monkeypatch.setattr(QMessageBox, "exec", lambda self: asked.append(self.text()))
-    window = MainWindow()
-    qtbot.addWidget(window)
-    qtbot.waitUntil(lambda: not window._device_probe.is_running(), timeout=20_000)
+    window, asked = _fid_tab(qtbot, monkeypatch)
     panel = window.fid_panel
     panel.real.set_side_text(str(real))
     panel.fake.set_side_text(str(fake))
