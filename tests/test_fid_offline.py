@@ -208,11 +208,6 @@ def test_classifier_features_need_no_inception(tmp_path, capsys, no_network):
     classifier's features, offline; the statistics file records the network. Reference: the
     classifier's penultimate features of the PNGs read with Pillow, and FD from the
     definition."""
-    import torch
-    from PIL import Image
-
-    from cxrgan_desktop.engine.classifier.files import load_classifier
-    from cxrgan_desktop.engine.classifier.installed import resolve_classifier
     from cxrgan_desktop.metrics.stats_file import load_stats
     from cxrgan_desktop.tasks.phantom import write_phantoms
 
@@ -225,19 +220,8 @@ def test_classifier_features_need_no_inception(tmp_path, capsys, no_network):
                  "--json", str(out), "--save-stats", str(stats)]) == 0
     record = json.loads(out.read_text())
 
-    classifier = load_classifier(resolve_classifier(name)).classifier
-
-    def features(folder):
-        images = [np.asarray(Image.open(p), np.float64) / 65535.0
-                  for p in sorted(folder.glob("*.png"))]
-        batch = torch.from_numpy(np.stack(images)).float()[:, None]
-        with torch.inference_mode():
-            return classifier.features(batch).double().numpy()
-
-    a, b = features(real), features(fake)
-    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    expected = float(np.sum((a.mean(0) - b.mean(0)) ** 2)
-                     + np.trace(s_a + s_b - 2 * scipy.linalg.sqrtm(s_a @ s_b).real))
+    a, b = _classifier_features(real, name), _classifier_features(fake, name)
+    expected = _fd(a, b)
     assert record["fid"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
     assert record["settings"]["network"] == f"classifier:{name}"
     assert record["settings"]["feature_dim"] == a.shape[1]
@@ -246,3 +230,67 @@ def test_classifier_features_need_no_inception(tmp_path, capsys, no_network):
     assert saved.settings["network"] == f"classifier:{name}" and saved.mu.shape == (a.shape[1],)
     assert "not comparable with any Inception FID" in record["settings"]["distance"]
     assert "classifier:" in capsys.readouterr().out
+
+
+DEMO_CLASSIFIER = "demo-phantom-64-classifier"
+
+
+def _classifier_features(folder, name: str = DEMO_CLASSIFIER) -> np.ndarray:
+    """The classifier's penultimate features of a folder's PNGs read with Pillow, by name."""
+    import torch
+    from PIL import Image
+
+    from cxrgan_desktop.engine.classifier.files import load_classifier
+    from cxrgan_desktop.engine.classifier.installed import resolve_classifier
+
+    classifier = load_classifier(resolve_classifier(name)).classifier
+    images = [np.asarray(Image.open(p), np.float64) / 65535.0
+              for p in sorted(folder.glob("*.png"))]
+    with torch.inference_mode():
+        return classifier.features(torch.from_numpy(np.stack(images)).float()[:, None]
+                                   ).double().numpy()
+
+
+def _fd(a: np.ndarray, b: np.ndarray) -> float:
+    """The Fréchet distance from its definition, with scipy's sqrtm."""
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    return float(np.sum((a.mean(0) - b.mean(0)) ** 2)
+                 + np.trace(s_a + s_b - 2 * scipy.linalg.sqrtm(s_a @ s_b).real))
+
+
+def test_relative_fd_between_patient_halves_of_one_reference(tmp_path, capsys, no_network):
+    """--relative-split: the reference folder (ChestX-ray14 names, 3 images per patient) is
+    split into halves with no patient in both; FD(A, synthetic) / FD(A, B) from the
+    definition on the classifier's features of exactly those files."""
+    from cxrgan_desktop.tasks.phantom import write_phantoms
+
+    source = write_phantoms(tmp_path / "source", n=36, size=64, seed=3)
+    real = tmp_path / "real"
+    real.mkdir()
+    for k, path in enumerate(sorted(source.glob("*.png"))):
+        path.rename(real / f"{k // 3 + 1:08d}_{k % 3:03d}.png")
+    fake = write_phantoms(tmp_path / "fake", n=20, size=64, seed=4)
+    out = tmp_path / "r.json"
+    assert main(["fid", str(real), str(fake), "--features", f"classifier:{DEMO_CLASSIFIER}",
+                 "--relative-split", "--relative-boot", "20", "--no-history",
+                 "--kid-subset-size", "8", "--kid-subsets", "2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    relative = json.loads(out.read_text())["relative"]
+    assert relative["split"] == "patient-wise halves of the reference"
+    assert relative["n_real_a"] + relative["n_real_b"] == 36
+    assert relative["n_real_a"] % 3 == 0 and relative["n_real_b"] % 3 == 0  # whole patients
+    assert abs(relative["n_real_a"] - relative["n_real_b"]) <= 3
+    files = sorted(real.glob("*.png"))
+    features = _classifier_features(real)
+    fake_features = _classifier_features(fake)
+    # the halves drawn for seed 0 (patient_halves has its own tests: tests/test_relative_fd.py)
+    from cxrgan_desktop.metrics.relative_fd import patient_halves
+
+    patients = [f.name[:8] for f in files]
+    half_a, half_b = patient_halves(patients, seed=0)
+    assert not {patients[i] for i in half_a} & {patients[i] for i in half_b}
+    assert relative["fd_real"] == pytest.approx(_fd(features[half_a], features[half_b]),
+                                                rel=1e-4)
+    assert relative["fd_model"] == pytest.approx(_fd(features[half_a], fake_features),
+                                                 rel=1e-4)
+    assert "patient-wise halves of the reference" in printed

@@ -70,6 +70,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="a second set of real images (other patients: a folder, or a .npz "
                         "saved --with-features): also report the relative FD of Woodland et "
                         "al. 2024, FD(REAL, FAKE) / FD(REAL, REAL_B), with a bootstrap interval")
+    p.add_argument("--relative-split", action="store_true",
+                   help="relative FD without a second set: split REAL (a folder) patient-wise "
+                        "into halves A and B (ChestX-ray14 names give the patient; other names "
+                        "count as their own patient) and report FD(A, FAKE) / FD(A, B)")
     p.add_argument("--relative-boot", type=int, default=100,
                    help="bootstrap resamples of the relative FD's interval (each recomputes "
                         "two FDs: about 0.5 s at N = 500, 2048-d)")
@@ -169,7 +173,7 @@ def _options(args: argparse.Namespace):
                       use_cache=not args.no_cache,
                       allow_unverified_weights=args.allow_unverified_weights,
                       prdc_k=args.prdc_k, relative_boot=args.relative_boot,
-                      features=args.features)
+                      features=args.features, relative_split=args.relative_split)
 
 
 def _library_errors() -> tuple[type[Exception], ...]:
@@ -193,8 +197,10 @@ def cmd_fid(args: argparse.Namespace) -> int:
         reference_b = fid_run.parse_side(args.relative) if args.relative else None
     except ValueError as error:
         raise UserError(str(error)) from error
-    if reference_b is not None and fake is None:
-        raise UserError("--relative needs a FAKE side to measure")
+    if (reference_b is not None or args.relative_split) and fake is None:
+        raise UserError("--relative and --relative-split need a FAKE side to measure")
+    if reference_b is not None and args.relative_split:
+        raise UserError("give --relative REAL_B or --relative-split, not both")
     if fake is None and args.save_stats is None:
         raise UserError("give FAKE to compare against, or --save-stats FILE.npz to save "
                         "REAL's statistics")
@@ -253,8 +259,10 @@ def _print_result(record: dict[str, Any]) -> None:
         print(f"relative FD {relative['ratio']:.3f}  ({100 * relative['level']:.0f} % "
               f"bootstrap {relative['ratio_low']:.3f} - {relative['ratio_high']:.3f}, "
               f"{relative['n_boot']} resamples): FD(real, synthetic) {relative['fd_model']:.4f}"
-              f" / FD(real, real B) {relative['fd_real']:.4f}, real B "
-              f"{relative['real_b']['label']} N={relative['real_b']['n']}")
+              f" / FD(real, real B) {relative['fd_real']:.4f}, "
+              + (f"{relative['split']}: N {relative['n_real_a']} / {relative['n_real_b']}"
+                 if relative.get("split") else
+                 f"real B {relative['real_b']['label']} N={relative['real_b']['n']}"))
     for name in ("real", "fake"):
         side = record[name]
         cached = ", features from cache" if side["from_cache"] else ""

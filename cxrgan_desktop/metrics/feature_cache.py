@@ -24,7 +24,7 @@ from cxrgan_desktop.core.fileio import atomic_writer
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the source's name per feature row (patient-wise splits)
 
 
 def default_cache_dir() -> Path:
@@ -41,8 +41,9 @@ def cache_key(identity: dict[str, Any], preprocessing: dict[str, Any],
 
 @dataclass
 class CachedFeatures:
-    features: np.ndarray  # float32 [N, 2048]
+    features: np.ndarray  # float32 [N, D]
     skipped: list[str]
+    names: list[str] | None = None  # the file behind each row, where the source has files
 
 
 class FeatureCache:
@@ -60,15 +61,18 @@ class FeatureCache:
             with np.load(path, allow_pickle=False) as data:
                 if str(data["key"]) != key:
                     return None
+                names = json.loads(str(data["names"])) if "names" in data.files else None
                 return CachedFeatures(np.asarray(data["features"], np.float32),
-                                      json.loads(str(data["skipped"])))
+                                      json.loads(str(data["skipped"])), names)
         except Exception as error:  # damaged or foreign file: recompute, and say so in the log
             log.warning("ignoring unreadable feature cache %s: %s", path, error)
             return None
 
-    def store(self, key: str, features: np.ndarray, skipped: list[str]) -> Path:
+    def store(self, key: str, features: np.ndarray, skipped: list[str],
+              names: list[str] | None = None) -> Path:
         path = self.path_for(key)
+        extra = {} if names is None else {"names": np.array(json.dumps(names))}
         with atomic_writer(path, "wb") as handle:
             np.savez(handle, features=np.asarray(features, np.float32), key=np.array(key),
-                     skipped=np.array(json.dumps(skipped)))
+                     skipped=np.array(json.dumps(skipped)), **extra)
         return path

@@ -31,7 +31,12 @@ from cxrgan_desktop.metrics.kid import (
     kernel_inception_distance,
 )
 from cxrgan_desktop.metrics.prdc import DEFAULT_K, PRDCResult, precision_recall_density_coverage
-from cxrgan_desktop.metrics.relative_fd import RelativeFD, relative_fd
+from cxrgan_desktop.metrics.relative_fd import (
+    RelativeFD,
+    patient_halves,
+    patients_from_paths,
+    relative_fd,
+)
 from cxrgan_desktop.metrics.stats_file import FeatureStats, load_stats
 from cxrgan_desktop.tasks.fid_sources import FolderSource, GeneratorSource, ImageSource
 
@@ -100,6 +105,7 @@ class FIDOptions:
     cache: FeatureCache | None = None  # default: the user cache folder
     prdc_k: int = DEFAULT_K  # neighbours for precision, recall, density, coverage
     relative_boot: int = 100  # bootstrap resamples of the relative FD's interval
+    relative_split: bool = False  # relative FD between patient-wise halves of the reference
     features: str = "inception"  # or classifier:NAME (an installed classifier or a file)
 
 
@@ -109,6 +115,7 @@ class SideResult:
     stats: FeatureStats
     from_cache: bool = False
     skipped: list[str] = field(default_factory=list)
+    names: list[str] | None = None  # the file behind each feature row (folder sides)
 
     @property
     def n(self) -> int | None:
@@ -138,7 +145,9 @@ class FIDResult:
         """Plain JSON: what the history and ``--json`` keep."""
         relative = None
         if self.relative is not None and self.reference_b is not None:
-            relative = {**self.relative.to_record(), "real_b": self.reference_b.to_record()}
+            split = self.reference_b is self.real
+            relative = {**self.relative.to_record(), "real_b": self.reference_b.to_record(),
+                        "split": "patient-wise halves of the reference" if split else None}
         return {"finished": self.finished, "fid": self.fid,
                 "kid": self.kid.to_dict() if self.kid else None,
                 "prdc": self.prdc.to_record() if self.prdc else None,
@@ -263,21 +272,24 @@ class FIDMeasurer:
                          {"resize": "classifier", "input_size": settings["input_size"]})
         key = cache_key(source.cache_identity(), preprocessing, settings["weights_sha256"])
         cached = self.cache.load(key) if self.options.use_cache else None
-        if cached is not None:
+        if cached is not None and (cached.names is not None or spec.kind != "folder"):
             features, skipped, from_cache = cached.features, cached.skipped, True
+            names = cached.names
         else:
             features = self.extractor.features(
                 source.batches(self.options.batch_size, cancel), source.count,
                 progress, cancel)
             skipped, from_cache = list(source.skipped), False
+            names = ([str(p) for p in source.read_files] if isinstance(source, FolderSource)
+                     else None)
             if self.options.use_cache and len(features) >= 2:
-                self.cache.store(key, features, skipped)
+                self.cache.store(key, features, skipped, names)
         if len(features) < 2:
             raise ValueError(f"{source.label}: fewer than 2 readable images "
                              f"({len(skipped)} could not be read: {'; '.join(skipped[:3])})")
         mu, sigma = feature_statistics(features)
         stats = FeatureStats(mu, sigma, len(features), settings, features)
-        return SideResult(spec, stats, from_cache, skipped)
+        return SideResult(spec, stats, from_cache, skipped, names)
 
 
 def settings_conflicts(ours: dict[str, Any], theirs: dict[str, Any] | None,
@@ -347,6 +359,25 @@ def measure_relative(measurer: FIDMeasurer, real: SideResult, fake: SideResult,
     return side_b, result
 
 
+def relative_by_halves(real: SideResult, fake: SideResult, options: FIDOptions,
+                       progress: ProgressFn, cancel: threading.Event | None) -> RelativeFD:
+    """The relative FD with the reference split patient-wise into halves A and B (no patient
+    in both; ChestX-ray14 names give the patient, other names count as their own patient):
+    FD(A, synthetic) / FD(A, B). Needs the reference's images, one feature row per file."""
+    if real.names is None or real.stats.features is None:
+        raise ValueError(f"{real.spec.label}: a patient-wise split needs a folder of images as "
+                         "the reference (a statistics file or a model has no patients)")
+    patients = patients_from_paths(real.names)
+    half_a, half_b = patient_halves(patients.ids, seed=options.kid_seed)
+    ids = list(patients.ids)
+    features = real.stats.features
+    return relative_fd(features[half_a], features[half_b], fake.stats.features,
+                       n_boot=options.relative_boot, seed=options.kid_seed, cancel=cancel,
+                       progress=progress, patients_a=[ids[i] for i in half_a],
+                       patients_b=[ids[i] for i in half_b],
+                       notes=[patients.note] if patients.note else [])
+
+
 def compute_fid(real: SideSpec, fake: SideSpec, options: FIDOptions,
                 progress: ProgressFn = no_progress, cancel: threading.Event | None = None,
                 inception: LoadedInception | None = None,
@@ -409,7 +440,13 @@ def compute_fid(real: SideSpec, fake: SideSpec, options: FIDOptions,
                         "file without features has only mean and covariance (save with "
                         "--with-features to keep them)")
     side_b = relative = None
-    if reference_b is not None:
+    if options.relative_split and reference_b is None:
+        if fake_side.stats.features is None:
+            raise ValueError("relative FD needs the synthetic side's features (a statistics "
+                             "file saved without --with-features has only mean and covariance)")
+        relative = relative_by_halves(real_side, fake_side, options, progress, cancel)
+        side_b = real_side
+    elif reference_b is not None:
         side_b, relative = measure_relative(measurer, real_side, fake_side, reference_b,
                                             progress, cancel)
         warnings += size_warnings(side_b, "second reference")

@@ -106,6 +106,7 @@ class FolderSource:
     files: list[Path] = field(init=False)
     ignored: list[Skipped] = field(init=False)
     listing_skipped: list[Skipped] = field(init=False)
+    read_files: list[Path] = field(init=False, default_factory=list)  # per image yielded
 
     def __post_init__(self) -> None:
         self.files, listed = sort_image_files(self.inputs)
@@ -121,6 +122,7 @@ class FolderSource:
 
     def _images(self, lookahead: int, cancel: threading.Event | None) -> Iterator[np.ndarray]:
         self.skipped = [str(item) for item in self.listing_skipped]
+        self.read_files = []
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fid-read") as pool:
             pending: deque = deque()
             files = iter(self.files)
@@ -128,15 +130,19 @@ class FolderSource:
                 pending.append(pool.submit(_read_or_reason, path))
                 if len(pending) >= lookahead:
                     break
+            queued: deque = deque(self.files[:len(pending)])
             while pending:
                 check_cancel(cancel)
                 result = pending.popleft().result()
+                path = queued.popleft()
                 next_file = next(files, None)
                 if next_file is not None:
                     pending.append(pool.submit(_read_or_reason, next_file))
+                    queued.append(next_file)
                 if isinstance(result, str):
                     self.skipped.append(result)
                 else:
+                    self.read_files.append(path)
                     yield result.pixels
 
     def batches(self, batch_size: int, cancel: threading.Event | None = None
