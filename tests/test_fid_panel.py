@@ -252,3 +252,31 @@ def test_classifier_features_from_the_window_without_inception(qtbot, folders, m
     assert record["fid"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
     window.close()
     assert load_settings().fid.features == f"classifier:{name}"
+
+
+def test_relative_fd_between_halves_from_the_window(qtbot, folders, monkeypatch):
+    """Relative FD, 'between patient-wise halves of the reference': no second side to choose;
+    the result and the history say the reference was split (5 phantoms: each its own
+    patient, halves of 3 and 2)."""
+    real, fake = folders
+    window, asked = _fid_tab(qtbot, monkeypatch)
+    panel = window.fid_panel
+    panel.real.set_side_text(str(real))
+    panel.fake.set_side_text(str(fake))
+    panel.features.setCurrentIndex(panel.features.findData(
+        "classifier:demo-phantom-64-classifier"))
+    panel.relative.setChecked(True)
+    panel.relative_mode.setCurrentIndex(panel.relative_mode.findData("split"))
+    assert not panel.reference_b.isVisibleTo(panel)
+    assert panel.controls.run_button.isEnabled()
+    panel.controls.run_button.click()
+    qtbot.waitUntil(lambda: window.runner is not None and not window.runner.is_running(),
+                    timeout=60_000)
+    qtbot.waitUntil(lambda: panel.table.rowCount() == 1, timeout=5_000)
+    relative = load_history()[0]["relative"]
+    assert relative["split"] == "patient-wise halves of the reference"
+    assert sorted((relative["n_real_a"], relative["n_real_b"])) == [2, 3]
+    assert "between reference halves" in panel.result_label.text()
+    assert asked == []
+    window.close()
+    assert load_settings().fid.relative_split

@@ -58,6 +58,7 @@ class FIDPreferences:
     batch_size: int = 32
     relative: bool = False  # also the relative FD against a second real set
     reference_b: str = ""  # that set, as `cxrgan fid --relative` takes it
+    relative_split: bool = False  # the relative FD between halves of the reference
     features: str = "inception"  # or classifier:NAME, as `cxrgan fid --features` takes it
 
 

@@ -49,6 +49,7 @@ class FIDPanelRequest:
     batch_size: int
     reference_b: str = ""  # a second real set for the relative FD ("" = none)
     features: str = "inception"  # or classifier:NAME
+    relative_split: bool = False  # relative FD between patient-wise halves of the reference
 
 
 class SideChooser(QGroupBox):
@@ -150,12 +151,19 @@ class FIDPanel(QWidget):
         self.real = SideChooser("Reference (real images)")
         self.fake = SideChooser("Measured (synthetic images)")
         self.fake.set_side_text("model:")
-        self.relative = QCheckBox("Relative FD against a second real set")
+        self.relative = QCheckBox("Relative FD")
         self.relative.setToolTip(
             "Woodland et al. (2024): FD(reference, measured) / FD(reference, second real set), "
             "with a bootstrap interval. Near 1: as far from the reference as other real "
             "images are. Needs features on every side (folders, models, or .npz files saved "
             "with features).")
+        self.relative_mode = QComboBox()
+        self.relative_mode.addItem("against a second real set", "second")
+        self.relative_mode.addItem("between patient-wise halves of the reference", "split")
+        self.relative_mode.setToolTip(
+            "Halves: the reference folder is split so that no patient is in both (ChestX-ray14 "
+            "names give the patient; other names count as their own patient).")
+        self.relative_mode.setVisible(False)
         self.reference_b = SideChooser("Second reference (real images, other patients)")
         self.reference_b.setVisible(False)
         self.n = QSpinBox()
@@ -215,7 +223,10 @@ class FIDPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.real)
         layout.addWidget(self.fake)
-        layout.addWidget(self.relative)
+        relative_row = QHBoxLayout()
+        relative_row.addWidget(self.relative)
+        relative_row.addWidget(self.relative_mode, 1)
+        layout.addLayout(relative_row)
         layout.addWidget(self.reference_b)
         layout.addLayout(form)
         layout.addWidget(self.size_warning)
@@ -230,8 +241,8 @@ class FIDPanel(QWidget):
         self.controls.cancel_button.clicked.connect(self.cancelRequested)
         for side in (self.real, self.fake, self.reference_b):
             side.changed.connect(self._update_state)
-        self.relative.toggled.connect(self.reference_b.setVisible)
-        self.relative.toggled.connect(self._update_state)
+        self.relative.toggled.connect(self._show_relative)
+        self.relative_mode.currentIndexChanged.connect(self._show_relative)
         self.n.valueChanged.connect(self._update_state)
         self.locate_button.clicked.connect(self.locate_weights)
         self.download_button.clicked.connect(self.downloadWeightsRequested)
@@ -246,7 +257,7 @@ class FIDPanel(QWidget):
         self.n.setEnabled(uses_model and not self._running)
         self.seed.setEnabled(uses_model and not self._running)
         sides = [("Reference", self.real), ("Measured", self.fake)]
-        if self.relative.isChecked():
+        if self.uses_second_reference():
             sides.append(("Second reference", self.reference_b))
         problems = [f"{name}: {side.problem()}" for name, side in sides if side.problem()]
         self.controls.run_button.setEnabled(not problems and not self._running)
@@ -270,7 +281,7 @@ class FIDPanel(QWidget):
     def set_running(self, running: bool) -> None:
         self._running = running
         self.controls.set_running(running, True)
-        for widget in (self.real, self.fake, self.relative, self.reference_b,
+        for widget in (self.real, self.fake, self.relative, self.relative_mode, self.reference_b,
                        self.resize_mode, self.batch_size, self.features,
                        self.locate_button, self.download_button, self.clear_button):
             widget.setEnabled(not running)
@@ -290,6 +301,14 @@ class FIDPanel(QWidget):
             self.features.addItem(f"Classifier: {path.stem}", f"classifier:{path.stem}")
         self.features.setCurrentIndex(max(self.features.findData(current), 0) if current else 0)
 
+    def uses_second_reference(self) -> bool:
+        return self.relative.isChecked() and self.relative_mode.currentData() == "second"
+
+    def _show_relative(self, *_args) -> None:
+        self.relative_mode.setVisible(self.relative.isChecked())
+        self.reference_b.setVisible(self.uses_second_reference())
+        self._update_state()
+
     def uses_inception(self) -> bool:
         return self.features.currentData() == "inception"
 
@@ -300,7 +319,9 @@ class FIDPanel(QWidget):
                                resize=self.resize_mode.currentData(),
                                batch_size=self.batch_size.value(),
                                reference_b=(self.reference_b.side_text()
-                                            if self.relative.isChecked() else ""),
+                                            if self.uses_second_reference() else ""),
+                               relative_split=(self.relative.isChecked()
+                                               and not self.uses_second_reference()),
                                features=self.features.currentData() or "inception")
 
     def request_fid(self) -> None:
@@ -341,10 +362,11 @@ class FIDPanel(QWidget):
                      f"{prdc['coverage']:.3f} &nbsp; (k = {prdc['k']})")
         relative = record.get("relative")
         if relative:
+            between = ("reference halves" if relative.get("split") else "real sets")
             text += (f"<br>relative FD <b>{relative['ratio']:.2f}</b> "
                      f"({100 * relative['level']:.0f} % {relative['ratio_low']:.2f} – "
                      f"{relative['ratio_high']:.2f}): FD {relative['fd_model']:.3f} to the "
-                     f"model / {relative['fd_real']:.3f} between real sets")
+                     f"model / {relative['fd_real']:.3f} between {between}")
         warnings = record.get("warnings", [])
         if any(n is not None and n < RECOMMENDED_N for n in sizes):
             text += (f"<br><span style='color:#c77c00'>⚠ N &lt; {RECOMMENDED_N}: not "
@@ -362,6 +384,7 @@ class FIDPanel(QWidget):
             self.fake.set_side_text(prefs.fake)
         if prefs.reference_b:
             self.reference_b.set_side_text(prefs.reference_b)
+        self.relative_mode.setCurrentIndex(1 if prefs.relative_split else 0)
         self.relative.setChecked(prefs.relative)
         self.features.setCurrentIndex(max(self.features.findData(prefs.features), 0))
         self.n.setValue(prefs.n)
@@ -375,5 +398,6 @@ class FIDPanel(QWidget):
         prefs.n, prefs.seed = request.n, request.seed
         prefs.resize, prefs.batch_size = request.resize, request.batch_size
         prefs.relative = self.relative.isChecked()
+        prefs.relative_split = request.relative_split
         prefs.features = request.features
         prefs.reference_b = self.reference_b.side_text()

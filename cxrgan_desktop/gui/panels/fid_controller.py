@@ -53,7 +53,8 @@ def fid_job(request: FIDPanelRequest, device_name: str, user_weights: str | None
             inception = keeper.get(user_weights)
         reference_b = parse_side(request.reference_b) if request.reference_b else None
         options = FIDOptions(resize=request.resize, batch_size=request.batch_size,
-                             device=resolve_device(device_name), features=request.features)
+                             device=resolve_device(device_name), features=request.features,
+                             relative_split=request.relative_split)
         record = compute_fid(real, fake, options, progress, cancel, inception,
                              reference_b).to_record()
         append_history(record)
