@@ -69,13 +69,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--relative", metavar="REAL_B", type=path_or_name,
                    help="a second set of real images (other patients: a folder, or a .npz "
                         "saved --with-features): also report the relative FD of Woodland et "
-                        "al. 2024, FD(REAL, FAKE) / FD(REAL, REAL_B), with a bootstrap interval")
+                        "al. 2024, FD(REAL, FAKE) / FD(REAL, REAL_B), with an interval from "
+                        "half-samples")
     p.add_argument("--relative-split", action="store_true",
                    help="relative FD without a second set: split REAL (a folder) patient-wise "
                         "into halves A and B (ChestX-ray14 names give the patient; other names "
                         "count as their own patient) and report FD(A, FAKE) / FD(A, B)")
     p.add_argument("--relative-boot", type=int, default=100,
-                   help="bootstrap resamples of the relative FD's interval (each recomputes "
+                   help="half-samples behind the relative FD's interval (each recomputes "
                         "two FDs: about 0.5 s at N = 500, 2048-d)")
     p.add_argument("--save-stats", metavar="FILE.npz", type=Path,
                    help="save REAL's statistics (mu, sigma: pytorch-fid's layout; plus N and "
@@ -257,8 +258,8 @@ def _print_result(record: dict[str, Any]) -> None:
     relative = record.get("relative")
     if relative:
         print(f"relative FD {relative['ratio']:.3f}  ({100 * relative['level']:.0f} % "
-              f"bootstrap {relative['ratio_low']:.3f} - {relative['ratio_high']:.3f}, "
-              f"{relative['n_boot']} resamples): FD(real, synthetic) {relative['fd_model']:.4f}"
+              f"half-sampling {relative['ratio_low']:.3f} - {relative['ratio_high']:.3f}, "
+              f"{relative['n_boot']} half-samples): FD(real, synthetic) {relative['fd_model']:.4f}"
               f" / FD(real, real B) {relative['fd_real']:.4f}, "
               + (f"{relative['split']}: N {relative['n_real_a']} / {relative['n_real_b']}"
                  if relative.get("split") else

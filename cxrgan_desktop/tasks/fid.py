@@ -104,7 +104,7 @@ class FIDOptions:
     use_cache: bool = True
     cache: FeatureCache | None = None  # default: the user cache folder
     prdc_k: int = DEFAULT_K  # neighbours for precision, recall, density, coverage
-    relative_boot: int = 100  # bootstrap resamples of the relative FD's interval
+    relative_boot: int = 100  # half-samples behind the relative FD's interval
     relative_split: bool = False  # relative FD between patient-wise halves of the reference
     features: str = "inception"  # or classifier:NAME (an installed classifier or a file)
 
@@ -345,7 +345,8 @@ def measure_relative(measurer: FIDMeasurer, real: SideResult, fake: SideResult,
                      cancel: threading.Event | None) -> tuple[SideResult, RelativeFD]:
     """The relative FD of Woodland et al. (2024): FD(real, synthetic) / FD(real, real B),
     where real B is a second sample of real images (other patients, same kind of data), with
-    a bootstrap interval. All three sets need their features (not only mean and covariance)."""
+    an interval from half-samples. All three sets need their features (not only mean and
+    covariance)."""
     side_b = measurer.side(reference_b, sub_progress(progress, 0.0, 0.5), cancel)
     named = (("real", real), ("synthetic", fake), ("second reference", side_b))
     missing = [name for name, side in named if side.stats.features is None]

@@ -154,7 +154,7 @@ class FIDPanel(QWidget):
         self.relative = QCheckBox("Relative FD")
         self.relative.setToolTip(
             "Woodland et al. (2024): FD(reference, measured) / FD(reference, second real set), "
-            "with a bootstrap interval. Near 1: as far from the reference as other real "
+            "with an interval from half-samples. Near 1: as far from the reference as other real "
             "images are. Needs features on every side (folders, models, or .npz files saved "
             "with features).")
         self.relative_mode = QComboBox()
