@@ -209,9 +209,9 @@ def cmd_fid(args: argparse.Namespace) -> int:
         raise UserError("--save-fake-stats needs a FAKE side")
     options = _options(args)
     # two statistics files are compared without the network: nothing to load or download
-    statistics_only = (fake is not None and real.kind == "stats" and fake.kind == "stats"
-                       and (reference_b is None or reference_b.kind == "stats"))
-    uses_inception = not statistics_only and args.features == "inception"
+    # statistics files alone, or another feature network: nothing to load or download here
+    uses_inception = fid_run.needs_inception(args.features, real, fake, reference_b) or (
+        fake is None and args.features == "inception")
     inception = _inception(args) if uses_inception else None
     kept = "nothing was saved; features already extracted for a finished side are cached"
     try:

@@ -74,6 +74,16 @@ class SideSpec:
         return self.location
 
 
+def statistics_only(*sides: SideSpec | None) -> bool:
+    """Every given side is a statistics file: no feature network is needed at all."""
+    return all(side.kind == "stats" for side in sides if side is not None)
+
+
+def needs_inception(features: str, *sides: SideSpec | None) -> bool:
+    """Whether a measurement must load (and first find) the Inception weights."""
+    return features == "inception" and not statistics_only(*sides)
+
+
 def parse_side(text: str, n: int | None = None, seed: int = 0) -> SideSpec:
     """``model:NAME`` (an installed model or a model file), a ``.npz`` statistics file, or a
     folder of images."""
@@ -181,14 +191,13 @@ class FIDMeasurer:
         return features[len("classifier:"):]
 
     def _classifier_extractor(self) -> tuple[FeatureExtractor, dict[str, Any]]:
+        from cxrgan_desktop.engine.classifier.densenet import ARCHITECTURES
         from cxrgan_desktop.engine.classifier.files import load_classifier
         from cxrgan_desktop.engine.classifier.installed import resolve_classifier
         from cxrgan_desktop.metrics.classifier_distance import ClassifierFeatureExtractor
 
         loaded = load_classifier(resolve_classifier(self.classifier_name))
         spec = loaded.classifier.spec
-        from cxrgan_desktop.engine.classifier.densenet import ARCHITECTURES
-
         dim = ARCHITECTURES[spec.architecture].feature_channels
         extractor = ClassifierFeatureExtractor(loaded.classifier, dim, self.device)
         settings = {"network": f"classifier:{loaded.name}", "weights_file": str(loaded.path),
@@ -387,16 +396,15 @@ def compute_fid(real: SideSpec, fake: SideSpec, options: FIDOptions,
     of real images), the relative FD with its interval."""
     started = time.perf_counter()
     measurer = FIDMeasurer(options, inception)
-    statistics_only = (real.kind == "stats" and fake.kind == "stats"
-                       and (reference_b is None or reference_b.kind == "stats"))
-    if not statistics_only:
+    no_network = statistics_only(real, fake, reference_b)
+    if not no_network:
         progress(0.0, "loading the feature network")
         measurer.load_network()
     real_side = measurer.side(real, sub_progress(progress, 0.02, 0.48), cancel)
     check_cancel(cancel)
     fake_side = measurer.side(fake, sub_progress(progress, 0.48, 0.94), cancel)
     errors, warnings = [], []
-    if statistics_only:
+    if no_network:
         settings, errors, warnings = statistics_only_settings(real_side, fake_side)
     else:
         settings = measurer.settings()

@@ -35,6 +35,15 @@ class InceptionKeeper:
         return self._loaded
 
 
+def request_sides(request: FIDPanelRequest):
+    """(real, fake, second reference or None) as the FID job parses them."""
+    from cxrgan_desktop.tasks.fid import parse_side
+
+    reference_b = parse_side(request.reference_b) if request.reference_b else None
+    return (parse_side(request.real, request.n, request.seed),
+            parse_side(request.fake, request.n, request.seed), reference_b)
+
+
 def fid_job(request: FIDPanelRequest, device_name: str, user_weights: str | None,
             keeper: InceptionKeeper):
     """The job function (``fn(progress, cancel)``) of one measurement; returns its record."""
@@ -42,16 +51,13 @@ def fid_job(request: FIDPanelRequest, device_name: str, user_weights: str | None
     def job(progress, cancel):
         from cxrgan_desktop.engine.devices import resolve_device
         from cxrgan_desktop.metrics.fid_history import append_history
-        from cxrgan_desktop.tasks.fid import FIDOptions, compute_fid, parse_side
+        from cxrgan_desktop.tasks.fid import FIDOptions, compute_fid, needs_inception
 
-        real = parse_side(request.real, request.n, request.seed)
-        fake = parse_side(request.fake, request.n, request.seed)
-        inception = None  # statistics files only: no network needed
-        sides = [real, fake] + ([parse_side(request.reference_b)] if request.reference_b else [])
-        if request.features == "inception" and not all(side.kind == "stats" for side in sides):
+        real, fake, reference_b = request_sides(request)
+        inception = None  # statistics files, or another feature network: none needed
+        if needs_inception(request.features, real, fake, reference_b):
             progress(0.0, "loading the Inception network")
             inception = keeper.get(user_weights)
-        reference_b = parse_side(request.reference_b) if request.reference_b else None
         options = FIDOptions(resize=request.resize, batch_size=request.batch_size,
                              device=resolve_device(device_name), features=request.features,
                              relative_split=request.relative_split)
@@ -86,10 +92,12 @@ class FIDController:
                                       weights.standard_spec().file_name)
 
     def start(self, request: FIDPanelRequest) -> None:
-        statistics_only = all(str(side).lower().endswith(".npz")
-                              for side in (request.real, request.fake, request.reference_b)
-                              if side)
-        needs_weights = request.features == "inception" and not statistics_only
+        from cxrgan_desktop.tasks.fid import needs_inception
+
+        try:
+            needs_weights = needs_inception(request.features, *request_sides(request))
+        except ValueError:  # a side that is not there: the job reports it, naming the side
+            needs_weights = request.features == "inception"
         if needs_weights and weights.find_weights(self.user_weights()) is None:
             self.ask_for_weights()
             return
