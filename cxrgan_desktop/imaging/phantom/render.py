@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from cxrgan_desktop.imaging.phantom.skeleton import (
     draw_spine,
 )
 from cxrgan_desktop.imaging.phantom.vessels import VesselTree, draw_vessels, grow_trees
+
+if TYPE_CHECKING:
+    from cxrgan_desktop.imaging.phantom.followup import Visit
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ class RenderedPhantom:
     anatomy: Anatomy  # after the findings' changes (e.g. the enlarged heart)
     findings: frozenset[str]
     lesions: tuple[fnd.Lesion, ...]
+    visit: Visit | None = None  # how a follow-up film differs from the patient's first
 
 
 def _check_size(size: int) -> None:
@@ -69,18 +74,29 @@ def lung_masks(size: int, a: Anatomy, soften: float = 0.0) -> dict[str, np.ndarr
     return out
 
 
-def _streams(rng: np.random.Generator) -> list[np.random.Generator]:
-    """Independent streams for anatomy, findings, texture, vessels and noise.
+def stream_seeds(rng: np.random.Generator) -> tuple[int, ...]:
+    """Seeds of the independent streams for anatomy, findings, texture, vessels and noise.
 
-    Separate streams keep the patient the same whatever findings are drawn on it.
+    Separate streams keep the patient the same whatever findings are drawn on it; a
+    follow-up film (``followup.py``) reuses the anatomy, texture and vessel seeds.
     """
-    return [np.random.default_rng(int(s)) for s in rng.integers(0, 2**63 - 1, size=5)]
+    return tuple(int(s) for s in rng.integers(0, 2**63 - 1, size=5))
+
+
+def _streams(rng: np.random.Generator) -> list[np.random.Generator]:
+    return [np.random.default_rng(s) for s in stream_seeds(rng)]
 
 
 def patient_anatomy(rng: np.random.Generator) -> Anatomy:
     """The normal anatomy (age, sex, geometry) that :func:`render_phantom` would draw from
     ``rng``, without rendering (``rng`` is advanced the same way)."""
     return anat.sample_anatomy(_streams(rng)[0])
+
+
+def coarse_lung(a: Anatomy) -> np.ndarray:
+    """Both air spaces at the coarse resolution the vessels grow in and lesions are placed in."""
+    coarse = lung_masks(_COARSE, a)
+    return coarse["right"] + coarse["left"]
 
 
 def render_phantom_detailed(
@@ -94,11 +110,23 @@ def render_phantom_detailed(
     base = anat.sample_anatomy(a_rng)
     bone_rng = np.random.default_rng(int(a_rng.integers(0, 2**63 - 1)))
     a, plan = fnd.plan_findings(base, findings, f_rng)
+    lung = coarse_lung(a)
+    tree: VesselTree = grow_trees(a, lung, v_rng)
+    atten = attenuation_map(size, a, plan, tree, lung, bone_rng, t_rng, t_rng)
+    image = processed_image(atten, a, n_rng)
+    return RenderedPhantom(image=image, anatomy=a, findings=findings, lesions=tuple(plan))
 
-    coarse = lung_masks(_COARSE, a)
-    coarse_lung = coarse["right"] + coarse["left"]
-    tree: VesselTree = grow_trees(a, coarse_lung, v_rng)
 
+def attenuation_map(size: int, a: Anatomy, plan: list[fnd.Lesion], tree: VesselTree,
+                    lung: np.ndarray, bone_rng: np.random.Generator,
+                    texture_rng: np.random.Generator, gas_rng: np.random.Generator
+                    ) -> np.ndarray:
+    """The projected thickness of the planned anatomy and lesions, ``[size, size]``.
+
+    ``lung`` is :func:`coarse_lung` of ``a``; ``texture_rng`` draws the lung texture (the
+    patient's), ``gas_rng`` the gastric bubble and bowel gas (which change between films;
+    the single-film renderer passes the texture stream for both).
+    """
     grid = Grid(size)
     masks = lung_masks(size, a)
     lungs_raw = masks["right_raw"] + masks["left_raw"]
@@ -116,7 +144,7 @@ def render_phantom_detailed(
     # ribs are lost against the dense mediastinum and heart (scatter, display compression)
     hide = 1 - 0.75 * blur(solid, mm(3)) * (1 - abdomen)
 
-    canvas = fnd.Canvas(grid=grid, anatomy=a, masks=masks, tree=tree, coarse_lung=coarse_lung)
+    canvas = fnd.Canvas(grid=grid, anatomy=a, masks=masks, tree=tree, coarse_lung=lung)
     for lesion in plan:
         draw_lesion(canvas, lesion)
 
@@ -128,19 +156,19 @@ def render_phantom_detailed(
     draw_shoulders(bone, grid, a)
 
     vessels = draw_vessels(size, tree, canvas.vessel_weight) * lungs * canvas.vessel_mult
-    texture = upsample(smooth_noise(t_rng, 96, 1.0), size) * mm(5) + upsample(
-        smooth_noise(t_rng, 256, 0.7), size) * mm(2.5)
+    texture = upsample(smooth_noise(texture_rng, 96, 1.0), size) * mm(5) + upsample(
+        smooth_noise(texture_rng, 256, 0.7), size) * mm(2.5)
 
     fill = np.clip(canvas.fill, 0, 1)
     parenchyma = 0.2 * a.lung_density
     air_eff = air * (1 - parenchyma) * (1 - fill)
-    atten = (
+    return (
         _BODY * body_thick
         - _AIR * air_eff
         - _AIR * canvas.air_plus
         - _TRACHEA * soft.trachea(size, a) * body
-        - soft.gastric_bubble(grid, a, t_rng)
-        - soft.bowel_gas(grid, a, t_rng) * body
+        - soft.gastric_bubble(grid, a, gas_rng)
+        - soft.bowel_gas(grid, a, gas_rng) * body
         + _BONE * bone * (1 - 0.55 * abdomen)
         + 2.2 * vessels * (1 - fill)
         + canvas.density
@@ -150,11 +178,9 @@ def render_phantom_detailed(
         + soft.lung_gradient(grid, a, lungs)
         + texture * lungs * (1 - fill) * (0.4 + a.lung_density) * 0.5
     )
-    image = _display(atten, a, n_rng)
-    return RenderedPhantom(image=image, anatomy=a, findings=findings, lesions=tuple(plan))
 
 
-def _display(atten: np.ndarray, a: Anatomy, rng: np.random.Generator) -> np.ndarray:
+def processed_image(atten: np.ndarray, a: Anatomy, rng: np.random.Generator) -> np.ndarray:
     """Processed-radiograph look: a soft shoulder curve, equalisation, quantum noise."""
     x = atten / _BODY  # ~0 air, ~0.2 lung, ~1 mediastinum
     img = 0.97 * np.tanh((1.05 * a.contrast * a.exposure) * x)
