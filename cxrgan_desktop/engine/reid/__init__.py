@@ -1,0 +1,1 @@
+"""Patient re-identification: the embedding network, its files, training and evaluation."""
