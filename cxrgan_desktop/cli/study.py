@@ -51,6 +51,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "drawn and a model's latents (the same plan and seed choose the same "
                    "images); case ids, which case is which and the order come from the "
                    "operating system's randomness and are kept only in the key")
+    b.add_argument("--exclude-flagged", metavar="AUDIT", default="",
+                   help="a memorisation audit (its folder or audit.csv, from `cxrgan audit`): "
+                   "synthetic images it flagged (recognised by their pixels, so also when "
+                   "renamed or re-saved) are never drawn; the next ones of the same seeded "
+                   "draw take their place. Recorded in the answer key only, never in the "
+                   "package. Example: --exclude-flagged audit/")
     b.add_argument("--readers", type=int, default=0, help="readers you plan for (recorded "
                    "in the key; scoring warns when sessions are missing); 0: not said")
     b.add_argument("--practice", type=int, default=0,
@@ -164,9 +170,13 @@ def cmd_build(args: argparse.Namespace) -> int:
         plan = StudyPlan(args.real, args.n_real, args.n_synthetic,
                          synthetic=args.synthetic or [], model=args.model, seed=args.seed,
                          practice=args.practice, settings=_settings(args),
-                         readers=args.readers)
+                         readers=args.readers, exclude_flagged=str(args.exclude_flagged))
         check_sources_exist(plan)
-    except ValueError as error:
+        if plan.exclude_flagged:  # a damaged or edited audit is refused before any work
+            from cxrgan_desktop.tasks.audit_file import read_flagged
+
+            read_flagged(plan.exclude_flagged)
+    except ValueError as error:  # AuditFileError is one
         raise UserError(str(error)) from error
     from cxrgan_desktop.cli.progress import run_job
     from cxrgan_desktop.engine.checkpoints import CheckpointError
@@ -189,6 +199,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"answer key (keep; never send): {result.key}")
     for problem in result.skipped:
         print(f"skipped: {problem}")
+    if result.exclusion is not None:
+        print(f"memorisation audit {result.exclusion['audit_csv']}: "
+              f"{len(result.excluded)} flagged synthetic image(s) left out of the draw and "
+              "replaced by the next unflagged ones (recorded in the answer key only)")
     if not result.audit.passed:
         print("the leak audit FAILED: do not hand out this package")
         return 1

@@ -11,6 +11,13 @@ replayed (see :mod:`cxrgan_desktop.study.seed_replay`).
 
 The package is written under a hidden name, audited, and only then given its final name: a
 package that fails the leak audit is removed unless the organiser forces it.
+
+With a memorisation audit (``exclude_flagged``), synthetic candidates the audit flagged (by
+their pixels, so a renamed copy or a re-saved file is recognised, or by their path) are never
+drawn: a folder source takes the next unflagged file of the same seeded permutation, a model
+source the next sample indices of the same seed. The audit's record goes only into the key:
+the package is built exactly as it would be had the flagged images never existed, so nothing
+a reader holds depends on the exclusion except which images are shown.
 """
 
 from __future__ import annotations
@@ -31,12 +38,14 @@ import numpy as np
 
 from cxrgan_desktop.core.fileio import sha256_file
 from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress, sub_progress
+from cxrgan_desktop.imaging.pixel_hash import pixel_sha256
 from cxrgan_desktop.imaging.readers import ImageReadError, image_files, missing_inputs, read_image
 from cxrgan_desktop.study.design import ID_ALPHABET, ID_LENGTH, StudySettings
 from cxrgan_desktop.study.key import KeyCase, StudyKey, write_key
 from cxrgan_desktop.study.leak_audit import AuditReport, audit_package
 from cxrgan_desktop.study.package import SUFFIX, write_package
 from cxrgan_desktop.study.pipeline import prepare_case
+from cxrgan_desktop.tasks.audit_file import FlaggedImages, read_flagged
 
 
 class AuditFailed(Exception):
@@ -61,6 +70,8 @@ class StudyPlan:
     settings: StudySettings = field(default_factory=StudySettings)
     device: str = "cpu"
     readers: int = 0  # readers the organiser plans for (0: not said); scoring checks it
+    exclude_flagged: str = ""  # a memorisation audit (folder or audit.csv): never draw its
+    # flagged images; "" for none
 
     def __post_init__(self) -> None:
         if self.n_real < 1 or self.n_synthetic < 1:
@@ -86,6 +97,44 @@ class BuildResult:
     key: Path
     audit: AuditReport
     skipped: list[str]
+    excluded: list[str] = field(default_factory=list)  # synthetic candidates the audit flagged
+    exclusion: dict[str, Any] | None = None  # the audit's record, as the key holds it
+
+
+class _Exclusion:
+    """The flagged images of an audit, and the synthetic candidates they kept out of a draw."""
+
+    def __init__(self, flagged: FlaggedImages | None) -> None:
+        self.flagged = flagged
+        self.excluded: list[str] = []
+
+    def keeps_out(self, source: str, path: Path | None, pixels: np.ndarray | None) -> bool:
+        """True (and noted) when the audit flagged this candidate by its path or pixels."""
+        if self.flagged is None:
+            return False
+        hashed = None if pixels is None else pixel_sha256(pixels)
+        if self.flagged.is_flagged(path=path, pixel_hash=hashed):
+            self.excluded.append(source)
+            return True
+        return False
+
+    @property
+    def audit(self) -> str:
+        return str(self.flagged.audit_csv) if self.flagged is not None else ""
+
+    def shortage(self, where: str, made: int, count: int) -> str:
+        """The message for a draw that ran out: how many were left out, how many are left."""
+        return (f"{where}: {len(self.excluded)} synthetic image(s) flagged by the memorisation "
+                f"audit {self.audit} were left out and only {made} readable image(s) are left; "
+                f"the study asks for {count}. Lower the synthetic count or give more "
+                "synthetic images")
+
+    def record(self) -> dict[str, Any] | None:
+        if self.flagged is None:
+            return None
+        return {**self.flagged.record(self.excluded), "replacements": (
+            "drawn: each excluded candidate was replaced by the next unflagged one of the "
+            "same seeded draw (files) or the next sample index of the same seed (model)")}
 
 
 def case_ids(count: int) -> list[str]:
@@ -118,10 +167,12 @@ def _lco_labels(image: Path) -> list[str]:
 
 
 def _from_files(inputs: list[str], files: list[Path], count: int, rng: np.random.Generator,
-                settings: StudySettings, skipped: list[str],
-                cancel: threading.Event | None) -> Iterator[Prepared]:
+                settings: StudySettings, skipped: list[str], cancel: threading.Event | None,
+                exclusion: _Exclusion | None = None) -> Iterator[Prepared]:
     """``count`` images drawn (by the seeded ``rng``) from ``files``, the listing of
-    ``inputs``; unreadable ones are listed in ``skipped`` and others drawn instead."""
+    ``inputs``; unreadable ones are listed in ``skipped`` and others drawn instead, and so
+    are those ``exclusion`` keeps out. The permutation is over every listed file, so the
+    draw is the one made without an audit, with the flagged files passed over."""
     order = rng.permutation(len(files))
     made = 0
     for index in order:
@@ -129,31 +180,64 @@ def _from_files(inputs: list[str], files: list[Path], count: int, rng: np.random
             return
         check_cancel(cancel)
         path = files[index]
+        if exclusion is not None and exclusion.keeps_out(str(path), path, None):
+            continue
         try:
             pixels = read_image(path).pixels
         except ImageReadError as error:
             skipped.append(str(error))
             continue
+        if exclusion is not None and exclusion.keeps_out(str(path), None, pixels):
+            continue
         made += 1
         yield Prepared(prepare_case(pixels, settings.image_size, settings.bit_depth),
                        str(path), _lco_labels(path), list(pixels.shape))
     if made < count:
-        raise ValueError(f"{', '.join(inputs)}: only {made} readable images, the study asks "
+        where = ", ".join(inputs)
+        if exclusion is not None and exclusion.flagged is not None:
+            raise ValueError(exclusion.shortage(where, made, count))
+        raise ValueError(f"{where}: only {made} readable images, the study asks "
                          f"for {count}")
 
 
 def _from_model(model_name: str, count: int, seed: int, settings: StudySettings,
-                device: str, cancel: threading.Event | None) -> Iterator[Prepared]:
+                device: str, cancel: threading.Event | None,
+                exclusion: _Exclusion | None = None) -> Iterator[Prepared]:
+    """Samples 0, 1, 2 ... of ``seed``; a sample ``exclusion`` keeps out is replaced by the
+    next index (sample ``i`` depends only on the seed and ``i``, so the draw stays fixed)."""
     from cxrgan_desktop.engine.checkpoints import load_generator
-    from cxrgan_desktop.engine.render import Renderer
+    from cxrgan_desktop.engine.render import Renderer, latents_for_seed
     from cxrgan_desktop.store import zoo
 
     model = load_generator(zoo.resolve_model(model_name))
-    images = (image for batch in Renderer(model, device).render_seeded(seed, count, 4, cancel)
-              for image in batch[:, 0].numpy())
-    for index, image in enumerate(images):
-        yield Prepared(prepare_case(image, settings.image_size, settings.bit_depth),
-                       f"model:{model.name}#seed{seed}/{index}", [], list(image.shape))
+    renderer = Renderer(model, device)
+    # a model whose samples keep landing on flagged images is not fit for the study: give up
+    # after as many exclusions as the count asked or the audit's flagged images, whichever
+    # is larger, rather than sampling for ever
+    limit = 0 if exclusion is None or exclusion.flagged is None else max(
+        count, len(exclusion.flagged.pixel_hashes))
+    made, start, batch_size = 0, 0, 4
+    while made < count:
+        check_cancel(cancel)
+        batch = min(batch_size, count - made)
+        indices = range(start, start + batch)
+        images = renderer.render(latents_for_seed(seed, batch, renderer.latent_size,
+                                                  start=start), indices=indices, seed=seed)
+        start += batch
+        for index, image in zip(indices, images[:, 0].numpy(), strict=True):
+            source = f"model:{model.name}#seed{seed}/{index}"
+            if exclusion is not None and exclusion.keeps_out(source, None, image):
+                if len(exclusion.excluded) > limit:
+                    raise ValueError(
+                        f"model {model.name}, seed {seed}: {len(exclusion.excluded)} of its "
+                        f"first {start} samples are flagged by the memorisation audit "
+                        f"{exclusion.audit} and were left out; {made} of the "
+                        f"{count} asked for are drawn. A model that keeps reproducing "
+                        "flagged images is not fit for a study")
+                continue
+            made += 1
+            yield Prepared(prepare_case(image, settings.image_size, settings.bit_depth),
+                           source, [], list(image.shape))
 
 
 def shared_sources(real: list[Path], synthetic: list[Path]) -> list[tuple[Path, Path]]:
@@ -219,14 +303,16 @@ def _refuse_shared_sources(real: list[Path], synthetic: list[Path]) -> None:
 
 def _gather(plan: StudyPlan, truth: str, files: list[Path], count: int,
             rng: np.random.Generator, skipped: list[str], progress: ProgressFn,
-            cancel: threading.Event | None) -> list[Prepared]:
+            cancel: threading.Event | None, exclusion: _Exclusion | None = None
+            ) -> list[Prepared]:
     if truth == "real":
         source = _from_files(plan.real, files, count, rng, plan.settings, skipped, cancel)
     elif plan.model:
-        source = _from_model(plan.model, count, plan.seed, plan.settings, plan.device, cancel)
+        source = _from_model(plan.model, count, plan.seed, plan.settings, plan.device, cancel,
+                             exclusion)
     else:
         source = _from_files(plan.synthetic, files, count, rng, plan.settings, skipped,
-                             cancel)
+                             cancel, exclusion)
     out = []
     for item in source:
         out.append(item)
@@ -239,12 +325,16 @@ def build_study(plan: StudyPlan, out_dir: str | Path, name: str = "study",
                 cancel: threading.Event | None = None, force: bool = False) -> BuildResult:
     """Write ``<name>.cxrstudy`` (for readers) and ``<name>.key.json`` (for the organiser
     only) into ``out_dir`` once the package passes the leak audit. A failing audit raises
-    :class:`AuditFailed` and leaves no package, unless ``force``."""
+    :class:`AuditFailed` and leaves no package, unless ``force``. A memorisation audit that
+    cannot be used (``plan.exclude_flagged``) raises
+    :class:`~cxrgan_desktop.tasks.audit_file.AuditFileError` before anything is written."""
     out = Path(out_dir)
     rng = np.random.default_rng([plan.seed, 0x5175])  # chooses source images only
     skipped: list[str] = []
     progress(0.0, "checking the sources")
     check_sources_exist(plan)
+    exclusion = _Exclusion(read_flagged(plan.exclude_flagged) if plan.exclude_flagged
+                           else None)
     real_files = image_files(plan.real)  # each folder is listed once, for every use below
     synthetic_files = image_files(plan.synthetic) if plan.synthetic else []
     if plan.synthetic:
@@ -253,7 +343,7 @@ def build_study(plan: StudyPlan, out_dir: str | Path, name: str = "study",
     real = _gather(plan, "real", real_files, plan.n_real + n_practice, rng, skipped,
                    sub_progress(progress, 0.0, 0.45), cancel)
     synthetic = _gather(plan, "synthetic", synthetic_files, plan.n_synthetic + n_practice,
-                        rng, skipped, sub_progress(progress, 0.45, 0.9), cancel)
+                        rng, skipped, sub_progress(progress, 0.45, 0.9), cancel, exclusion)
     practice_items = [("real", p) for p in real[plan.n_real:]] + \
         [("synthetic", p) for p in synthetic[plan.n_synthetic:]]
     scored = [("real", p) for p in real[:plan.n_real]] + \
@@ -278,6 +368,8 @@ def build_study(plan: StudyPlan, out_dir: str | Path, name: str = "study",
         # candidate files per folder source, for the audit's replay of seeded draws
         built["source_files"] = [len(real_files)] + ([len(synthetic_files)]
                                                      if plan.synthetic else [])
+        # the key only: a reader must not learn that an audit was used, nor what it left out
+        built["exclude_flagged"] = exclusion.record()
         key = StudyKey(
             study_id=study_id, package_sha256=sha256_file(unaudited), seed=plan.seed,
             cases={cid: KeyCase(truth, item.source, item.labels, item.native_size)
@@ -294,7 +386,8 @@ def build_study(plan: StudyPlan, out_dir: str | Path, name: str = "study",
         with contextlib.suppress(FileNotFoundError):
             unaudited.unlink()
     progress(1.0, "audit passed" if report.passed else "audit FAILED (package forced)")
-    return BuildResult(package_path, key_path, report, skipped)
+    return BuildResult(package_path, key_path, report, skipped, exclusion.excluded,
+                       exclusion.record())
 
 
 def _plan_record(plan: StudyPlan) -> dict[str, Any]:

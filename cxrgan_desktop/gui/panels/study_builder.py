@@ -85,6 +85,12 @@ class FolderList(QWidget):
         self.changed.emit()
 
 
+def _audit_preference(p: StudyPreferences) -> str:
+    """The audit last used to exclude flagged images ("" for none). Read with a default until
+    :class:`StudyPreferences` declares ``exclude_flagged`` (then it is also saved to disk)."""
+    return str(getattr(p, "exclude_flagged", "") or "")
+
+
 def _spin(minimum: int, maximum: int, value: int, tip: str) -> QSpinBox:
     box = QSpinBox()
     box.setRange(minimum, maximum)
@@ -117,6 +123,16 @@ class StudyBuilderDialog(QDialog):
             self.model.setPlaceholderText("no model installed: use folders, or import one "
                                           "in the Models tab")
         self.synthetic = FolderList("synthetic images")
+        self.exclude_flagged = QLineEdit()
+        self.exclude_flagged.setPlaceholderText("none: every synthetic image may be drawn")
+        self.exclude_flagged.setToolTip(
+            "A memorisation audit (its folder or audit.csv, from the Audit tab or `cxrgan "
+            "audit`). Synthetic images it flagged as too close to a training image are never "
+            "drawn, also when renamed or re-saved (they are recognised by their pixels); the "
+            "next images of the same seeded draw take their place. The audit is recorded in "
+            "the answer key only: nothing in the readers' package shows it was used.")
+        browse_audit = QPushButton("Browse…")
+        browse_audit.clicked.connect(self._browse_audit)
         self.n_real = _spin(1, 100_000, 50, "real images readers rate")
         self.n_synthetic = _spin(1, 100_000, 50, "synthetic images readers rate")
         self.practice = _spin(0, 50, 2, "practice images per class, shown first with "
@@ -151,6 +167,12 @@ class StudyBuilderDialog(QDialog):
         form.addRow("Synthetic from:", self.source)
         form.addRow("Model:", self.model)
         form.addRow("Synthetic:", self.synthetic)
+        audit_row = QHBoxLayout()
+        audit_row.addWidget(self.exclude_flagged, 1)
+        audit_row.addWidget(browse_audit)
+        audit_label = QLabel("Exclude images flagged by an audit:")
+        audit_label.setToolTip(self.exclude_flagged.toolTip())
+        form.addRow(audit_label, audit_row)
         counts = QHBoxLayout()
         for label, box in (("real", self.n_real), ("synthetic", self.n_synthetic),
                            ("practice per class", self.practice), ("seed", self.seed),
@@ -246,6 +268,7 @@ class StudyBuilderDialog(QDialog):
         self.title.setText(p.title)
         self.out_folder.setText(p.out_folder)
         self.name.setText(p.name)
+        self.exclude_flagged.setText(_audit_preference(p))
         self._source_changed()
 
     def store_preferences(self) -> None:
@@ -261,6 +284,7 @@ class StudyBuilderDialog(QDialog):
         p.practice_feedback = self.feedback.isChecked()
         p.title, p.out_folder = self.title.text(), self.out_folder.text()
         p.name = self.name.text()
+        p.exclude_flagged = self.exclude_flagged.text().strip()  # type: ignore[attr-defined]
 
     # -- the plan ---------------------------------------------------------------------------
     def _uses_model(self) -> bool:
@@ -284,6 +308,14 @@ class StudyBuilderDialog(QDialog):
         if folder:
             self.out_folder.setText(folder)
 
+    def _browse_audit(self) -> None:
+        start = self.exclude_flagged.text().strip() or str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self, "The audit whose flagged images to leave "
+                                              "out", start, "Audit table (audit.csv);;CSV "
+                                              "files (*.csv)")
+        if path:
+            self.exclude_flagged.setText(path)
+
     def settings(self) -> StudySettings:
         """The reader-facing settings; ValueError names what is wrong."""
         labels = tuple(t.strip() for t in self.scale.text().split(",") if t.strip())
@@ -302,7 +334,8 @@ class StudyBuilderDialog(QDialog):
                          model=self.model.currentData() if self._uses_model() else None,
                          seed=self.seed.value(), practice=self.practice.value(),
                          settings=self.settings(), device=self.device,
-                         readers=self.readers.value())
+                         readers=self.readers.value(),
+                         exclude_flagged=self.exclude_flagged.text().strip())
 
     # -- the build --------------------------------------------------------------------------
     def start_build(self) -> None:
@@ -355,6 +388,10 @@ class StudyBuilderDialog(QDialog):
         lines = [result.audit.text(), "", f"package (give to readers): {result.package}",
                  f"answer key (keep; never send): {result.key}"]
         lines += [f"skipped: {problem}" for problem in result.skipped]
+        if result.exclusion is not None:
+            lines.append(f"memorisation audit {result.exclusion['audit_csv']}: "
+                         f"{len(result.excluded)} flagged synthetic image(s) left out of the "
+                         "draw and replaced (recorded in the answer key only)")
         self.audit.setPlainText("\n".join(lines))
         if result.audit.passed:
             self.verdict.setText(f"<b style='color:#207020'>Leak audit passed.</b> Give "

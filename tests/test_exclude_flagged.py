@@ -1,0 +1,270 @@
+"""``--exclude-flagged``: images a memorisation audit flagged stay out of reader studies,
+LCO archives, ``cxrgan generate`` and the window's export, and every manifest says so.
+
+The audit folders are written by hand with the audit's own writer functions (the audit job
+itself is not needed), flagging chosen images by the pixel hash of the file read back with
+PIL or pydicom, never with the reader the code under test uses. What comes out is checked
+the same way: files read back with PIL and pydicom, the answer key read as JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from cxrgan_desktop.cli import main
+from cxrgan_desktop.imaging.pixel_hash import pixel_sha256
+from cxrgan_desktop.study.design import StudySettings
+from cxrgan_desktop.tasks.audit_file import (
+    FORMAT,
+    AuditFileError,
+    AuditRow,
+    SpaceMatch,
+    audit_csv_text,
+    ranked,
+    summary_text,
+)
+from cxrgan_desktop.tasks.study_build import StudyPlan, build_study
+
+# -- an audit folder, written by hand -------------------------------------------------------
+
+
+def pil_pixels(path: Path) -> np.ndarray:
+    """A PNG's pixels in [0, 1] as Pillow reads them (8- or 16-bit greyscale)."""
+    with Image.open(path) as image:
+        scale = 255.0 if image.mode == "L" else 65535.0
+        return np.asarray(image).astype(np.float64) / scale
+
+
+def dicom_pixels(path: Path) -> np.ndarray:
+    return pydicom.dcmread(path).pixel_array.astype(np.float64) / 65535.0
+
+
+def write_audit(folder: Path, synthetic_root: Path, images: dict[str, str],
+                flagged: set[str]) -> Path:
+    """An audit folder as ``cxrgan audit`` writes it: ``images`` maps a synthetic file
+    (relative to ``synthetic_root``) to its pixel hash; those in ``flagged`` are flagged."""
+    rows = []
+    for name, digest in images.items():
+        hit = name in flagged
+        match = SpaceMatch(f"train/{name}", "00000001", 0.99 if hit else 0.5,
+                           0.0 if hit else 0.4, hit)
+        rows.append(AuditRow(0, name, digest, hit, 1.0 if hit else 0.6, {"pixels": match}))
+    folder.mkdir(parents=True, exist_ok=True)
+    table = audit_csv_text(ranked(rows), ("pixels",))
+    (folder / "audit.csv").write_text(table, encoding="utf-8")
+    summary = {"format": FORMAT, "alpha": 0.001,
+               "synthetic": {"root": str(synthetic_root)},
+               "train": {"image_dir": str(folder / "train")},
+               "spaces": {"pixels": {"threshold_similarity": 0.97}},
+               "files": {"audit.csv": {"sha256": hashlib.sha256(
+                   table.encode("utf-8")).hexdigest()}}}
+    (folder / "summary.json").write_text(summary_text(summary), encoding="utf-8")
+    return folder
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- reader studies ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def study_sources(phantom_study_sources):
+    return phantom_study_sources(12, 32, (1, 2))
+
+
+def _synthetic_cases(key_path: Path) -> list[str]:
+    key = json.loads(key_path.read_text(encoding="utf-8"))
+    return sorted(case["source"] for case in key["cases"].values()
+                  if case["truth"] == "synthetic")
+
+
+def test_a_study_from_a_folder_never_draws_a_flagged_image_even_renamed(study_sources,
+                                                                         tmp_path):
+    real, synthetic = study_sources
+    files = sorted(synthetic.glob("*.png"))
+    hashes = {p.name: pixel_sha256(pil_pixels(p)) for p in files}
+    flagged = {files[1].name, files[4].name, files[7].name}
+    audit = write_audit(tmp_path / "audit", synthetic, hashes, flagged)
+    # the study reads a copy where every file is renamed: only the pixels can tell
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for k, path in enumerate(files):
+        shutil.copy(path, renamed / f"copy_{k:03d}_{path.stem[::-1]}.png")
+    flagged_copies = {str(p) for p in renamed.iterdir()
+                      if pixel_sha256(pil_pixels(p)) in {hashes[n] for n in flagged}}
+    assert len(flagged_copies) == 3
+
+    plan = StudyPlan([str(real)], 4, len(files) - 3, synthetic=[str(renamed)], seed=3,
+                     settings=StudySettings(image_size=64), exclude_flagged=str(audit))
+    result = build_study(plan, tmp_path / "study", "s")
+    drawn = _synthetic_cases(result.key)
+    assert set(drawn) == {str(p) for p in renamed.iterdir()} - flagged_copies
+    assert sorted(result.excluded) == sorted(flagged_copies)
+    record = json.loads(result.key.read_text())["built"]["exclude_flagged"]
+    assert record["audit_sha256"] == sha256_of(audit / "audit.csv")
+    assert record["audit_csv"] == str((audit / "audit.csv").resolve())
+    assert record["excluded"] == 3 and sorted(record["excluded_files"]) == sorted(
+        flagged_copies)
+    assert record["flagged_images"] == 3 and record["audited_images"] == len(files)
+    assert record["thresholds"] == {"pixels": 0.97, "alpha": 0.001}
+    assert result.audit.passed, result.audit.text()
+
+    # one more than is left: refused, saying how many were left out and how many are left
+    short = StudyPlan([str(real)], 4, len(files) - 2, synthetic=[str(renamed)], seed=3,
+                      settings=StudySettings(image_size=64), exclude_flagged=str(audit))
+    with pytest.raises(ValueError, match=r"3 synthetic image\(s\) flagged.*only 9 readable "
+                       r"image\(s\) are left; the study asks for 10"):
+        build_study(short, tmp_path / "short", "s")
+    assert not (tmp_path / "short").exists() or not any((tmp_path / "short").iterdir())
+
+
+def _entries(package: Path) -> tuple[list[tuple], dict]:
+    """What a reader can see of a package besides the case ids: each entry's size, date,
+    compression and attributes, in order, and study.json with the ids blanked."""
+    with zipfile.ZipFile(package) as archive:
+        infos = [(i.file_size, i.compress_type, i.date_time, i.external_attr,
+                  len(i.filename), i.filename.split("/")[0]) for i in archive.infolist()]
+        manifest = json.loads(archive.read("study.json"))
+    manifest["study_id"] = "-"
+    manifest["cases"] = ["-"] * len(manifest["cases"])
+    manifest["practice"] = [{**p, "id": "-"} for p in manifest["practice"]]
+    return infos, manifest
+
+
+def test_a_blinded_package_shows_no_trace_of_the_exclusion(study_sources, tmp_path):
+    from cxrgan_desktop.study.key import read_key
+    from tests.test_study_design import assert_blind
+
+    real, synthetic = study_sources
+    files = sorted(synthetic.glob("*.png"))
+    hashes = {p.name: pixel_sha256(pil_pixels(p)) for p in files}
+    settings = StudySettings(image_size=64)
+    plain = build_study(StudyPlan([str(real)], 5, 5, synthetic=[str(synthetic)], seed=4,
+                                  practice=1, settings=settings), tmp_path / "plain", "s")
+    first = _synthetic_cases(plain.key)[:2]  # images the plain draw used: flag them
+    audit = write_audit(tmp_path / "audit", synthetic, hashes, {Path(p).name for p in first})
+    audited = build_study(StudyPlan([str(real)], 5, 5, synthetic=[str(synthetic)], seed=4,
+                                    practice=1, settings=settings,
+                                    exclude_flagged=str(audit / "audit.csv")),
+                          tmp_path / "audited", "s")
+    assert sorted(audited.excluded) == sorted(first)
+    assert not set(first) & set(_synthetic_cases(audited.key))
+    assert audited.audit.passed, audited.audit.text()
+    # the same entries, sizes, dates and manifest: only which images differs
+    assert _entries(audited.package) == _entries(plain.package)
+    assert sorted(p.name for p in (tmp_path / "audited").iterdir()) == sorted(
+        p.name for p in (tmp_path / "plain").iterdir())
+    with zipfile.ZipFile(audited.package) as archive:
+        manifest = json.loads(archive.read("study.json"))
+        text = b"".join(archive.read(name) for name in archive.namelist())
+    assert_blind(manifest, read_key(audited.key), settings)
+    for trace in (sha256_of(audit / "audit.csv"), str(audit), "audit.csv", "flagged",
+                  "exclu", *(Path(p).name for p in first)):
+        assert trace.encode() not in text, trace
+
+
+def test_a_study_from_a_model_draws_further_seeds_past_flagged_samples(
+        study_sources, phantom_generator, tmp_path):
+    from cxrgan_desktop.tasks.generate import generate_to_folder
+
+    real, _ = study_sources
+    samples = tmp_path / "samples"
+    generate_to_folder(phantom_generator, samples, n=6, seed=2)
+    files = sorted(samples.glob("img_*.png"))
+    hashes = {p.name: pixel_sha256(pil_pixels(p)) for p in files}
+    audit = write_audit(tmp_path / "audit", samples, hashes, {files[1].name, files[2].name})
+    plan = StudyPlan([str(real)], 3, 4, model=str(phantom_generator.path), seed=2,
+                     settings=StudySettings(image_size=64), exclude_flagged=str(audit))
+    result = build_study(plan, tmp_path / "study", "m")
+    name = phantom_generator.name
+    assert _synthetic_cases(result.key) == sorted(f"model:{name}#seed2/{i}"
+                                                  for i in (0, 3, 4, 5))
+    assert result.excluded == [f"model:{name}#seed2/{i}" for i in (1, 2)]
+    assert result.audit.passed, result.audit.text()
+
+
+def test_a_damaged_or_edited_audit_is_refused_before_anything_is_written(study_sources,
+                                                                          tmp_path, capsys):
+    real, synthetic = study_sources
+    files = sorted(synthetic.glob("*.png"))
+    audit = write_audit(tmp_path / "audit", synthetic,
+                        {p.name: pixel_sha256(pil_pixels(p)) for p in files}, {files[0].name})
+    table = audit / "audit.csv"
+    table.write_text(table.read_text().replace("true", "false", 1))  # "unflag" by hand
+    plan = StudyPlan([str(real)], 3, 3, synthetic=[str(synthetic)],
+                     settings=StudySettings(image_size=64), exclude_flagged=str(audit))
+    with pytest.raises(AuditFileError, match="audit.csv: changed since the audit"):
+        build_study(plan, tmp_path / "out", "s")
+    assert not (tmp_path / "out").exists()
+    assert main(["study", "build", "--real", str(real), "--synthetic", str(synthetic),
+                 "--n-real", "3", "--n-synthetic", "3", "--size", "64", "--out",
+                 str(tmp_path / "cli"), "--exclude-flagged", str(audit)]) == 2
+    assert f"{table}: changed since the audit" in capsys.readouterr().err
+    assert not (tmp_path / "cli").exists()
+    (audit / "audit.csv").write_bytes(b"\xff\xfe damaged")
+    assert main(["study", "build", "--real", str(real), "--synthetic", str(synthetic),
+                 "--n-real", "3", "--n-synthetic", "3", "--size", "64", "--out",
+                 str(tmp_path / "cli"), "--exclude-flagged", str(audit)]) == 2
+    assert str(table) in capsys.readouterr().err
+    assert not (tmp_path / "cli").exists()
+
+
+def test_the_study_cli_prints_what_the_audit_left_out(study_sources, tmp_path, capsys):
+    real, synthetic = study_sources
+    files = sorted(synthetic.glob("*.png"))
+    audit = write_audit(tmp_path / "audit", synthetic,
+                        {p.name: pixel_sha256(pil_pixels(p)) for p in files},
+                        {p.name for p in files[:5]})
+    assert main(["study", "build", "--real", str(real), "--synthetic", str(synthetic),
+                 "--n-real", "3", "--n-synthetic", "7", "--size", "64", "--out",
+                 str(tmp_path / "cli"), "--exclude-flagged", str(audit)]) == 0
+    out = capsys.readouterr().out
+    assert "5 flagged synthetic image(s) left out" in out and "answer key only" in out
+    assert set(_synthetic_cases(tmp_path / "cli" / "study.key.json")) == {
+        str(p) for p in files[5:]}
+
+
+def test_the_study_builder_dialog_excludes_flagged_images(qtbot, study_sources, tmp_path):
+    pytest.importorskip("pytestqt")
+    from cxrgan_desktop.core.settings import StudyPreferences
+    from cxrgan_desktop.gui.panels.study_builder import StudyBuilderDialog
+
+    real, synthetic = study_sources
+    files = sorted(synthetic.glob("*.png"))
+    audit = write_audit(tmp_path / "audit", synthetic,
+                        {p.name: pixel_sha256(pil_pixels(p)) for p in files},
+                        {p.name for p in files[:4]})
+    preferences = StudyPreferences(real=[str(real)], synthetic=[str(synthetic)], n_real=3,
+                                  n_synthetic=8, practice=0, image_size=256,
+                                  out_folder=str(tmp_path / "out"), name="panel")
+    dialog = StudyBuilderDialog(preferences)
+    qtbot.addWidget(dialog)
+    assert "flagged" in dialog.exclude_flagged.toolTip()
+    dialog.exclude_flagged.setText(str(audit / "audit.csv"))
+    with qtbot.waitSignal(dialog.built, timeout=60_000) as blocker:
+        dialog.controls.run_button.click()
+    result = blocker.args[0]
+    assert set(_synthetic_cases(result.key)) == {str(p) for p in files[4:]}
+    assert "4 flagged synthetic image(s) left out" in dialog.audit.toPlainText()
+    dialog.reject()
+    assert getattr(preferences, "exclude_flagged", None) == str(audit / "audit.csv")
+
+    (audit / "audit.csv").write_text("rank\n")  # edited: refused, naming the file
+    dialog = StudyBuilderDialog(preferences)
+    qtbot.addWidget(dialog)
+    assert dialog.exclude_flagged.text() == str(audit / "audit.csv")
+    dialog.name.setText("again")
+    dialog.controls.run_button.click()
+    qtbot.waitUntil(lambda: "Not built" in dialog.controls.status.text(), timeout=30_000)
+    assert "audit.csv" in dialog.controls.status.text()
+    assert not (tmp_path / "out" / "again.cxrstudy").exists()
