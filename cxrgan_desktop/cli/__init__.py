@@ -21,6 +21,7 @@ from cxrgan_desktop.cli import fid as cli_fid
 from cxrgan_desktop.cli import generate as cli_generate
 from cxrgan_desktop.cli import lco as cli_lco
 from cxrgan_desktop.cli import models as cli_models
+from cxrgan_desktop.cli import reid as cli_reid
 from cxrgan_desktop.cli import study as cli_study
 from cxrgan_desktop.cli import train as cli_train
 from cxrgan_desktop.cli import tstr as cli_tstr
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_fid.add_parsers(sub)
     cli_study.add_parsers(sub)
     cli_tstr.add_parsers(sub)
+    cli_reid.add_parsers(sub)
     return parser
 
 
