@@ -29,6 +29,8 @@ from cxrgan_desktop.core.settings import Settings, load_settings, save_settings
 from cxrgan_desktop.gui.jobs.model_cache import ModelCache
 from cxrgan_desktop.gui.jobs.slot import JobSlot, ProgressPanel
 from cxrgan_desktop.gui.jobs.worker import JobRunner
+from cxrgan_desktop.gui.panels.audit import AuditPanel
+from cxrgan_desktop.gui.panels.audit_controller import AuditController
 from cxrgan_desktop.gui.panels.fid import FIDPanel
 from cxrgan_desktop.gui.panels.fid_controller import FIDController
 from cxrgan_desktop.gui.panels.generate import GeneratePanel
@@ -47,6 +49,7 @@ from cxrgan_desktop.gui.shell.menus import build_menus
 from cxrgan_desktop.gui.shell.model_watcher import ModelFolderWatcher
 from cxrgan_desktop.gui.shell.preferences import PreferencesDialog, to_viewer_preferences
 from cxrgan_desktop.gui.viewer.gallery import Gallery
+from cxrgan_desktop.gui.viewer.pair import PairView
 from cxrgan_desktop.gui.viewer.viewer import CompareView, ImageViewer
 
 
@@ -74,6 +77,8 @@ class MainWindow(QMainWindow):
         self.centre = QStackedWidget()
         self.centre.addWidget(self.viewer)
         self.centre.addWidget(self.compare)
+        self.audit_pair = PairView()  # an Audit tab row: synthetic | training | difference
+        self.centre.addWidget(self.audit_pair)
         self.setCentralWidget(self.centre)
         self.setAcceptDrops(True)
         self.generate_panel = GeneratePanel()
@@ -84,10 +89,11 @@ class MainWindow(QMainWindow):
         self.fid_panel = FIDPanel()
         self.study_panel = StudyPanel(self.settings)
         self.tstr_panel = TSTRPanel(self.settings.tstr, self.settings.device)
+        self.audit_panel = AuditPanel()
         for panel, title in ((self.generate_panel, "Generate"), (self.lco_panel, "Synthesise"),
                              (self.train_panel, "Train"), (self.fid_panel, "FID"),
                              (self.study_panel, "Study"), (self.tstr_panel, "TSTR"),
-                             (self.library, "Models")):
+                             (self.audit_panel, "Audit"), (self.library, "Models")):
             self.tasks.addTab(_scrolling(panel), title)
         self.tasks_dock = self._dock("Tasks", self.tasks, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.gallery = Gallery()
@@ -106,6 +112,9 @@ class MainWindow(QMainWindow):
         self.generate_panel.load_settings(self.settings)
         self.lco_panel.load_settings(self.settings.lco)
         self.fid = FIDController(self, self.fid_panel, self.settings)
+        self.audit = AuditController(self, self.audit_panel, self.audit_pair, self.settings)
+        self.audit.pairShown.connect(lambda: self.centre.setCurrentWidget(self.audit_pair))
+        self.images.shown.connect(self._leave_audit_pair)
         from cxrgan_desktop.engine.classifier.installed import classifiers_dir
 
         # models and classifiers installed from the command line while the window is open
@@ -161,6 +170,11 @@ class MainWindow(QMainWindow):
         self.generate_panel.model_box.currentIndexChanged.connect(self._update_model_label)
         self.train_panel.runFinished.connect(
             lambda path: self.generate_panel.refresh_models(select=str(path)))
+
+    def _leave_audit_pair(self, *_args) -> None:
+        """A gallery image chosen while an audit pair is on screen: show the viewer."""
+        if self.centre.currentWidget() is self.audit_pair:
+            self.centre.setCurrentWidget(self.viewer)
 
     def _show_status(self, message: str, milliseconds: int) -> None:
         self.statusBar().showMessage(message, milliseconds)
@@ -226,6 +240,7 @@ class MainWindow(QMainWindow):
         self.lco_panel.refresh_classifiers()
         self.fid_panel.real.refresh_models()
         self.fid_panel.fake.refresh_models()
+        self.audit_panel.refresh_models()
         self._update_model_label()
 
     def _model_installed(self, installed) -> None:
@@ -291,6 +306,7 @@ class MainWindow(QMainWindow):
         prefs = to_viewer_preferences(self.settings.viewer)
         self.viewer.set_preferences(prefs)
         self.compare.set_preferences(prefs)
+        self.audit_pair.set_preferences(prefs)
         self.viewer.set_inverted(self.settings.viewer.invert)
 
     def edit_preferences(self) -> None:
@@ -306,6 +322,7 @@ class MainWindow(QMainWindow):
             self._device_probe.wait(10_000)
         self.models_tab.shutdown()
         self.images.shutdown()
+        self.audit.shutdown()
         self.train_panel.shutdown()
         if self.tstr_panel.is_running():
             self.tstr_panel.cancel()  # finished arms are kept; the next run continues
@@ -314,6 +331,7 @@ class MainWindow(QMainWindow):
         self.generate_panel.store_settings(self.settings)
         self.lco_panel.store_settings(self.settings.lco)
         self.fid.store_settings()
+        self.audit.store_settings()
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()
         self.settings.window_state = bytes(self.saveState().toBase64()).decode()
         save_settings(self.settings)
