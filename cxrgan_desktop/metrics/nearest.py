@@ -88,9 +88,14 @@ def _checked_block(block: Any, what: str) -> np.ndarray:
 def _block_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best columns of each row of ``scores`` [q, n]; where the k-th value is tied,
     the lowest column numbers win (``torch.topk`` makes no promise about ties)."""
-    values, columns = torch.topk(scores, k, dim=1)
+    if k >= scores.shape[1]:
+        return torch.topk(scores, k, dim=1)
+    # one more than asked for: the set is ambiguous only where the k-th equals the (k+1)-th,
+    # which costs nothing next to comparing the whole block with the k-th value
+    values, columns = torch.topk(scores, k + 1, dim=1)
+    tied_rows = (values[:, k - 1] == values[:, k]).nonzero().flatten()
+    values, columns = values[:, :k], columns[:, :k]
     threshold = values[:, -1:]
-    tied_rows = ((scores >= threshold).sum(dim=1) > k).nonzero().flatten()
     if tied_rows.numel():
         sub = scores[tied_rows]
         limit = threshold[tied_rows]
