@@ -21,6 +21,14 @@ EXIT_ERROR, EXIT_CANCELLED = 2, 130
 KEPT_ON_DISK_ERROR = "files written before are whole; none is left half-written"
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +60,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-from", type=Path, help="fine-tune from this generator file")
     p.add_argument("--run-dir", type=Path, help="run folder; an existing one is resumed "
                    "(default: a new numbered folder under your data folder's runs/)")
+    p.add_argument("--hold-out-patients", type=_fraction, metavar="FRACTION",
+                   help="keep this fraction of the training folder's images out of training, "
+                   "as whole patients (from the labels CSV's Patient ID, else from "
+                   "ChestX-ray14 file names), and list them in the run folder's "
+                   "held_out.json. Why: the memorisation audit (cxrgan audit --held-out "
+                   "RUN_DIR) calibrates how close a generated image may come to a training "
+                   "image by how close real patients the generator never saw come; 0.1 is a "
+                   "usual choice. A resumed run needs the same value. Default: the config's "
+                   "hold_out_fraction (0: train on every image)")
+    p.add_argument("--hold-out-seed", type=int, metavar="S",
+                   help="seed of the choice of held-out patients (same seed and folder: same "
+                   "patients). Default: the config's hold_out_seed (0)")
     add_device_option(p)
     p.add_argument("--stop-at", type=int, help="stop after this many images (resume later)")
     p.set_defaults(func=_cmd_train)
@@ -89,6 +109,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 labels_csv=str(args.labels or config.data.labels_csv))
         if args.init_from:
             overrides["init_from"] = str(args.init_from)
+        if args.hold_out_patients is not None:
+            overrides["hold_out_fraction"] = args.hold_out_patients
+        if args.hold_out_seed is not None:
+            overrides["hold_out_seed"] = args.hold_out_seed
         config = dataclasses.replace(config, **overrides)
     except ValueError as error:
         raise UserError(str(error)) from error

@@ -74,6 +74,10 @@ class TrainConfig:
     init_from: str = ""  # fine-tuning: a generator file (native or the paper's)
     freeze_below: int = 0  # fine-tuning: freeze generator layers below this resolution
     d_warmup_images: int = 20_000  # fine-tuning without a discriminator: train D alone first
+    # patients kept out of training for the memorisation audit (engine/training/holdout.py);
+    # 0 = none: every listed image trains, exactly as before the option existed
+    hold_out_fraction: float = 0.0
+    hold_out_seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
@@ -96,6 +100,13 @@ class TrainConfig:
         if self.ema_half_life_images < 0 or self.ema_rampup < 0 or self.cpu_threads < 0:
             raise ValueError("ema_half_life_images, ema_rampup and cpu_threads must not be "
                              "negative")
+        object.__setattr__(self, "hold_out_fraction", float(self.hold_out_fraction))
+        object.__setattr__(self, "hold_out_seed", int(self.hold_out_seed))
+        if not 0.0 <= self.hold_out_fraction < 1.0:
+            raise ValueError(f"hold_out_fraction must be at least 0 and below 1, got "
+                             f"{self.hold_out_fraction}")
+        if self.hold_out_seed < 0:
+            raise ValueError(f"hold_out_seed must not be negative, got {self.hold_out_seed}")
 
     def ema_beta(self, images_shown: int, batch: int) -> float:
         """The EMA weight kept in the step that trains on ``batch`` images after

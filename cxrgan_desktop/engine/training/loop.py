@@ -48,6 +48,7 @@ class TrainingData:
     fingerprint: str
     description: str
     batch: Callable[[int, Sequence[int]], torch.Tensor]  # (resolution, indices) -> [B,1,R,R]
+    held_out: dict | None = None  # HeldOut.summary() when patients are kept out of training
 
 
 @dataclass
@@ -299,6 +300,7 @@ def _write_manifest(run: Path, config: TrainConfig, data: TrainingData,
         "dataset": {"fingerprint": data.fingerprint, "images": data.count,
                     "description": data.description},
         "total_images": total_images(config),
+        **({"held_out": data.held_out} if data.held_out else {}),
         "updated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     })
 
@@ -311,4 +313,5 @@ def _export(state: TrainingState, data: TrainingData, run: Path) -> Path:
         provenance={"training_data": data.description, "dataset_fingerprint": data.fingerprint,
                     "images_shown": state.images_shown, "seed": config.seed,
                     "training_seconds": round(state.elapsed_s, 1),
-                    "config": config.to_dict()})
+                    "config": config.to_dict(),
+                    **({"held_out": data.held_out} if data.held_out else {})})

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -159,6 +160,19 @@ class TrainPanel(QWidget):
             button.clicked.connect(lambda _=False, e=edit, f=folder: self._browse(e, f))
             browse[key] = button
         self.keep_running = QCheckBox("keep training after the window closes")
+        self.hold_out = QDoubleSpinBox()  # percent of the images, as whole patients
+        self.hold_out.setRange(0.0, 90.0)
+        self.hold_out.setSingleStep(5.0)
+        self.hold_out.setDecimals(1)
+        self.hold_out.setSuffix(" % of the images (whole patients)")
+        self.hold_out.setSpecialValueText("none (train on every image)")
+        self.hold_out.setToolTip(
+            "Keep this share of the images out of training, as whole patients (from the "
+            "labels CSV's Patient ID, else from ChestX-ray14 file names), listed in the run "
+            "folder's held_out.json. The memorisation audit calibrates how close a generated "
+            "image may come to a training image on these real patients the generator never "
+            "saw (10 % is usual). A resumed run needs the same value. "
+            "cxrgan train --hold-out-patients")
 
         form = QFormLayout()
         form.addRow("Preset", self.preset)
@@ -167,6 +181,7 @@ class TrainPanel(QWidget):
         form.addRow("Labels", _path_row(self.labels, browse["labels"]))
         form.addRow("Start from", _path_row(self.init_from, browse["init"]))
         form.addRow("Run folder", _path_row(self.run_dir, browse["run"]))
+        form.addRow("Hold out", self.hold_out)
         form.addRow("", self.keep_running)
 
         self.start_button = QPushButton("Start / resume")
@@ -194,6 +209,7 @@ class TrainPanel(QWidget):
         self.curve_g = self.plot.plot([], [], pen=pg.mkPen("#5fb3ff", width=1.5), name="G loss")
         self.wheel_guard = WheelOnlyWhenFocused(self)
         self.wheel_guard.watch(self.preset)
+        self.wheel_guard.watch(self.hold_out)
         self.wheel_guard.watch(self.plot, self.plot.viewport())
         for spin in self.findChildren(QAbstractSpinBox):
             self.wheel_guard.watch(spin)
@@ -227,6 +243,8 @@ class TrainPanel(QWidget):
             args += ["--labels", self.labels.text().strip()]
         if self.init_from.text().strip():
             args += ["--init-from", self.init_from.text().strip()]
+        if self.hold_out.value() > 0:
+            args += ["--hold-out-patients", f"{self.hold_out.value() / 100:g}"]
         args += ["--run-dir", self.run_dir.text().strip()]
         return args
 
