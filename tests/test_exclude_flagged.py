@@ -268,3 +268,81 @@ def test_the_study_builder_dialog_excludes_flagged_images(qtbot, study_sources, 
     qtbot.waitUntil(lambda: "Not built" in dialog.controls.status.text(), timeout=30_000)
     assert "audit.csv" in dialog.controls.status.text()
     assert not (tmp_path / "out" / "again.cxrstudy").exists()
+
+
+# -- cxrgan generate --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def generated(phantom_generator, tmp_path_factory):
+    """Six images of seed 5 written without an audit, and an audit flagging numbers 1 and 4
+    (hashed from the PNGs as Pillow reads them)."""
+    from cxrgan_desktop.tasks.generate import generate_to_folder
+
+    root = tmp_path_factory.mktemp("generated")
+    generate_to_folder(phantom_generator, root / "all", n=6, seed=5)
+    files = sorted((root / "all").glob("img_*.png"))
+    hashes = {p.name: pixel_sha256(pil_pixels(p)) for p in files}
+    flagged = {files[1].name, files[4].name}
+    audit = write_audit(root / "audit", root / "all", hashes, flagged)
+    return audit, {hashes[n] for n in flagged}, set(hashes.values())
+
+
+def _generate(phantom_generator, out: Path, *extra: str) -> int:
+    return main(["generate", "--model", str(phantom_generator.path), "--n", "6", "--seed", "5",
+                 "--device", "cpu", "--out", str(out), *extra])
+
+
+@pytest.mark.parametrize("image_format", ["png16", "dicom"])
+def test_generate_does_not_write_flagged_images(phantom_generator, generated, tmp_path,
+                                                capsys, image_format):
+    audit, flagged, every = generated
+    out = tmp_path / "out"
+    assert _generate(phantom_generator, out, "--format", image_format,
+                     "--exclude-flagged", str(audit)) == 0
+    assert "left out 2 image(s) flagged" in capsys.readouterr().out
+    suffix = ".png" if image_format == "png16" else ".dcm"
+    files = sorted(out.glob(f"img_*{suffix}"))
+    read = pil_pixels if image_format == "png16" else dicom_pixels
+    written = {pixel_sha256(read(p)) for p in files}
+    assert [p.stem for p in files] == ["img_00000", "img_00002", "img_00003", "img_00005"]
+    assert written == every - flagged
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and len(manifest["images"]) == 4
+    section = manifest["exclude_flagged"]
+    assert section["excluded"] == 2 and section["excluded_indices"] == [1, 4]
+    assert section["replacements"].startswith("none")
+    [used] = section["audits"]
+    assert used["audit_sha256"] == sha256_of(audit / "audit.csv")
+    assert used["audit_csv"] == str((audit / "audit.csv").resolve())
+    assert used["excluded_files"] == [f"img_00001{suffix}", f"img_00004{suffix}"]
+    assert used["thresholds"] == {"pixels": 0.97, "alpha": 0.001}
+    assert used["flagged_images"] == 2 and used["audited_images"] == 6
+
+
+def test_generate_resumed_with_an_audit_removes_flagged_images_and_keeps_them_out(
+        phantom_generator, generated, tmp_path, capsys):
+    audit, flagged, every = generated
+    out = tmp_path / "out"
+    assert _generate(phantom_generator, out) == 0
+    assert len(list(out.glob("img_*.png"))) == 6
+    assert _generate(phantom_generator, out, "--resume", "--exclude-flagged", str(audit)) == 0
+    assert {pixel_sha256(pil_pixels(p)) for p in out.glob("img_*.png")} == every - flagged
+    assert _generate(phantom_generator, out, "--resume") == 0  # without the audit: still out
+    capsys.readouterr()
+    assert {pixel_sha256(pil_pixels(p)) for p in out.glob("img_*.png")} == every - flagged
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["exclude_flagged"]["excluded_indices"] == [1, 4]
+    assert [i["index"] for i in manifest["images"]] == [0, 2, 3, 5]
+
+
+def test_generate_refuses_a_damaged_audit_and_writes_nothing(phantom_generator, generated,
+                                                             tmp_path, capsys):
+    audit, _, _ = generated
+    edited = tmp_path / "edited"
+    shutil.copytree(audit, edited)
+    table = edited / "audit.csv"
+    table.write_text(table.read_text() + "\n", encoding="utf-8")
+    assert _generate(phantom_generator, tmp_path / "out", "--exclude-flagged",
+                     str(table)) == 2
+    assert f"{table}: changed since the audit" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -54,6 +54,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    "Width stored in the files, in stored units 0..65535 (default: the full "
                    "range, 32768,65536)")
     p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    p.add_argument("--exclude-flagged", metavar="AUDIT", help="a memorisation audit (its "
+                   "folder or audit.csv, from `cxrgan audit`): an image whose pixels it "
+                   "flagged is not written, and is not replaced (a replacement would not have "
+                   "been audited); the manifest records the audit and the indices left out. "
+                   "Example: --exclude-flagged audit/")
     used = p.add_mutually_exclusive_group()
     used.add_argument("--overwrite", action="store_true", help="the output folder holds an "
                       "earlier run: remove its images, latents and manifest first (other "
@@ -90,6 +95,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     elif args.n < 1:
         raise UserError("--n must be at least 1")
     count = len(latents) if latents is not None else args.n
+    flagged = None
+    if args.exclude_flagged:
+        from cxrgan_desktop.tasks.audit_file import AuditFileError, read_flagged
+
+        try:
+            flagged = read_flagged(args.exclude_flagged)
+        except AuditFileError as error:
+            raise UserError(str(error)) from error
     print(f"model {model.name} ({model.resolution}x{model.resolution}, sha256 "
           f"{model.sha256[:16]}...) on {device}", file=sys.stderr)
     result = run_job(lambda progress, cancel: generate_to_folder(
@@ -97,8 +110,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         latents=latents, latents_source=args.latents, batch_size=args.batch_size,
         device=str(device), precision=args.precision, image_format=args.image_format,
         window=window, overwrite=args.overwrite, resume=args.resume, progress=progress,
-        cancel=cancel), count, "img", "generate",
+        cancel=cancel, exclude=flagged), count, "img", "generate",
         f"the finished images and manifest.json are in {args.out}; add --resume to finish "
         "them")
     print(f"wrote {len(result.files)} images and {result.manifest}")
+    if flagged is not None or result.excluded:
+        indices = ", ".join(str(i) for i in sorted(result.excluded)) or "none"
+        print(f"left out {len(result.excluded)} image(s) flagged by the memorisation audit "
+              f"(indices: {indices}); no replacements were generated (they would not have "
+              "been audited)")
     return 0

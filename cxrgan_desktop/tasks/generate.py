@@ -16,6 +16,12 @@ The manifest describes exactly the files beside it, however the run ends:
   and only at the end does it say ``"complete": true``. Every file is written atomically, so
   a killed run leaves whole files and a manifest that lists only images of its recipe; the
   same command with ``resume`` finishes it, and removes images the manifest does not list.
+
+With a memorisation audit (``exclude``), an image whose pixels the audit flagged is not
+written (and, when resuming, one already written is removed); the manifest lists the audit
+(:meth:`~cxrgan_desktop.tasks.audit_file.FlaggedImages.record`) and the indices it left out,
+which stay left out when the run is resumed, with or without the audit. No replacements are
+rendered: the folder holds fewer images than asked, and the manifest says so.
 """
 
 from __future__ import annotations
@@ -47,8 +53,10 @@ from cxrgan_desktop.imaging.dicom_export import (
     new_synthetic_series,
     numbered_name,
 )
-from cxrgan_desktop.imaging.png16 import write_png16
+from cxrgan_desktop.imaging.pixel_hash import pixel_sha256
+from cxrgan_desktop.imaging.png16 import read_png16, write_png16
 from cxrgan_desktop.imaging.windowing import Window, unit_window
+from cxrgan_desktop.tasks.audit_file import FlaggedImages
 
 MANIFEST_NAME = "manifest.json"
 LATENTS_NAME = "latents.npy"
@@ -62,6 +70,8 @@ FORMAT_DESCRIPTIONS = {
 }
 IMAGE_RE = re.compile(r"^img_\d{5,}\.(png|dcm)$")  # numbered_name's files, both formats
 LATENT_RECIPE = "numpy.random.default_rng([seed, index]).standard_normal(latent_size), float32"
+NO_REPLACEMENTS = ("none: an excluded image is not replaced by another sample (a replacement "
+                   "would not have been audited), so the folder holds fewer images than asked")
 
 
 @dataclass
@@ -70,6 +80,8 @@ class GenerateResult:
     files: list[Path] = field(default_factory=list)
     cancelled: bool = False
     series: SyntheticSeries | None = None  # DICOM only: the study/series all files share
+    excluded: list[int] = field(default_factory=list)  # indices an audit left out, any run
+    audits: list[dict[str, Any]] = field(default_factory=list)  # the audits used, with theirs
 
     @property
     def manifest(self) -> Path:
@@ -104,8 +116,8 @@ def generate_to_folder(model: LoadedGenerator, out_dir: str | Path, *,
                        overwrite: bool = False, resume: bool = False,
                        progress: ProgressFn = no_progress,
                        cancel: threading.Event | None = None,
-                       on_image: Callable[[int, np.ndarray, Path], None] | None = None
-                       ) -> GenerateResult:
+                       on_image: Callable[[int, np.ndarray, Path], None] | None = None,
+                       exclude: FlaggedImages | None = None) -> GenerateResult:
     """Render ``latents`` (or ``n`` seeded ones) into ``out_dir`` with a manifest.
 
     ``image_format`` is ``"png16"`` or ``"dicom"``; ``window`` (stored units 0..65535, default
@@ -114,6 +126,7 @@ def generate_to_folder(model: LoadedGenerator, out_dir: str | Path, *,
     A folder holding an earlier run raises :class:`OutputFolderError` unless ``overwrite``
     (replace it) or ``resume`` (continue it; same recipe only) is given. Raises
     :class:`~cxrgan_desktop.core.jobs.Cancelled` after writing the manifest of what was finished.
+    ``exclude``: an image whose pixels this audit flagged is not written (see the module).
     """
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"unknown image format {image_format!r}; choose from {IMAGE_FORMATS}")
@@ -134,7 +147,7 @@ def generate_to_folder(model: LoadedGenerator, out_dir: str | Path, *,
     with output_lock(out, "generate"):
         return _generate_locked(model, out, latents, recipe, seed, latents_source, batch_size,
                                 device, precision, image_format, window, overwrite, resume,
-                                progress, cancel, on_image, count)
+                                progress, cancel, on_image, count, exclude)
 
 
 def existing_run(out_dir: str | Path) -> str | None:
@@ -157,14 +170,17 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
                      window: Window | None, overwrite: bool, resume: bool,
                      progress: ProgressFn, cancel: threading.Event | None,
                      on_image: Callable[[int, np.ndarray, Path], None] | None,
-                     count: int) -> GenerateResult:
+                     count: int, exclude: FlaggedImages | None = None) -> GenerateResult:
     """The job, with the folder's lock held (see the module's docstring for the order)."""
     manifest, ours = _earlier_run(out)
     kept: dict[int, Path] = {}
     series: SyntheticSeries | None = None
+    exclusions = _Exclusions(exclude, count, image_format)
     if manifest is not None or ours:
         if resume:
             kept, series = _resumable(out, manifest, ours, recipe, count, image_format)
+            exclusions.carry_over(manifest or {})
+            kept = exclusions.screen(kept, cancel)
         elif not overwrite:
             raise OutputFolderError(
                 f"{_describe_earlier(out, manifest, ours)}; overwrite it (--overwrite), "
@@ -174,6 +190,7 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
     if image_format == "dicom":
         result.series = series or new_synthetic_series(model.name, model.sha256)
     result.files = [kept[i] for i in sorted(kept)]
+    result.excluded, result.audits = exclusions.indices, exclusions.audits
 
     listed: set[Path] = set()  # the images the manifest on disk lists
     latents_info = _latents_info(seed, latents_source)  # hashed once, not on every write
@@ -192,7 +209,7 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
         if path.name not in keep:
             path.unlink(missing_ok=True)
     _save_latents(out / LATENTS_NAME, latents)
-    done = set(kept)
+    done = set(kept) | set(exclusions.indices)
     progress(len(done) / count, f"{len(done)}/{count} images")
     try:
         for start in range(0, count, batch_size):
@@ -204,6 +221,9 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
             for index, image in zip(indices, images, strict=True):
                 check_cancel(cancel)
                 path = out / image_name(index, count, image_format)
+                if exclusions.leaves_out(index, image[0]):
+                    done.add(index)
+                    continue
                 if result.series is not None:
                     info = SyntheticImageInfo(
                         index, seed=seed, window=window or unit_window(),
@@ -230,6 +250,87 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
         raise
     write_manifest()
     return result
+
+
+def stored_image(path: Path) -> np.ndarray:
+    """A 16-bit PNG or synthetic DICOM this program wrote, as the [0, 1] image it was made
+    from (stored value / 65535, no windowing), so that its pixel hash is the image's."""
+    if path.suffix.lower() == ".dcm":
+        import pydicom
+
+        try:
+            return pydicom.dcmread(path).pixel_array.astype(np.float64) / 65535.0
+        except OSError:
+            raise
+        except Exception as error:  # a decoder can fail in any way on damaged bytes
+            raise ValueError(f"{path}: no readable pixel data ({error})") from error
+    return read_png16(path)
+
+
+class _Exclusions:
+    """The images audits left out of this folder: this run's audit and earlier runs'."""
+
+    def __init__(self, flagged: FlaggedImages | None, count: int, image_format: str) -> None:
+        self.flagged, self.count, self.image_format = flagged, count, image_format
+        self.indices: list[int] = []  # every index left out, by any audit (shared list)
+        self.audits: list[dict[str, Any]] = []  # records, this run's last (shared list)
+        self.mine: dict[str, Any] | None = None
+        if flagged is not None:
+            self.mine = {**flagged.record([]), "excluded_indices": []}
+            self.audits.append(self.mine)
+
+    def carry_over(self, manifest: dict[str, Any]) -> None:
+        """Keep what earlier runs of the folder left out: it stays out on a resume."""
+        earlier = manifest.get("exclude_flagged")
+        if not isinstance(earlier, dict):
+            return
+        for audit in earlier.get("audits", []):
+            if not isinstance(audit, dict):
+                continue
+            indices = [i for i in audit.get("excluded_indices", [])
+                       if isinstance(i, int) and 0 <= i < self.count]
+            if self.mine is not None and audit.get("audit_sha256") == self.mine["audit_sha256"]:
+                self._note(self.mine, indices)
+            else:
+                self.audits.insert(len(self.audits) - (self.mine is not None), audit)
+                self.indices.extend(i for i in indices if i not in self.indices)
+
+    def screen(self, kept: dict[int, Path], cancel: threading.Event | None
+               ) -> dict[int, Path]:
+        """The kept images of an earlier run, less those left out (before or now)."""
+        kept = {i: p for i, p in kept.items() if i not in self.indices}
+        if self.flagged is None:
+            return kept
+        out = {}
+        for index, path in sorted(kept.items()):
+            check_cancel(cancel)
+            try:
+                pixels = stored_image(path)
+            except (OSError, ValueError):  # unreadable: not kept, so rendered again, checked
+                continue
+            if not self.leaves_out(index, pixels):
+                out[index] = path
+        return out
+
+    def leaves_out(self, index: int, image: np.ndarray) -> bool:
+        """True (and noted) when this run's audit flagged the image's pixels."""
+        if self.flagged is None or self.mine is None:
+            return False
+        if not self.flagged.is_flagged(pixel_hash=pixel_sha256(image)):
+            return False
+        self._note(self.mine, [index])
+        return True
+
+    def _note(self, audit: dict[str, Any], indices: list[int]) -> None:
+        for index in indices:
+            if index not in audit["excluded_indices"]:
+                audit["excluded_indices"].append(index)
+                audit["excluded_indices"].sort()
+            if index not in self.indices:
+                self.indices.append(index)
+        audit["excluded_files"] = [image_name(i, self.count, self.image_format)
+                                   for i in audit["excluded_indices"]]
+        audit["excluded"] = len(audit["excluded_indices"])
 
 
 def _earlier_run(out: Path) -> tuple[dict[str, Any] | None, list[Path]]:
@@ -356,10 +457,15 @@ def _manifest(model: LoadedGenerator, renderer: Renderer, result: GenerateResult
         "batch_size": batch_size,
         "format": FORMAT_DESCRIPTIONS[image_format],
         "requested": requested,
-        "complete": len(result.files) == requested and not result.cancelled,
+        "complete": (len(result.files) + len(result.excluded) == requested
+                     and not result.cancelled),
         "recipe": recipe,
         "images": [{"index": _index_of(p), "file": p.name} for p in result.files],
     }
+    if result.audits:
+        manifest["exclude_flagged"] = {
+            "audits": result.audits, "excluded": len(result.excluded),
+            "excluded_indices": sorted(result.excluded), "replacements": NO_REPLACEMENTS}
     if result.series is not None:
         shown = window or unit_window()
         manifest["dicom"] = {"study_instance_uid": result.series.study_uid,
