@@ -231,6 +231,9 @@ def test_training_never_draws_a_held_out_patient_and_resume_keeps_the_set(
                "patients": len(held_pids), "files_sha256": sha, "record": HELD_OUT_JSON}
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["held_out"] == summary
+    assert manifest["dataset"]["description"].endswith(
+        f"; {N_IMAGES - len(held['files'])} trained on, {len(held['files'])} images of "
+        f"{len(held_pids)} patients held out")
     saved = json.loads((run / "config.json").read_text())
     assert (saved["hold_out_fraction"], saved["hold_out_seed"]) == (0.3, 2)
     for model in (result.final_model, export):

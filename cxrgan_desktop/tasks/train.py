@@ -135,8 +135,9 @@ def apply_held_out(prepared: PreparedData, config: TrainConfig, held: HeldOut | 
         return whole.batch(resolution, rows[np.asarray(indices, dtype=np.int64)])
 
     return TrainingData(len(rows), whole.fingerprint,
-                        f"{whole.description}; {len(rows)} trained on, {len(held.files)} of "
-                        f"{len(held.patient_ids)} patients held out", batch, held.summary())
+                        f"{whole.description}; {len(rows)} trained on, {len(held.files)} "
+                        f"images of {len(held.patient_ids)} patients held out", batch,
+                        held.summary())
 
 
 def run_training(config: TrainConfig, run_dir: Path, *, device: str = "auto",
