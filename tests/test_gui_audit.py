@@ -114,7 +114,8 @@ def test_table_follows_the_csv_ranks_and_marks_flagged_rows(qtbot, shown_window,
         assert (background is not None) == (line["flagged"] == "true")
     assert [line["flagged"] for line in expected[:2]] == ["true", "true"]  # flagged first
     summary = panel.summary.text()
-    assert "2 of 5 flagged" in summary and "0.9512" in summary and "0.1 %" in summary
+    assert "2 of 5 flagged" in summary and "pixels similarity ≥ 0.9512" in summary
+    assert "alpha 0.1 %" in summary and not panel.setup.isVisibleTo(panel)
     # the two flagged rows matched (in pixels) training patients 900001 and 900000
     assert "matching 2 distinct training patient(s)" in summary
     assert panel.sheet_button.isEnabled() and dialogs == []

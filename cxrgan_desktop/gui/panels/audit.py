@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -149,18 +150,31 @@ class AuditPanel(QWidget):
         super().__init__(parent)
         self.report: AuditReport | None = None
         self._running = False
-        layout = QVBoxLayout(self)
-        layout.addWidget(self._sources_box())
-        layout.addWidget(self._method_box())
+        # the form folds away while results are read: the dock is short, the table needs rows
+        self.setup_toggle = QToolButton()
+        self.setup_toggle.setText("Set up an audit")
+        self.setup_toggle.setCheckable(True)
+        self.setup_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.setup_toggle.setStyleSheet("QToolButton { border: none; font-weight: bold; }")
+        self.setup = QWidget()
+        setup = QVBoxLayout(self.setup)
+        setup.setContentsMargins(0, 0, 0, 0)
+        setup.addWidget(self._sources_box())
+        setup.addWidget(self._method_box())
         self.out_dir = PathField("audit folder to write…")
         out_row = QFormLayout()
         out_row.addRow("Output folder", self.out_dir)
-        layout.addLayout(out_row)
+        setup.addLayout(out_row)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.setup_toggle)
+        layout.addWidget(self.setup)
         self.controls = JobControls("Run audit", "Find each synthetic image's nearest training "
                                     "images and flag those closer than unseen patients are")
         layout.addWidget(self.controls)
         layout.addWidget(self._results_box(), 1)
 
+        self.setup_toggle.toggled.connect(self.set_setup_visible)
+        self.set_setup_visible(True)
         self.controls.run_button.clicked.connect(self.request_audit)
         self.controls.cancel_button.clicked.connect(self.cancelRequested)
         for widget in (self.train_dir, self.synthetic_path, self.held_out, self.out_dir,
@@ -320,6 +334,12 @@ class AuditPanel(QWidget):
             "Inception-v3 pool features (the FID network)" if available else
             "Needs the FID Inception weights (the FID tab downloads or locates them)")
 
+    def set_setup_visible(self, visible: bool) -> None:
+        self.setup.setVisible(visible)
+        self.setup_toggle.setChecked(visible)
+        self.setup_toggle.setArrowType(Qt.ArrowType.DownArrow if visible
+                                       else Qt.ArrowType.RightArrow)
+
     def _kind_changed(self, *_args) -> None:
         is_model = self.synthetic_kind.currentData() == "model"
         self.synthetic_path.setVisible(not is_model)
@@ -432,6 +452,7 @@ class AuditPanel(QWidget):
         self.summary.setText(summary_html(report))
         self.summary.setToolTip(str(report.folder))
         self._show_sheet_buttons()
+        self.set_setup_visible(False)
 
     def current_space(self) -> str:
         return self.pair_space.currentData() or ""
@@ -522,8 +543,8 @@ def summary_html(report: AuditReport) -> str:
     for space in report.spaces:
         value = spaces.get(space, {}).get("threshold_similarity")
         name = SPACE_NAMES.get(space, space)
-        thresholds.append(f"{name} ≥ {value:.4f}" if isinstance(value, int | float)
+        thresholds.append(f"{name} similarity ≥ {value:.4f}" if isinstance(value, int | float)
                           else f"{name}: no threshold recorded")
     alpha = report.summary.get("alpha")
     alpha_text = f"alpha {percent(alpha)}" if isinstance(alpha, int | float) else "alpha ?"
-    return f"{text}<br>Flagged at similarity {', '.join(thresholds)} ({alpha_text})."
+    return f"{text}<br>Thresholds ({alpha_text}): {', '.join(thresholds)}."

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
+from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
 
 from cxrgan_desktop.gui.viewer.viewer import CompareView, ImageViewer, ViewerPreferences
 from cxrgan_desktop.imaging.display import DisplayInfo, DisplayUnits, NamedWindow, display_info
@@ -130,6 +130,8 @@ class PairView(QWidget):
         for column, title in enumerate(self.titles):
             title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             title.setStyleSheet("padding: 2px 4px;")
+            title.setWordWrap(True)  # a long file name must not widen its column
+            title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
             layout.addWidget(title, 0, column)
         layout.addWidget(self.compare, 1, 0, 1, 2)
         layout.addWidget(self.difference, 1, 2)
