@@ -71,7 +71,10 @@ def _csv_rows(folder):
 
 
 def _open_audit(qtbot, win, folder):
-    win.show_task(win.audit_panel)
+    menu_item = next(a for m in win.menuBar().actions() for a in m.menu().actions()
+                     if a.shortcut().toString() == "Ctrl+Shift+M")
+    menu_item.trigger()
+    assert win.tasks.currentWidget().widget() is win.audit_panel
     win.audit.open_audit(str(folder))
     qtbot.waitUntil(lambda: win.audit_panel.report is not None, timeout=10_000)
     return win.audit_panel

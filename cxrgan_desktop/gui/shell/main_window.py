@@ -252,6 +252,9 @@ class MainWindow(QMainWindow):
     def show_tstr_panel(self) -> None:
         self.show_task(self.tstr_panel)
 
+    def show_audit_panel(self) -> None:
+        self.show_task(self.audit_panel)
+
     def show_fid_panel(self) -> None:
         self.show_task(self.fid_panel)
 

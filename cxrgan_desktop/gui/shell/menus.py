@@ -63,6 +63,8 @@ def build_menus(window) -> None:
             "Ctrl+Shift+A", "The Study tab: score readers' sessions and see the statistics")
     _action(window, image_menu, "&Train on synthetic, test on real…", window.show_tstr_panel,
             "Ctrl+Shift+T", "The TSTR tab: does synthetic data help a classifier?")
+    _action(window, image_menu, "&Memorisation audit…", window.show_audit_panel,
+            "Ctrl+Shift+M", "The Audit tab: are generated images too close to training patients?")
     _action(window, image_menu, "&Cancel job", window.cancel_job, "Esc")
     image_menu.addSeparator()
     _action(window, image_menu, "&Next image", lambda: window.gallery.step(1), "Right")
