@@ -4,7 +4,8 @@ Each subcommand parses, calls the library (the long jobs in ``tasks/``), and rep
 imports (torch) happen inside the commands, after :func:`runtime.configure_before_torch`.
 One module per command family: ``generate``, ``models`` (models, import-model, info), ``data``
 (phantom, convert), ``train`` (train, export-run), ``classifier``, ``lco`` (lco, archive),
-``fid`` (fid, fid-weights), ``study``, ``tstr``; ``common`` and ``progress`` serve them all.
+``fid`` (fid, fid-weights), ``study``, ``tstr``, ``audit``, ``reid`` (reid train, info);
+``common`` and ``progress`` serve them all.
 This module builds the parser and runs the chosen command.
 """
 
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from cxrgan_desktop import __version__
+from cxrgan_desktop.cli import audit as cli_audit
 from cxrgan_desktop.cli import classifier as cli_classifier
 from cxrgan_desktop.cli import data as cli_data
 from cxrgan_desktop.cli import fid as cli_fid
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_fid.add_parsers(sub)
     cli_study.add_parsers(sub)
     cli_tstr.add_parsers(sub)
+    cli_audit.add_parsers(sub)
     cli_reid.add_parsers(sub)
     return parser
 

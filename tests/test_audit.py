@@ -1,0 +1,164 @@
+"""The memorisation audit, end to end on phantom patients with planted copies.
+
+The answers are known: each planted synthetic image is a transformed copy of one training
+patient's image (or that patient's follow-up never trained on), and the rest are a model's
+generates. The calibration is checked against its definition by counting.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cxrgan_desktop.core.jobs import Cancelled
+from cxrgan_desktop.tasks.audit import AuditOptions, Calibration, run_audit
+from cxrgan_desktop.tasks.audit_file import read_flagged
+from tests.reference.planted_copies import KINDS, build_scene, recall
+
+N_GENERATES = 200
+COPY_KINDS = ("exact", "noise", "window_level", "jpeg", "half_resize")
+
+
+def _generates(n: int) -> np.ndarray:
+    from cxrgan_desktop.engine.checkpoints import load_generator
+    from cxrgan_desktop.engine.render import Renderer
+    from cxrgan_desktop.store import zoo
+
+    model = load_generator(zoo.resolve_model("demo-phantom-64"))
+    batches = Renderer(model, "cpu").render_seeded(11, n, 50, None)
+    return torch.cat(list(batches)).numpy()[:, 0]
+
+
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory):
+    """The user cache of this module's shared audits (module fixtures run before the
+    per-test isolation, so they need their own; a test reusing their features points its
+    cache here)."""
+    folder = tmp_path_factory.mktemp("audit_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("DATA", "CACHE", "CONFIG"):
+            patch.setenv(f"CXRGAN_{name}_DIR", str(folder / name.lower()))
+        yield folder / "cache"
+
+
+@pytest.fixture(scope="module")
+def scene(module_cache, tmp_path_factory):
+    return build_scene(tmp_path_factory.mktemp("audit_scene"), _generates(N_GENERATES))
+
+
+@pytest.fixture(scope="module")
+def pixel_audit(scene, module_cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("audit_out") / "audit"
+    options = AuditOptions(train_dir=scene.train_dir, out_dir=out,
+                           synthetic=str(scene.synthetic_dir), held_out=scene.held_dir,
+                           labels_csv=scene.labels_csv, spaces=("pixels",))
+    return options, run_audit(options)
+
+
+def test_calibration_counts_held_out_images_at_least_as_close():
+    rng = np.random.default_rng(0)
+    held = rng.uniform(0.2, 0.9, 500).astype(np.float32)
+    queries = np.concatenate([rng.uniform(0.0, 1.0, 300), held[:20]]).astype(np.float32)
+    for alpha in (0.0, 0.001, 0.01, 0.1):
+        cal = Calibration(held, alpha)
+        counts = np.array([(held >= q).sum() for q in queries])  # the definition
+        assert np.allclose(cal.heldout_fraction(queries), counts / len(held))
+        assert (cal.flagged(queries) == (counts <= np.floor(alpha * len(held)))).all()
+        flagged = queries[cal.flagged(queries)]
+        assert (flagged > cal.threshold).all()
+        assert not (queries[~cal.flagged(queries)] > cal.threshold).any()
+
+
+def test_pixel_space_finds_the_planted_copies(scene, pixel_audit):
+    _, report = pixel_audit
+    table = recall(report, scene, "pixels")
+    assert len(report.rows) == N_GENERATES + len(KINDS) * 3
+    for kind in COPY_KINDS:  # the copies a pixel correlation must catch
+        assert table[kind] == (3, 3), (kind, table)
+    flagged, unplanted = table["false_flags"]
+    assert unplanted == N_GENERATES
+    assert flagged <= 0.02 * unplanted, table
+    for row in report.rows:  # each flagged copy's nearest image is its very source
+        planted = scene.planted.get(row.synthetic_file)
+        if planted and planted[0] in COPY_KINDS:
+            assert row.matches["pixels"].training_file == planted[2]
+
+
+def test_audit_files_agree_with_each_other(scene, pixel_audit):
+    options, report = pixel_audit
+    folder = report.folder
+    with (folder / "audit.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
+    flags = [r["flagged"] == "true" for r in rows]
+    assert flags == sorted(flags, reverse=True)  # flagged first
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["flagged"] == sum(flags)
+    assert summary["train"]["images"] == len(list(scene.train_dir.glob("*.png")))
+    assert summary["held_out"]["patients"] == 60
+    with (folder / "neighbours.csv").open(newline="") as handle:
+        neighbours = list(csv.DictReader(handle))
+    assert len(neighbours) == len(rows) * options.k
+    by_file = {}
+    for n in neighbours:
+        by_file.setdefault(n["synthetic_file"], []).append(float(n["similarity"]))
+    for r in rows:
+        sims = by_file[r["synthetic_file"]]
+        assert sims == sorted(sims, reverse=True)
+        assert float(r["pixels_similarity"]) == sims[0]
+    with Image.open(folder / "contact_sheet.png") as sheet:
+        assert sheet.size[0] > 600
+    assert (folder / "contact_sheet.pdf").read_bytes().startswith(b"%PDF")
+    flagged = read_flagged(folder)
+    assert len(flagged.pixel_hashes) == sum(flags)
+
+
+def test_a_rerun_reuses_the_training_features(scene, pixel_audit, module_cache, tmp_path,
+                                              monkeypatch):
+    import cxrgan_desktop.metrics.pixel_ncc as ncc
+
+    monkeypatch.setenv("CXRGAN_CACHE_DIR", str(module_cache))
+    options, first = pixel_audit
+    seen = []
+    real = ncc.ncc_vectors
+    monkeypatch.setattr(ncc, "ncc_vectors", lambda b, size=32: seen.append(len(b)) or real(
+        b, size))
+    again = run_audit(AuditOptions(**{**options.__dict__, "out_dir": tmp_path / "again"}))
+    assert sum(seen) == 0  # every side's features came from the caches
+    assert [r.synthetic_file for r in again.rows] == [r.synthetic_file for r in first.rows]
+    assert [r.risk for r in again.rows] == [r.risk for r in first.rows]
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in sorted(scene.planted)[:10]:
+        shutil.copyfile(scene.synthetic_dir / name, other / name)
+    third = run_audit(AuditOptions(**{**options.__dict__, "out_dir": tmp_path / "third",
+                                      "synthetic": str(other)}))
+    assert sum(seen) == 10  # a new synthetic folder: only its images were embedded
+    assert len(third.rows) == 10
+
+
+def test_held_out_patients_must_not_be_training_patients(scene, tmp_path):
+    options = AuditOptions(train_dir=scene.train_dir, out_dir=tmp_path / "a",
+                           synthetic=str(scene.synthetic_dir), held_out=scene.train_dir,
+                           labels_csv=scene.labels_csv, spaces=("pixels",))
+    with pytest.raises(ValueError, match="also in the training set"):
+        run_audit(options)
+    assert not (tmp_path / "a" / "audit.csv").exists()
+
+
+def test_cancel_leaves_no_audit(scene, tmp_path):
+    cancel = threading.Event()
+    cancel.set()
+    options = AuditOptions(train_dir=scene.train_dir, out_dir=tmp_path / "c",
+                           synthetic=str(scene.synthetic_dir), held_out=scene.held_dir,
+                           labels_csv=scene.labels_csv, spaces=("pixels",))
+    with pytest.raises(Cancelled):
+        run_audit(options, cancel=cancel)
+    assert not (tmp_path / "c" / "audit.csv").exists()
