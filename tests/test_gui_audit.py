@@ -14,7 +14,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 
 from cxrgan_desktop.core.fileio import sha256_file
-from cxrgan_desktop.gui.panels.audit import AuditPreferences
+from cxrgan_desktop.gui.panels.audit import AuditPanel, AuditPreferences
 from cxrgan_desktop.gui.panels.audit_controller import load_preferences
 from cxrgan_desktop.gui.viewer.pair import DIFFERENCE_UNITS, on_grid
 from cxrgan_desktop.imaging.windowing import Window
@@ -276,3 +276,21 @@ def test_run_an_audit_from_the_tab(qtbot, main_window, tiny_scene, tmp_path, dia
     assert model.data(model.index(row, 1)) != ""  # flagged
     assert model.cells(model.row_at(row))[-2:] == [source, patient]
     assert load_preferences().out_dir == str(out)  # the form is remembered when run
+
+
+def test_installed_reid_models_are_offered_by_name(qtbot):
+    from cxrgan_desktop.engine.reid.installed import reid_dir
+
+    reid_dir().mkdir(parents=True)
+    for name in ("zeta", "alpha-reid"):
+        (reid_dir() / f"{name}.safetensors").write_bytes(b"")
+    panel = AuditPanel()
+    qtbot.addWidget(panel)
+    assert [panel.reid_model.itemText(i) for i in range(panel.reid_model.count())] == \
+        ["alpha-reid", "zeta"]
+    panel.use_pixels.setChecked(False)
+    panel.use_reid.setChecked(True)
+    assert panel.request().spaces == ("reid",)
+    assert panel.request().reid_model == "alpha-reid"
+    panel.reid_model.setEditText("")
+    assert "Re-identification: choose a model" in panel.problems()
