@@ -72,13 +72,15 @@ def dialogs(monkeypatch):
 @pytest.fixture(scope="session")
 def phantom_study_sources(tmp_path_factory):
     """make(n, size, seeds) -> (real folder, synthetic folder): two sets of procedural
-    phantoms standing in for the two classes of a reader study."""
+    phantoms standing in for the two classes of a reader study (one image per patient)."""
     from cxrgan_desktop.tasks.phantom import write_phantoms
 
     def make(n: int, size: int, seeds: tuple[int, int]):
         root = tmp_path_factory.mktemp("study_sources")
-        return (write_phantoms(root / "real", n=n, size=size, seed=seeds[0]),
-                write_phantoms(root / "synthetic", n=n, size=size, seed=seeds[1]))
+        return (write_phantoms(root / "real", n=n, size=size, seed=seeds[0],
+                               images_per_patient=1),
+                write_phantoms(root / "synthetic", n=n, size=size, seed=seeds[1],
+                               images_per_patient=1))
 
     return make
 
@@ -90,14 +92,16 @@ LCO_LABELS = ("Cardiomegaly", "Effusion", "Pneumothorax")
 
 @pytest.fixture(scope="session")
 def lco_phantoms(tmp_path_factory):
-    """240 phantoms at 64 px where each of three findings is common (exact labels)."""
+    """240 phantoms at 64 px where each of three findings is common (exact labels), one image
+    per patient."""
     from cxrgan_desktop.labels.distribution import LabelDistribution
     from cxrgan_desktop.tasks.phantom import write_phantoms
 
     folder = tmp_path_factory.mktemp("lco_phantoms")
     distribution = LabelDistribution.independent(
         {"Cardiomegaly": 0.4, "Effusion": 0.4, "Pneumothorax": 0.3})
-    write_phantoms(folder, n=240, size=64, seed=3, distribution=distribution)
+    write_phantoms(folder, n=240, size=64, seed=3, distribution=distribution,
+                   images_per_patient=1)
     return folder
 
 
@@ -141,7 +145,7 @@ def judge_classifier(tmp_path_factory):
     distribution = LabelDistribution.independent(
         {"Cardiomegaly": 0.4, "Effusion": 0.4, "Pneumothorax": 0.3})
     phantoms = write_phantoms(work / "phantoms", n=240, size=64, seed=17,
-                              distribution=distribution)
+                              distribution=distribution, images_per_patient=1)
     labels = LCO_LABELS[::-1]
     spec = DatasetSpec(phantoms, phantoms / "Data_Entry_phantom.csv")
     data = labelled_images(spec, labels, 64, cache_dir=work / "cache")

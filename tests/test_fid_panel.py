@@ -20,8 +20,8 @@ def folders(tmp_path_factory):
     from cxrgan_desktop.tasks.phantom import write_phantoms
 
     root = tmp_path_factory.mktemp("panel_sets")
-    return (write_phantoms(root / "real", n=5, size=32, seed=1),
-            write_phantoms(root / "fake", n=4, size=32, seed=2))
+    return (write_phantoms(root / "real", n=5, size=32, seed=1, images_per_patient=1),
+            write_phantoms(root / "fake", n=4, size=32, seed=2, images_per_patient=1))
 
 
 def _record(fid=3.5, n_real=5000, n_fake=100, kid=True):

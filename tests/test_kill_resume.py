@@ -29,7 +29,8 @@ from cxrgan_desktop.engine.pggan import Generator, PGGANConfig
 from cxrgan_desktop.engine.render import Renderer, latents_for_seed
 from cxrgan_desktop.imaging.png16 import read_png16
 from cxrgan_desktop.labels.chestxray14 import read_data_entry_csv
-from cxrgan_desktop.tasks.phantom import write_phantoms
+from cxrgan_desktop.tasks.phantom import image_name, write_phantoms
+from cxrgan_desktop.tasks.phantom_patients import layout
 
 RNG = np.random.default_rng(18)  # the kill moments: seeded, so a failure can be replayed
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -175,11 +176,11 @@ def test_phantom_killed_three_times_then_rerun_is_exact(tmp_path):
         _kill_during(command, out, RNG.uniform(0.0, 1.5))
     rerun = _run(command)
     assert rerun.returncode == 0, rerun.stderr
-    names = sorted(p.name for p in out.glob("phantom_*.png"))
+    names = sorted(p.name for p in out.glob("*.png"))
     entries = read_data_entry_csv(out / "Data_Entry_phantom.csv")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [e.image_index for e in entries] == names == [f"phantom_{k:05d}.png"
-                                                         for k in range(120)]
+    assert [e.image_index for e in entries] == names == [image_name(p, f) for p, f in
+                                                         layout(5, "chestxray14", 120)]
     assert manifest["n"] == 120 and manifest["complete"] is True
     assert _hidden(out) == []
     assert (out / "Data_Entry_phantom.csv").read_bytes() == (

@@ -266,27 +266,27 @@ def test_independent_forced_and_excluded() -> None:
 # -- the job -------------------------------------------------------------------------------
 
 def test_write_phantoms_folder_and_resume(tmp_path: Path) -> None:
-    full = write_phantoms(tmp_path / "full", n=5, size=32, seed=3)
+    full = write_phantoms(tmp_path / "full", n=5, size=32, seed=3, images_per_patient=1)
     entries = read_data_entry_csv(full / "Data_Entry_phantom.csv")
-    assert [e.image_index for e in entries] == [f"phantom_{k:05d}.png" for k in range(5)]
+    assert [e.image_index for e in entries] == [f"{900000 + k:08d}_000.png" for k in range(5)]
     assert all(e.view_position == "PA" and e.width == 32 for e in entries)
     assert entries[0].pixel_spacing_x == pytest.approx(FIELD_OF_VIEW_MM / 32)
     manifest = json.loads((full / "manifest.json").read_text())
     assert manifest["seed"] == 3 and manifest["n"] == 5 and manifest["size"] == 32
     assert manifest["software_version"] == cxrgan_desktop.__version__
     assert manifest["label_distribution"]["kind"] == "empirical"
-    image = read_png16(full / "phantom_00004.png")
+    image = read_png16(full / "00900004_000.png")
     assert image.shape == (32, 32) and image.std() > 0.05
 
-    part = write_phantoms(tmp_path / "part", n=2, size=32, seed=3)
-    write_phantoms(part, n=5, size=32, seed=3)  # extend
+    part = write_phantoms(tmp_path / "part", n=2, size=32, seed=3, images_per_patient=1)
+    write_phantoms(part, n=5, size=32, seed=3, images_per_patient=1)  # extend
     for k in range(5):
-        name = f"phantom_{k:05d}.png"
+        name = f"{900000 + k:08d}_000.png"
         assert (part / name).read_bytes() == (full / name).read_bytes()
     assert (part / "Data_Entry_phantom.csv").read_text() == (
         full / "Data_Entry_phantom.csv").read_text()
     with pytest.raises(ValueError, match="other settings"):
-        write_phantoms(part, n=5, size=64, seed=3)
+        write_phantoms(part, n=5, size=64, seed=3, images_per_patient=1)
 
 
 def test_write_phantoms_cancel_leaves_whole_files(tmp_path: Path) -> None:
@@ -301,12 +301,13 @@ def test_write_phantoms_cancel_leaves_whole_files(tmp_path: Path) -> None:
     dist = LabelDistribution.independent({"Nodule": 1.0})
     with pytest.raises(Cancelled):
         write_phantoms(tmp_path, n=6, size=32, seed=1, distribution=dist,
-                       progress=progress, cancel=cancel)
+                       progress=progress, cancel=cancel, images_per_patient=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "Data_Entry_phantom.csv", "manifest.json", "phantom_00000.png", "phantom_00001.png"]
+        "00900000_000.png", "00900001_000.png", "Data_Entry_phantom.csv", "manifest.json"]
     entries = read_data_entry_csv(tmp_path / "Data_Entry_phantom.csv")
     assert len(entries) == 2 and all(e.findings == {"Nodule"} for e in entries)
-    write_phantoms(tmp_path, n=6, size=32, seed=1, distribution=dist)  # resume
+    write_phantoms(tmp_path, n=6, size=32, seed=1, distribution=dist,
+                   images_per_patient=1)  # resume
     assert len(read_data_entry_csv(tmp_path / "Data_Entry_phantom.csv")) == 6
 
 
@@ -315,10 +316,10 @@ def test_cli_phantom_writes_images_and_labels(tmp_path, capsys):
     from cxrgan_desktop.labels.chestxray14 import read_data_entry_csv
 
     assert cli.main(["phantom", "--n", "3", "--size", "32", "--seed", "4",
-                     "--out", str(tmp_path)]) == 0
-    assert "wrote 3 phantoms" in capsys.readouterr().out
+                     "--images-per-patient", "1", "--out", str(tmp_path)]) == 0
+    assert "wrote 3 phantom images of 3 patients" in capsys.readouterr().out
     entries = read_data_entry_csv(tmp_path / "Data_Entry_phantom.csv")
-    assert [e.image_index for e in entries] == [f"phantom_0000{i}.png" for i in range(3)]
+    assert [e.image_index for e in entries] == [f"0090000{i}_000.png" for i in range(3)]
     assert cli.main(["phantom", "--n", "3", "--size", "8", "--out", str(tmp_path / "x")]) == 2
 
 

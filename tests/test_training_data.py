@@ -27,14 +27,15 @@ from cxrgan_desktop.engine.training.image_cache import (
 from cxrgan_desktop.engine.training.preprocess import make_square
 from cxrgan_desktop.imaging.png16 import read_png16, write_png16
 from cxrgan_desktop.labels.chestxray14 import FINDINGS, read_data_entry_csv, write_data_entry_csv
-from cxrgan_desktop.tasks.phantom import CSV_NAME, write_phantoms
+from cxrgan_desktop.tasks.phantom import CSV_NAME, image_name, write_phantoms
 
 N = 12
 
 
 @pytest.fixture(scope="module")
 def phantom_master(tmp_path_factory) -> Path:
-    return write_phantoms(tmp_path_factory.mktemp("phantoms"), n=N, size=64, seed=0)
+    return write_phantoms(tmp_path_factory.mktemp("phantoms"), n=N, size=64, seed=0,
+                          images_per_patient=1)
 
 
 @pytest.fixture
@@ -110,13 +111,13 @@ def test_listing_filters(spec, phantoms):
 
 def test_files_and_rows_that_do_not_match(spec, phantoms, caplog):
     rows = _rows(phantoms)
-    write_data_entry_csv(phantoms / CSV_NAME, rows[1:])  # phantom_00000.png loses its row
-    (phantoms / "phantom_00011.png").unlink()  # its row loses its file
+    write_data_entry_csv(phantoms / CSV_NAME, rows[1:])  # image 0 loses its row
+    (phantoms / image_name(11, 0)).unlink()  # its row loses its file
     with caplog.at_level("INFO"):
         listing = list_dataset(spec)
     assert len(listing.files) == N - 2
     reasons = {s.source.name: s.reason for s in listing.skipped}
-    assert "no row" in reasons["phantom_00000.png"]
+    assert "no row" in reasons[image_name(0, 0)]
     assert any("1 of 11 rows have no file" in m for m in caplog.messages)
 
 
@@ -163,7 +164,7 @@ def test_fingerprint_follows_the_data(spec, phantoms):
     write_data_entry_csv(phantoms / CSV_NAME, [hernia, *rows[1:]])
     relabelled = list_dataset(spec).fingerprint()
     assert relabelled != first
-    path = phantoms / "phantom_00002.png"
+    path = phantoms / image_name(2, 0)
     path.write_bytes(path.read_bytes() + b"\0")
     assert list_dataset(spec).fingerprint() != relabelled
 
@@ -230,11 +231,11 @@ def test_cached_images_dataset(spec, tmp_path):
 
 
 def test_corrupt_png_is_left_out_with_a_reason(spec, phantoms, tmp_path):
-    bad = phantoms / "phantom_00003.png"
+    bad = phantoms / image_name(3, 0)
     bad.write_bytes(bad.read_bytes()[:60])  # truncated: the header passes, the pixels do not
     cache = build_cache(spec, tmp_path / "cache", 16)
-    assert cache.count == N - 1 and "phantom_00003.png" not in cache.files
-    assert [rel for rel, _ in cache.failed] == ["phantom_00003.png"]
+    assert cache.count == N - 1 and image_name(3, 0) not in cache.files
+    assert [rel for rel, _ in cache.failed] == [image_name(3, 0)]
     assert cache.failed[0][1]  # the reader's reason
     by_name = {r.image_index: r.findings for r in _rows(phantoms)}
     assert cache.labels == tuple(by_name[f] for f in cache.files)
@@ -299,7 +300,7 @@ def test_changed_source_or_settings_rebuild(spec, phantoms, tmp_path, reads, cap
     folder = tmp_path / "cache"
     build_cache(spec, folder, 16)
     assert len(reads) == N
-    path = phantoms / "phantom_00001.png"
+    path = phantoms / image_name(1, 0)
     size = path.stat().st_size
     flipped = np.ascontiguousarray(read_png16(path)[:, ::-1])
     flipped[:4, :4] = 0  # a different image, and a different file size

@@ -26,14 +26,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def _add_phantom(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "phantom", help="write procedural chest radiographs with exact labels",
-        description="Write synthetic PA chest radiographs (16-bit PNG) with exact "
-                    "ChestX-ray14 labels in a Data_Entry CSV, for tests, demos and training "
-                    "experiments. Not clinical data. Example: cxrgan phantom --n 100 "
-                    "--size 256 --seed 0 --out phantoms/",
+        description="Write synthetic PA chest radiographs (16-bit PNG) of synthetic patients, "
+                    "several films each (same anatomy; position, breath, exposure and "
+                    "findings vary), with exact ChestX-ray14 labels in a Data_Entry CSV "
+                    "(Patient ID, Follow-up #; files named like ChestX-ray14's, "
+                    "00900000_000.png), for tests, demos and training experiments. Not "
+                    "clinical data. Example: cxrgan phantom --n 100 --size 256 --seed 0 "
+                    "--out phantoms/",
         formatter_class=DefaultsHelpFormatter)
-    p.add_argument("--n", type=int, default=16, help="number of images")
+    p.add_argument("--n", type=int, default=16, help="number of images (the last patient "
+                   "may have fewer than its follow-ups)")
     p.add_argument("--size", type=int, default=1024, help="width and height in pixels")
-    p.add_argument("--seed", type=int, default=0, help="image k depends only on (seed, k)")
+    p.add_argument("--seed", type=int, default=0, help="image (patient p, follow-up f) "
+                   "depends only on (seed, p, f), so --n 100 gives the first 100 images of "
+                   "--n 1000")
+    p.add_argument("--images-per-patient", default="chestxray14", metavar="chestxray14|K",
+                   type=_images_per_patient_option,
+                   help="images per patient: 'chestxray14' (like ChestX-ray14: mean 3.64, "
+                        "57%% of patients one image, a few up to 50) or a whole number K "
+                        "(every patient K images; 1: one image per patient), e.g. "
+                        "--images-per-patient 4")
     p.add_argument("--prevalence", metavar="FINDING=P,...", help="draw each finding "
                    "independently with its own probability, e.g. Cardiomegaly=0.4,"
                    "Effusion=0.4 (others never); default: ChestX-ray14's label combinations")
@@ -60,17 +72,28 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_phantom(args: argparse.Namespace) -> int:
     from cxrgan_desktop.cli.progress import run_job
-    from cxrgan_desktop.tasks.phantom import write_phantoms
+    from cxrgan_desktop.tasks.phantom import set_counts, write_phantoms
 
     if args.n < 1 or not 16 <= args.size <= 1024:
         raise UserError("--n must be at least 1 and --size between 16 and 1024")
     distribution = _prevalence_option(args.prevalence) if args.prevalence else None
     out_dir = run_job(lambda progress, cancel: write_phantoms(
         args.out, args.n, args.size, args.seed, distribution, progress=progress,
-        cancel=cancel),
+        cancel=cancel, images_per_patient=args.images_per_patient),
         args.n, "img", "phantom", f"the finished images are listed in {args.out}")
-    print(f"wrote {args.n} phantoms to {out_dir} (labels: Data_Entry_phantom.csv)")
+    images, patients = set_counts(out_dir)
+    print(f"wrote {images} phantom images of {patients} patients to {out_dir} "
+          "(labels: Data_Entry_phantom.csv)")
     return 0
+
+
+def _images_per_patient_option(text: str) -> str | int:
+    from cxrgan_desktop.tasks.phantom_patients import check_images_per_patient
+
+    try:
+        return check_images_per_patient(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _prevalence_option(text: str):
