@@ -346,3 +346,137 @@ def test_generate_refuses_a_damaged_audit_and_writes_nothing(phantom_generator, 
                      str(table)) == 2
     assert f"{table}: changed since the audit" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# -- LCO archives -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lco_files(phantom_generator, phantom_classifier, tmp_path_factory):
+    """The phantom generator and classifier as files, for the command line."""
+    from cxrgan_desktop.engine.checkpoints import save_generator
+    from cxrgan_desktop.engine.classifier.files import save_classifier
+
+    root = tmp_path_factory.mktemp("lco_files")
+    _, loaded = phantom_classifier
+    g = save_generator(root / "g.safetensors", phantom_generator.generator,
+                       phantom_generator.adapter, "phantom-tiny")
+    c = save_classifier(root / "c.safetensors", loaded.classifier, "phantom-small")
+    return g, c
+
+
+def _lco(files, out: Path, *extra: str) -> int:
+    """An easy target (every sample is accepted at once), five items."""
+    g, c = files
+    return main(["lco", "--model", str(g), "--classifier", str(c), "--labels", "Cardiomegaly",
+                 "--absent", "Pneumothorax", "--present-threshold", "0.000001",
+                 "--absent-threshold", "0.999999", "--steps", "5", "--batch-size", "2",
+                 "--restarts", "0", "--device", "cpu", "--n", "5", "--seed", "3",
+                 "--out", str(out), *extra])
+
+
+def _archive_state(out: Path) -> dict[str, object]:
+    from cxrgan_desktop.labels.chestxray14 import read_data_entry_csv
+
+    return {"images": {p.name: pixel_sha256(pil_pixels(p)) for p in out.glob("lco_*.png")},
+            "csv": sorted(e.image_index for e in read_data_entry_csv(
+                out / "Data_Entry_lco.csv")),
+            "records": {p.name: json.loads(p.read_text())["lco"]
+                        for p in out.glob("lco_*.json")}}
+
+
+def test_an_archive_resumed_with_an_audit_excludes_flagged_images(lco_files, tmp_path,
+                                                                 capsys):
+    out = tmp_path / "archive"
+    assert _lco(lco_files, out) == 0
+    before = _archive_state(out)
+    assert len(before["images"]) == 5 and len(before["csv"]) == 5
+    flagged_names = {"lco_00001.png", "lco_00003.png"}
+    audit = write_audit(tmp_path / "audit", out, before["images"], flagged_names)
+    capsys.readouterr()
+
+    assert _lco(lco_files, out, "--exclude-flagged", str(audit)) == 0
+    printed = capsys.readouterr().out
+    assert "excluded by the memorisation audit: 2 accepted image(s) (items 1, 3)" in printed
+    assert "replacements: none" in printed and "3 of 5 accepted" in printed
+    after = _archive_state(out)
+    kept = {n: h for n, h in before["images"].items() if n not in flagged_names}
+    assert after["images"] == kept  # the flagged files are gone, the rest untouched
+    assert after["csv"] == sorted(kept)
+    for name in flagged_names:
+        record = after["records"][name.replace(".png", ".json")]
+        note = record["excluded_by_audit"]
+        assert record["file"] is None and note["file"] == name
+        assert note["pixel_sha256"] == before["images"][name]
+        assert note["audit_sha256"] == sha256_of(audit / "audit.csv")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["accepted"], manifest["excluded_by_audit"], manifest["failed"]) == (3, 2, 0)
+    assert manifest["complete"]
+    section = manifest["exclude_flagged"]
+    assert section["excluded"] == 2 and section["excluded_items"] == [1, 3]
+    assert section["replacements"].startswith("none")
+    [used] = section["audits"]
+    assert used["audit_csv"] == str((audit / "audit.csv").resolve())
+    assert used["excluded_files"] == sorted(flagged_names) and used["excluded"] == 2
+    assert used["thresholds"] == {"pixels": 0.97, "alpha": 0.001}
+
+    # resumed without the audit: they stay out, nothing is replaced
+    assert _lco(lco_files, out) == 0
+    assert _archive_state(out) == after
+    # an unfinished archive (two items lost) resumed with the audit: the flagged one is
+    # rendered again, recognised, and written as excluded; the other comes back
+    for stem in ("lco_00003", "lco_00004"):
+        (out / f"{stem}.json").unlink()
+        (out / f"{stem}.png").unlink(missing_ok=True)
+    assert _lco(lco_files, out, "--exclude-flagged", str(audit / "audit.csv")) == 0
+    again = _archive_state(out)
+    assert again["images"] == kept and again["csv"] == sorted(kept)
+    assert again["records"]["lco_00003.json"]["excluded_by_audit"]["file"] == "lco_00003.png"
+    assert json.loads((out / "manifest.json").read_text())["exclude_flagged"][
+        "excluded_items"] == [1, 3]
+
+
+def test_a_dicom_archive_excludes_flagged_images(phantom_generator, phantom_classifier,
+                                                  tmp_path):
+    from cxrgan_desktop.engine.lco import LCOSettings, LCOTarget
+    from cxrgan_desktop.labels.chestxray14 import read_data_entry_csv
+    from cxrgan_desktop.tasks.archive import build_archive, repeated_target
+    from cxrgan_desktop.tasks.audit_file import read_flagged
+
+    _, loaded = phantom_classifier
+    easy = LCOTarget(present=("Cardiomegaly",), absent=("Pneumothorax",), threshold=1e-6,
+                     thresholds=(("Pneumothorax", 1 - 1e-6),))
+    settings = LCOSettings(steps=5, restarts=0, batch_size=2)
+    plan = repeated_target(easy, 4, seed=6)
+    out = tmp_path / "dicom"
+    build_archive(phantom_generator, loaded, plan, out, settings=settings,
+                  image_format="dicom")
+    hashes = {p.name: pixel_sha256(dicom_pixels(p)) for p in sorted(out.glob("*.dcm"))}
+    assert len(hashes) == 4
+    audit = write_audit(tmp_path / "audit", out, hashes, {"lco_00002.dcm"})
+    summary = build_archive(phantom_generator, loaded, plan, out, settings=settings,
+                            image_format="dicom", exclude=read_flagged(audit))
+    assert (summary.accepted, summary.excluded, summary.done) == (3, 1, 4)
+    left = {pixel_sha256(dicom_pixels(p)) for p in out.glob("*.dcm")}
+    assert left == set(hashes.values()) - {hashes["lco_00002.dcm"]}
+    assert sorted(e.image_index for e in read_data_entry_csv(out / "Data_Entry_lco.csv")) == [
+        "lco_00000.dcm", "lco_00001.dcm", "lco_00003.dcm"]
+
+
+def test_an_archive_refuses_a_damaged_audit_and_changes_nothing(lco_files, tmp_path,
+                                                                capsys):
+    out = tmp_path / "archive"
+    assert _lco(lco_files, out) == 0
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    audit = write_audit(tmp_path / "audit", out,
+                        {p.name: pixel_sha256(pil_pixels(p)) for p in out.glob("*.png")},
+                        {"lco_00000.png"})
+    (audit / "summary.json").unlink()
+    capsys.readouterr()
+    assert _lco(lco_files, out, "--exclude-flagged", str(audit)) == 2
+    assert "summary.json" in capsys.readouterr().err
+    write_audit(tmp_path / "audit", out, {"lco_00000.png": "0" * 64}, {"lco_00000.png"})
+    table = audit / "audit.csv"
+    table.write_text(table.read_text().replace("0" * 64, "1" * 64), encoding="utf-8")
+    assert _lco(lco_files, out, "--exclude-flagged", str(table)) == 2
+    assert f"{table}: changed since the audit" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files

@@ -63,6 +63,13 @@ def _add_lco_options(p: argparse.ArgumentParser) -> None:
                    "Secondary Capture marked synthetic, with the same record")
     p.add_argument("--out", type=Path, required=True, help="archive folder; an existing one "
                    "made with the same settings is continued")
+    p.add_argument("--exclude-flagged", metavar="AUDIT", help="a memorisation audit (its "
+                   "folder or audit.csv, from `cxrgan audit`): accepted images whose pixels it "
+                   "flagged are excluded, those already in the archive and new ones: their "
+                   "files are deleted (their records keep the latent, and say "
+                   "excluded_by_audit), they leave the CSV, and they are not replaced (a "
+                   "replacement would not have been audited). Run it on the finished archive: "
+                   "same command, same --out, plus this option")
     add_device_option(p)
 
 
@@ -149,6 +156,14 @@ def _run_archive(args: argparse.Namespace, make_plan: Any) -> int:
     settings = _settings(args)
     if args.n < 1:
         raise UserError("--n must be at least 1")
+    flagged = None
+    if args.exclude_flagged:  # a damaged or edited audit is refused before any work
+        from cxrgan_desktop.tasks.audit_file import AuditFileError, read_flagged
+
+        try:
+            flagged = read_flagged(args.exclude_flagged)
+        except AuditFileError as error:
+            raise UserError(str(error)) from error
     model = load_model(args.model)
     classifier = load_classifier_option(args.classifier)
     judge = load_classifier_option(args.judge) if args.judge else None
@@ -165,7 +180,7 @@ def _run_archive(args: argparse.Namespace, make_plan: Any) -> int:
         summary = run_job(lambda progress, cancel: build_archive(
             model, classifier, plan, args.out, settings=settings, judge_classifier=judge,
             image_format=args.image_format, device=str(device), progress=progress,
-            cancel=cancel), None, "", "lco",
+            cancel=cancel, exclude=flagged), None, "", "lco",
             f"finished images are in {args.out}; run the same command again to continue")
     except ValueError as error:
         raise UserError(str(error)) from error
@@ -174,6 +189,11 @@ def _run_archive(args: argparse.Namespace, make_plan: Any) -> int:
           f"{settings.restarts + 1} attempts; classifier evaluations per accepted image: "
           f"{manifest['classifier_evaluations_per_accepted']}; mean image change "
           f"{manifest['mean_image_change']}")
+    section = manifest.get("exclude_flagged")
+    if section:
+        print(f"excluded by the memorisation audit: {section['excluded']} accepted image(s) "
+              f"(items {', '.join(map(str, section['excluded_items'])) or 'none'}); "
+              f"replacements: {section['replacements']}")
     if summary.judge_agreement is not None:
         print(f"judge agrees on {100 * summary.judge_agreement:.1f} % of accepted images")
     for remark in summary.advice.remarks if summary.advice else ():

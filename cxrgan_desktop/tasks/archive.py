@@ -29,6 +29,19 @@ The folder is locked while a job writes it; a rerun removes the temporary files 
 one left. The CSV and manifest are rebuilt from the item records and written together (a
 full disk changes neither), so after any kill the same command finishes the archive with
 files, CSV and manifest agreeing.
+
+Leaving out images a memorisation audit flagged (``exclude``): an accepted item whose image's
+pixels the audit flagged is *excluded*. Its image file is deleted, not moved aside: an
+archive is made to be handed on, and an ``excluded/`` folder inside it would travel with every
+copy, carrying exactly the images judged too close to a training patient. Nothing is lost for
+the organiser: the item's record keeps its latent and seed (the image can be rendered again
+for inspection) and the audit folder keeps the pair side by side. The record says
+``excluded_by_audit`` (which audit, the image's pixel hash), the CSV leaves the item out, and
+the manifest lists each audit with what it excluded. Excluded items are settled: a resume,
+with or without the audit, keeps them out and does not replace them (a replacement would not
+have been audited), so the archive holds fewer images than asked, as the manifest says. The
+record is rewritten first, then the CSV and manifest, then the image is deleted, so after a
+kill the CSV never names a missing file and the next run finishes the deletion.
 """
 
 from __future__ import annotations
@@ -64,6 +77,7 @@ from cxrgan_desktop.engine.lco import (
 )
 from cxrgan_desktop.engine.lco_advice import LCOAdvice, Outcome, advise
 from cxrgan_desktop.imaging.dicom_export import export_dicom
+from cxrgan_desktop.imaging.pixel_hash import pixel_sha256
 from cxrgan_desktop.imaging.png16 import write_png16
 from cxrgan_desktop.imaging.synthetic_provenance import (
     LCOInfo,
@@ -74,6 +88,8 @@ from cxrgan_desktop.imaging.synthetic_provenance import (
 )
 from cxrgan_desktop.labels.chestxray14 import DataEntry, data_entry_csv_text
 from cxrgan_desktop.labels.distribution import LabelDistribution
+from cxrgan_desktop.tasks.audit_file import FlaggedImages
+from cxrgan_desktop.tasks.generate import stored_image
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +99,10 @@ IMAGE_SUFFIXES = {"png16": ".png", "dicom": ".dcm"}
 PATIENT_ID_OFFSET = 700_000  # synthetic ids: above ChestX-ray14's (<= 30805), below phantoms'
 CHUNK_BATCHES = 4
 _LABEL_TAG = 0x1AB  # keys the label draw of item k apart from its latents ([seed, k, attempt])
+EXCLUDED = "excluded_by_audit"  # an item record's key: the audit that excluded its image
+NO_REPLACEMENTS = ("none: an excluded item is not replaced by a new image (a replacement "
+                   "would not have been audited), so the archive holds fewer images than "
+                   "requested")
 
 
 @dataclass(frozen=True)
@@ -133,8 +153,9 @@ def distribution_plan(distribution: LabelDistribution, n: int, seed: int,
 class ArchiveSummary:
     out_dir: Path
     requested: int
-    accepted: int = 0
+    accepted: int = 0  # accepted by LCO and in the archive
     failed: int = 0
+    excluded: int = 0  # accepted by LCO, then excluded by a memorisation audit
     judge_agreement: float | None = None
     cancelled: bool = False
     new_results: list[LCOResult] = field(default_factory=list)
@@ -142,7 +163,7 @@ class ArchiveSummary:
 
     @property
     def done(self) -> int:
-        return self.accepted + self.failed
+        return self.accepted + self.failed + self.excluded
 
 
 def item_stem(k: int) -> str:
@@ -230,16 +251,20 @@ class _Archive:
             record = json.loads(path.read_text(encoding="utf-8"))["lco"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if record.get("success") and not self.image_path(k).exists():
+        if record.get("success") and not record.get(EXCLUDED) \
+                and not self.image_path(k).exists():
             return None
         return record
 
     def write(self, result: LCOResult, info_lco: LCOInfo, labels: Sequence[str],
-              judge_labels: Sequence[str] | None) -> Path | None:
+              judge_labels: Sequence[str] | None,
+              excluded: dict[str, Any] | None = None) -> Path | None:
+        """Write item ``result.index``: its image (unless ``excluded``, an audit's note on
+        why it is left out) and then its record."""
         k = result.index
         info = SyntheticImageInfo(k, seed=result.request.seed, lco=info_lco)
         image_file = None
-        if result.success:
+        if result.success and excluded is None:
             image_file = self.image_path(k)
             if self.image_format == "dicom":
                 export_dicom(image_file, result.image, self.series, info)
@@ -247,12 +272,57 @@ class _Archive:
                 write_png16(image_file, result.image)
         if image_file is None:  # a failed retry must not leave an earlier attempt's image
             self.image_path(k).unlink(missing_ok=True)
-        base = provenance(self.series, info) if result.success else {"synthetic": True}
+        base = provenance(self.series, info) if image_file else {"synthetic": True}
         record = _record(result, labels, judge_labels,
                          image_file.name if image_file else None, base)
+        if excluded is not None:
+            record["lco"][EXCLUDED] = excluded
         atomic_write_json(self.record_path(k), record)
         self.records[k] = record["lco"]
         return image_file
+
+    def exclude(self, k: int, note: dict[str, Any]) -> Path:
+        """Mark item ``k``'s record excluded (its image is deleted by the caller once the
+        CSV no longer lists it); returns the image to delete."""
+        path = self.record_path(k)
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["lco"][EXCLUDED] = {**note, "file": record["lco"]["file"]}
+        record["lco"]["file"] = None
+        atomic_write_json(path, record)
+        self.records[k] = record["lco"]
+        return self.image_path(k)
+
+
+def _audit_note(flagged: FlaggedImages, digest: str) -> dict[str, Any]:
+    """What an item record says about the audit that excluded it (enough to list the audit
+    in the manifest on every later run)."""
+    about = {k: v for k, v in flagged.record([]).items()
+             if k not in ("excluded", "excluded_files")}
+    return {**about, "pixel_sha256": digest}
+
+
+def _screen(archive: _Archive, flagged: FlaggedImages | None,
+            cancel: threading.Event | None) -> list[Path]:
+    """Exclude the accepted items already in the folder whose images ``flagged`` holds;
+    returns the image files to delete (also those a killed run left of excluded items)."""
+    doomed = []
+    for k, record in sorted(archive.records.items()):
+        check_cancel(cancel)
+        if record.get(EXCLUDED):
+            if archive.image_path(k).exists():
+                doomed.append(archive.image_path(k))
+            continue
+        if flagged is None or not record.get("success"):
+            continue
+        try:
+            digest = pixel_sha256(stored_image(archive.image_path(k)))
+        except (OSError, ValueError) as error:
+            raise OutputFolderError(f"{archive.image_path(k)}: cannot be read to check it "
+                                    f"against the audit ({error}); delete it and its record "
+                                    "and run again to render it anew") from error
+        if flagged.is_flagged(pixel_hash=digest):
+            doomed.append(archive.exclude(k, _audit_note(flagged, digest)))
+    return doomed
 
 
 def lco_info(result: LCOResult, loaded: LoadedClassifier, labels: Sequence[str]) -> LCOInfo:
@@ -272,11 +342,15 @@ def build_archive(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
                   image_format: str = "png16", device: str = "cpu",
                   progress: ProgressFn = no_progress, cancel: threading.Event | None = None,
                   on_result: Callable[[LCOResult, Path | None], None] | None = None,
-                  on_snapshot: Callable[[Snapshot], None] | None = None) -> ArchiveSummary:
+                  on_snapshot: Callable[[Snapshot], None] | None = None,
+                  exclude: FlaggedImages | None = None) -> ArchiveSummary:
     """Fill ``out_dir`` with the plan's items (continuing an earlier run of the same plan).
 
     ``on_result(result, image_path)`` is called as each new item is written (the GUI's
-    gallery). Raises :class:`Cancelled` after the CSV and manifest describe what is done.
+    gallery; the path is None for a failed or excluded item). ``exclude``: accepted items
+    whose image this memorisation audit flagged are excluded, those already in the folder
+    and new ones (see the module). Raises :class:`Cancelled` after the CSV and manifest
+    describe what is done.
     """
     settings = settings or LCOSettings()
     if image_format not in IMAGE_SUFFIXES:
@@ -299,7 +373,8 @@ def build_archive(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
     out = Path(out_dir)
     with output_lock(out, "archive"):
         return _build_locked(model, classifier, plan, out, header, settings, judge_classifier,
-                             image_format, device, progress, cancel, on_result, on_snapshot)
+                             image_format, device, progress, cancel, on_result, on_snapshot,
+                             exclude)
 
 
 def _build_locked(model: LoadedGenerator, classifier: LoadedClassifier, plan: ArchivePlan,
@@ -307,12 +382,18 @@ def _build_locked(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
                   judge_classifier: LoadedClassifier | None, image_format: str, device: str,
                   progress: ProgressFn, cancel: threading.Event | None,
                   on_result: Callable[[LCOResult, Path | None], None] | None,
-                  on_snapshot: Callable[[Snapshot], None] | None) -> ArchiveSummary:
+                  on_snapshot: Callable[[Snapshot], None] | None,
+                  exclude: FlaggedImages | None = None) -> ArchiveSummary:
     """:func:`build_archive` with the folder's lock held."""
     labels = classifier.labels
     archive = _Archive.open(out, header, image_format, model)
     archive.load_records(len(plan))
     summary = ArchiveSummary(out, len(plan))
+    doomed = _screen(archive, exclude, cancel)
+    if doomed:  # the CSV stops naming them before they go
+        _write_summary(archive, plan, summary, labels, 0.0, exclude)
+        for path in doomed:
+            path.unlink(missing_ok=True)
     chunk = settings.batch_size * CHUNK_BATCHES
     chunks = [range(s, min(s + chunk, len(plan))) for s in range(0, len(plan), chunk)]
     todo = [c for c in chunks if any(k not in archive.records for k in c)]
@@ -320,7 +401,8 @@ def _build_locked(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
     judge_labels = None if judge_classifier is None else judge_classifier.labels
     progress = MonotoneProgress(progress)
     counts = {"settled": len(archive.records),
-              "accepted": sum(bool(r["success"]) for r in archive.records.values())}
+              "accepted": sum(bool(r["success"]) and not r.get(EXCLUDED)
+                              for r in archive.records.values())}
 
     def status() -> str:
         return (f"{counts['settled']}/{len(plan)} samples settled, {counts['accepted']} "
@@ -338,38 +420,49 @@ def _build_locked(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
                     return  # already in the folder from an earlier run
                 if judge_classifier is not None and result.success:
                     judge([result], judge_classifier.classifier, device)
+                note = None
+                if exclude is not None and result.success:
+                    digest = pixel_sha256(result.image)
+                    if exclude.is_flagged(pixel_hash=digest):
+                        note = {**_audit_note(exclude, digest),
+                                "file": archive.image_path(result.index).name}
                 path = archive.write(result, lco_info(result, classifier, labels), labels,
-                                     judge_labels)
+                                     judge_labels, note)
                 summary.new_results.append(result)
                 counts["settled"] += 1
-                counts["accepted"] += result.success
+                counts["accepted"] += result.success and note is None
                 if on_result is not None:
                     on_result(result, path)
 
             optimise(model, classifier.classifier, requests, settings, device=device,
                      progress=slice_progress, cancel=cancel, on_result=write,
                      on_snapshot=on_snapshot)
-            _write_summary(archive, plan, summary, labels, time.monotonic() - started)
+            _write_summary(archive, plan, summary, labels, time.monotonic() - started,
+                           exclude)
     except Cancelled:
         summary.cancelled = True
-        _write_summary(archive, plan, summary, labels, time.monotonic() - started)
+        _write_summary(archive, plan, summary, labels, time.monotonic() - started, exclude)
         raise
     except BaseException:  # Ctrl-C, a full disk: describe what is done, if the disk lets us
         with contextlib.suppress(OSError):
-            _write_summary(archive, plan, summary, labels, time.monotonic() - started)
+            _write_summary(archive, plan, summary, labels, time.monotonic() - started,
+                           exclude)
         raise
     if not todo:
-        _write_summary(archive, plan, summary, labels, 0.0)
+        _write_summary(archive, plan, summary, labels, 0.0, exclude)
     progress(1.0, f"{summary.accepted}/{summary.requested} accepted")
     return summary
 
 
 def _write_summary(archive: _Archive, plan: ArchivePlan, summary: ArchiveSummary,
-                   labels: Sequence[str], seconds: float) -> None:
+                   labels: Sequence[str], seconds: float,
+                   exclude: FlaggedImages | None = None) -> None:
     """Rewrite the CSV and manifest from the item records (those on disk, and new ones)."""
     records = archive.records
-    accepted = [r for r in records.values() if r["success"]]
-    summary.accepted, summary.failed = len(accepted), len(records) - len(accepted)
+    excluded = [r for r in records.values() if r["success"] and r.get(EXCLUDED)]
+    accepted = [r for r in records.values() if r["success"] and not r.get(EXCLUDED)]
+    summary.accepted, summary.excluded = len(accepted), len(excluded)
+    summary.failed = len(records) - len(accepted) - len(excluded)
     resolution = archive.header["model"]["resolution"]
     entries = [DataEntry(image_index=r["file"], findings=frozenset(r["target"]["present"]),
                          follow_up=0, patient_id=PATIENT_ID_OFFSET + r["index"], age=0,
@@ -389,8 +482,10 @@ def _write_summary(archive: _Archive, plan: ArchivePlan, summary: ArchiveSummary
         "format": ARCHIVE_FORMAT,
         "description": plan.description,
         "requested": len(plan), "finished": len(records), "accepted": len(accepted),
-        "failed": summary.failed, "complete": len(records) == len(plan),
-        "acceptance_rate": _rate(len(accepted), len(records)),
+        "failed": summary.failed, "excluded_by_audit": len(excluded),
+        "complete": len(records) == len(plan),
+        # LCO's own rate: items it accepted (excluded ones too) of those finished
+        "acceptance_rate": _rate(len(accepted) + len(excluded), len(records)),
         "judge_agreement": summary.judge_agreement,
         "mean_image_change": _mean([r["image_change"] for r in accepted]),
         "mean_steps": _mean([r["steps"] for r in accepted]),
@@ -402,9 +497,32 @@ def _write_summary(archive: _Archive, plan: ArchivePlan, summary: ArchiveSummary
         "image_format": archive.image_format,
         "advice": list(summary.advice.remarks),
     }
+    if excluded or exclude is not None:
+        manifest["exclude_flagged"] = _exclusion_section(excluded, exclude)
     atomic_write_many({archive.out / CSV_NAME: data_entry_csv_text(entries).encode(),
                        archive.out / MANIFEST_NAME: (json.dumps(manifest, indent=2)
                                                      + "\n").encode()})
+
+
+def _exclusion_section(excluded: list[dict[str, Any]], exclude: FlaggedImages | None
+                       ) -> dict[str, Any]:
+    """Each audit that excluded items (and this run's, even if it excluded none), with what
+    it excluded; the total; and that nothing was replaced."""
+    by_audit: dict[str, dict[str, Any]] = {}
+    if exclude is not None:
+        by_audit[exclude.audit_sha256] = {**exclude.record([]), "excluded_items": []}
+    for record in sorted(excluded, key=lambda r: r["index"]):
+        note = record[EXCLUDED]
+        audit = by_audit.setdefault(note.get("audit_sha256", ""), {
+            **{k: v for k, v in note.items() if k not in ("pixel_sha256", "file")},
+            "excluded": 0, "excluded_files": [], "excluded_items": []})
+        audit["excluded"] += 1
+        audit["excluded_files"].append(note.get("file"))
+        audit["excluded_items"].append(record["index"])
+    return {"audits": list(by_audit.values()), "excluded": len(excluded),
+            "excluded_items": sorted(r["index"] for r in excluded),
+            "this_run": exclude.audit_sha256 if exclude is not None else None,
+            "replacements": NO_REPLACEMENTS}
 
 
 def _rate(a: float, b: float) -> float | None:
