@@ -162,3 +162,60 @@ def test_cancel_leaves_no_audit(scene, tmp_path):
     with pytest.raises(Cancelled):
         run_audit(options, cancel=cancel)
     assert not (tmp_path / "c" / "audit.csv").exists()
+
+
+def test_held_out_images_recorded_by_a_training_run(scene, tmp_path):
+    """A run folder's held_out.json: those images calibrate, the rest are the training set."""
+    from cxrgan_desktop.engine.training.dataset import DatasetSpec, list_dataset
+    from cxrgan_desktop.engine.training.holdout import choose_held_out, write_held_out
+
+    listing = list_dataset(DatasetSpec(scene.train_dir, scene.labels_csv))
+    held = choose_held_out(listing, 0.25, seed=3)
+    run = tmp_path / "run"
+    write_held_out(run, held)
+    report = run_audit(AuditOptions(train_dir=scene.train_dir, out_dir=tmp_path / "a",
+                                    synthetic=str(scene.synthetic_dir), held_out=run,
+                                    labels_csv=scene.labels_csv, spaces=("pixels",)))
+    summary = report.summary
+    assert summary["held_out"]["source"] == "training run"
+    assert summary["held_out"]["images"] == len(held.files)
+    assert summary["train"]["images"] == len(listing.files) - len(held.files)
+    with scene.labels_csv.open(newline="") as handle:  # patients, read independently
+        patient_of = {r["Image Index"]: r["Patient ID"] for r in csv.DictReader(handle)}
+    held_patients = {patient_of[f] for f in held.files}
+    matched = {m.patient for r in report.rows for m in r.matches.values()}
+    assert not matched & held_patients  # no held-out image is offered as a training match
+    with (report.folder / "neighbours.csv").open(newline="") as handle:
+        assert not {r["training_file"] for r in csv.DictReader(handle)} & set(held.files)
+
+
+def test_a_model_source_is_generated_as_cxrgan_generate_draws_it(scene, tmp_path):
+    out = tmp_path / "m"
+    report = run_audit(AuditOptions(train_dir=scene.train_dir, out_dir=out,
+                                    synthetic="model:demo-phantom-64", n=6, seed=11,
+                                    held_out=scene.held_dir, labels_csv=scene.labels_csv,
+                                    spaces=("pixels",)))
+    files = sorted((out / "synthetic").glob("*.png"))
+    assert [f.name for f in files] == sorted(r.synthetic_file for r in report.rows)
+    expected = _generates(6)  # seed 11, as the scene's generates
+    for image, path in zip(expected, files, strict=True):
+        with Image.open(path) as im:
+            stored = np.asarray(im, dtype=np.float64) / 65535
+        assert np.abs(stored - image).max() <= 0.5 / 65535 + 1e-7
+
+
+def test_cli_audit_writes_the_folder_and_says_what_it_found(scene, tmp_path, capsys):
+    from cxrgan_desktop.cli import main
+
+    code = main(["audit", "--train", str(scene.train_dir), "--labels", str(scene.labels_csv),
+                 "--synthetic", str(scene.synthetic_dir), "--held-out", str(scene.held_dir),
+                 "--spaces", "pixels", "--device", "cpu", "--out", str(tmp_path / "cli")])
+    said = capsys.readouterr().out
+    assert code == 0
+    report = read_flagged(tmp_path / "cli")
+    assert f"flagged: {len(report.pixel_hashes)} of {N_GENERATES + len(KINDS) * 3}" in said
+    code = main(["audit", "--train", str(scene.train_dir), "--synthetic",
+                 str(scene.synthetic_dir), "--held-out", str(scene.held_dir), "--spaces",
+                 "pixels,colour", "--out", str(tmp_path / "bad")])
+    assert code == 2
+    assert "unknown feature space" in capsys.readouterr().err
