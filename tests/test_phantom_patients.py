@@ -301,3 +301,21 @@ def test_classifier_validation_split_keeps_patients_whole(tmp_path: Path, monkey
     assert len(set(patient)) < len(names)  # follow-ups to keep together
     assert len(train) and len(val) and len(train) + len(val) == len(names)
     assert not set(patient[train]) & set(patient[val])
+
+
+def test_one_image_per_patient_is_the_format_1_set(tmp_path: Path) -> None:
+    """K = 1 renders what format 1 rendered for image k (its recipe: labels and renderer from
+    the two children of SeedSequence([seed, k])), under the new names."""
+    from cxrgan_desktop.imaging.phantom.render import render_phantom
+    from cxrgan_desktop.imaging.png16 import read_png16
+
+    folder = write_phantoms(tmp_path / "k1", n=4, size=32, seed=3, images_per_patient=1)
+    dist = LabelDistribution.chestxray14()
+    entries = read_data_entry_csv(folder / CSV_NAME)
+    for k, entry in enumerate(entries):
+        label_seq, render_seq = np.random.SeedSequence([3, k]).spawn(2)
+        labels = dist.sample(np.random.default_rng(label_seq))
+        expected = render_phantom(32, labels, np.random.default_rng(render_seq))
+        assert entry.image_index == f"{900_000 + k:08d}_000.png" and entry.findings == labels
+        np.testing.assert_allclose(read_png16(folder / entry.image_index), expected,
+                                   atol=0.5 / 65535)

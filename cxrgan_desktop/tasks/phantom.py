@@ -349,9 +349,10 @@ def contact_sheet(path: str | Path,
 
 def follow_up_sheet(path: str | Path, patients: Sequence[int] = (0, 1, 2), follow_ups: int = 4,
                     seed: int = 0, tile: int = 256, render_size: int = 256) -> Path:
-    """Draw ``follow_ups`` films of each patient of a default set (``seed``), a row per patient,
-    as ``write_phantoms`` renders them (each film's own findings, no labels drawn): the same
-    anatomy in a row, a new patient in each row. Saved as an 8-bit grayscale grid."""
+    """Draw films ``(p, 0..follow_ups - 1)`` of each patient ``p``, a row per patient, as
+    ``write_phantoms(seed=seed, images_per_patient=follow_ups)`` writes them (each film with
+    its own findings, named in the corner): the same anatomy along a row, a new patient in
+    each row. Saved as an 8-bit grayscale grid."""
     dist = LabelDistribution.chestxray14()
     sheet = Image.new("L", (follow_ups * tile, len(patients) * tile), 0)
     font = ImageFont.load_default(size=max(10, tile // 18))
