@@ -12,9 +12,9 @@ findings="Cardiomegaly=0.35,Effusion=0.35,Pneumothorax=0.3"
 mkdir -p "$work"
 cd "$work"
 
-[ -d gan_data ] || "$cxrgan" phantom --n 1200 --size 64 --seed 22 --prevalence "$findings" \
+[ -d gan_data ] || "$cxrgan" phantom --n 1200 --size 64 --seed 22 --images-per-patient 1 --prevalence "$findings" \
     --out gan_data
-[ -d real ] || "$cxrgan" phantom --n 1000 --size 64 --seed 21 --prevalence "$findings" \
+[ -d real ] || "$cxrgan" phantom --n 1000 --size 64 --seed 21 --images-per-patient 1 --prevalence "$findings" \
     --out real
 
 cat > gan32.toml <<'TOML'

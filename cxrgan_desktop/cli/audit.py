@@ -27,7 +27,7 @@ audit/audit.csv
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    from cxrgan_desktop.tasks.audit import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_PIXEL_SIZE
+    from cxrgan_desktop.tasks.audit_file import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_PIXEL_SIZE
 
     p = sub.add_parser(
         "audit", help="memorisation audit: synthetic images too close to training patients",

@@ -57,6 +57,9 @@ from cxrgan_desktop.metrics.nearest import Neighbours, nearest_neighbours
 from cxrgan_desktop.metrics.relative_fd import patient_id_of
 from cxrgan_desktop.tasks.audit_file import (
     AUDIT_CSV,
+    DEFAULT_ALPHA,
+    DEFAULT_K,
+    DEFAULT_PIXEL_SIZE,
     FORMAT,
     NEIGHBOURS_CSV,
     SPACES,
@@ -75,9 +78,6 @@ from cxrgan_desktop.tasks.audit_file import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ALPHA = 0.001
-DEFAULT_K = 5
-DEFAULT_PIXEL_SIZE = 32
 FEATURE_VERSION = 1  # bump when a space's features change meaning: old cached ones are missed
 CONTACT_PAIRS = 8
 _LARGEST_CACHE = 1024

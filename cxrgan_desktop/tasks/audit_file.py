@@ -43,6 +43,9 @@ AUDIT_CSV, NEIGHBOURS_CSV, SUMMARY_JSON = "audit.csv", "neighbours.csv", "summar
 SYNTHETIC_FOLDER = "synthetic"
 SPACES = ("pixels", "reid", "inception")
 """Every feature space an audit knows, in the order columns are written."""
+DEFAULT_ALPHA = 0.001
+DEFAULT_K = 5
+DEFAULT_PIXEL_SIZE = 32
 
 _MATCH_FIELDS = ("nearest_file", "patient", "similarity", "heldout_fraction", "flagged")
 _ROW_FIELDS = ("rank", "synthetic_file", "pixel_sha256", "flagged", "risk")
