@@ -480,3 +480,123 @@ def test_an_archive_refuses_a_damaged_audit_and_changes_nothing(lco_files, tmp_p
     assert _lco(lco_files, out, "--exclude-flagged", str(table)) == 2
     assert f"{table}: changed since the audit" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+
+
+# -- the window's export ----------------------------------------------------------------------
+
+def _renamed_copies(generated_folder: Path, into: Path) -> list[Path]:
+    """The generated PNGs under other names (as the window's session keeps them)."""
+    into.mkdir()
+    copies = []
+    for k, path in enumerate(sorted(generated_folder.glob("img_*.png"))):
+        copies.append(into / f"session_{5 - k}.png")
+        shutil.copy(path, copies[-1])
+    return copies
+
+
+@pytest.mark.parametrize("image_format", ["png16", "dicom"])
+def test_export_items_skips_flagged_images(phantom_generator, generated, tmp_path,
+                                           image_format):
+    from cxrgan_desktop.imaging.windowing import unit_window
+    from cxrgan_desktop.tasks.audit_file import read_flagged
+    from cxrgan_desktop.tasks.export import ExportItem, export_items
+
+    audit, flagged, every = generated
+    copies = _renamed_copies(audit.parent / "all", tmp_path / "session")
+    items = [ExportItem(p, f"seed5_{k:05d}", phantom_generator.name, "0" * 64, 5, k)
+             for k, p in enumerate(copies)]
+    result = export_items(items, tmp_path / "out", image_format, unit_window(),
+                          exclude=read_flagged(audit))
+    read = pil_pixels if image_format == "png16" else dicom_pixels
+    suffix = ".png" if image_format == "png16" else ".dcm"
+    written = {pixel_sha256(read(p)) for p in (tmp_path / "out").glob(f"*{suffix}")}
+    assert written == every - flagged and len(result.written) == 4
+    assert sorted(result.excluded) == sorted(p for p in copies
+                                             if pixel_sha256(pil_pixels(p)) in flagged)
+    assert result.audit["excluded"] == 2 and result.audit["audit_sha256"] == sha256_of(
+        audit / "audit.csv")
+    assert sorted(result.audit["excluded_files"]) == sorted(str(p) for p in result.excluded)
+    plain = export_items(items, tmp_path / "plain", image_format, unit_window())
+    assert len(plain.written) == 6 and plain.excluded == [] and plain.audit is None
+
+
+def test_the_export_flow_offers_an_audit_remembers_it_and_says_how_many_were_left_out(
+        qtbot, phantom_generator, generated, tmp_path, monkeypatch, dialogs):
+    pytest.importorskip("pytestqt")
+    from PySide6.QtWidgets import QFileDialog, QInputDialog, QWidget
+
+    from cxrgan_desktop.core.settings import Settings
+    from cxrgan_desktop.gui.jobs.slot import JobSlot
+    from cxrgan_desktop.gui.panels.generate import GeneratePanel
+    from cxrgan_desktop.gui.shell.export_controller import CHOOSE_AUDIT, ExportController
+    from cxrgan_desktop.gui.viewer.gallery import Gallery, GalleryEntry
+    from cxrgan_desktop.gui.viewer.viewer import ImageViewer
+    from cxrgan_desktop.tasks.export import EXPORT_FORMATS
+
+    audit, flagged, every = generated
+    copies = _renamed_copies(audit.parent / "all", tmp_path / "session")
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    slot, settings = JobSlot(parent), Settings()
+    gallery, viewer, panel = Gallery(parent), ImageViewer(parent), GeneratePanel(parent)
+    for k, path in enumerate(copies):
+        gallery.add_entry(GalleryEntry(path, f"seed 5 #{k}", {
+            "seed": 5, "index": k, "model_name": phantom_generator.name,
+            "model_sha256": "0" * 64}), pil_pixels(path))
+    gallery.selectAll()
+    exporter = ExportController(slot, gallery, viewer, panel, settings, parent)
+    statuses = []
+    exporter.status.connect(lambda text, _ms: statuses.append(text))
+    offered = []
+    dicom = EXPORT_FORMATS["dicom"]
+
+    def pick(wanted):
+        def get_item(parent, title, label, items, current, editable):
+            offered.append((list(items), current))
+            return next(i for i in items if wanted(i)), True
+        return get_item
+
+    # first export: choose an audit from the list, then the DICOM entry that uses it
+    answers = iter([lambda i: i == CHOOSE_AUDIT,
+                    lambda i: i.startswith(dicom) and "leaving out" in i])
+    monkeypatch.setattr(QInputDialog, "getItem",
+                        lambda *a, **k: pick(next(answers))(*a, **k))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        lambda *a, **k: (str(audit / "audit.csv"), ""))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                        lambda *a, **k: str(tmp_path / "dicom"))
+    with qtbot.waitSignal(exporter.finished, timeout=30_000) as finished:
+        exporter.export_selected()
+    qtbot.waitUntil(lambda: not slot.is_running(), timeout=10_000)
+    assert offered[0][0][-1] == CHOOSE_AUDIT and not any("leaving out" in i
+                                                         for i in offered[0][0])
+    result = finished.args[0]
+    assert len(result.excluded) == 2
+    written = {pixel_sha256(dicom_pixels(p)) for p in (tmp_path / "dicom").glob("*.dcm")}
+    assert written == every - flagged
+    assert "left out 2 image(s) flagged" in statuses[-1]
+    assert getattr(settings, "last_export_audit", None) == str(audit / "audit.csv")
+
+    # the next export offers the remembered audit, preselected
+    offered.clear()
+    monkeypatch.setattr(QInputDialog, "getItem", pick(lambda i: "leaving out" in i))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                        lambda *a, **k: str(tmp_path / "png"))
+    with qtbot.waitSignal(exporter.finished, timeout=30_000):
+        exporter.export_selected()
+    qtbot.waitUntil(lambda: not slot.is_running(), timeout=10_000)
+    items, current = offered[0]
+    assert "leaving out" in items[current] and str(audit / "audit.csv") in items[current]
+    assert {pixel_sha256(pil_pixels(p)) for p in (tmp_path / "png").glob("*.png")} == (
+        every - flagged)
+
+    # an edited audit: refused with its name, nothing exported
+    table = audit.parent / "edited" / "audit.csv"
+    shutil.copytree(audit, table.parent)
+    table.write_text(table.read_text() + "\n")
+    settings.last_export_audit = str(table)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory",
+                        lambda *a, **k: str(tmp_path / "never"))
+    exporter.export_selected()
+    assert dialogs[-1][0] == "warning" and f"{table}: changed since the audit" in dialogs[-1][2]
+    assert not (tmp_path / "never").exists()

@@ -4,18 +4,23 @@ Formats: 16-bit PNG (with a JSON provenance sidecar for synthetic images), 8-bit
 window on screen (for slides), and DICOM Secondary Capture carrying the window on screen.
 DICOM export is for generated images only: its files are marked synthetic, and a real
 radiograph must never leave this application labelled as one.
+
+With a memorisation audit (``exclude``), an image whose pixels (or file) the audit flagged is
+not exported; the result lists it, and the audit's record says what was left out.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress
 from cxrgan_desktop.imaging.dicom_export import export_dicom, export_png16_with_sidecar
 from cxrgan_desktop.imaging.display import display_bytes, to_stored
+from cxrgan_desktop.imaging.pixel_hash import pixel_sha256
 from cxrgan_desktop.imaging.png16 import write_png8, write_png16
 from cxrgan_desktop.imaging.readers import ImageReadError, Skipped, read_image
 from cxrgan_desktop.imaging.synthetic_provenance import (
@@ -25,6 +30,7 @@ from cxrgan_desktop.imaging.synthetic_provenance import (
     new_synthetic_series,
 )
 from cxrgan_desktop.imaging.windowing import Window
+from cxrgan_desktop.tasks.audit_file import FlaggedImages
 
 EXPORT_FORMATS = {
     "png16": "16-bit PNG (lossless; JSON sidecar with provenance for generated images)",
@@ -56,14 +62,18 @@ class ExportItem:
 class ExportResult:
     written: list[Path]
     skipped: list[Skipped]  # images that could no longer be read (moved, damaged), and why
+    excluded: list[Path] = field(default_factory=list)  # sources an audit flagged: not written
+    audit: dict[str, Any] | None = None  # the audit used and what it left out, or None
 
 
 def export_items(items: Sequence[ExportItem], out_dir: str | Path, image_format: str,
                  window: Window, inverted: bool = False, progress: ProgressFn = no_progress,
-                 cancel: threading.Event | None = None) -> ExportResult:
+                 cancel: threading.Event | None = None,
+                 exclude: FlaggedImages | None = None) -> ExportResult:
     """Write each item to ``out_dir`` in ``image_format``. An image that can no longer be
     read (its file moved or damaged since it was opened) is listed in ``skipped`` and the
-    rest are exported."""
+    rest are exported; one whose pixels or file ``exclude`` flagged is listed in
+    ``excluded`` and not written."""
     if image_format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {image_format!r}; choose from "
                          f"{sorted(EXPORT_FORMATS)}")
@@ -76,12 +86,16 @@ def export_items(items: Sequence[ExportItem], out_dir: str | Path, image_format:
     series: dict[tuple[str, str], SyntheticSeries] = {}  # one series per model in the batch
     written: list[Path] = []
     skipped: list[Skipped] = []
+    excluded: list[Path] = []
     for done, item in enumerate(items):
         check_cancel(cancel)
         try:
             pixels = read_image(item.source).pixels
         except ImageReadError as error:
             skipped.append(Skipped(item.source, error.problem))
+            continue
+        if exclude is not None and exclude.is_flagged(item.source, pixel_sha256(pixels)):
+            excluded.append(item.source)
             continue
         path = out / f"{item.name}{SUFFIXES[image_format]}"
         if image_format == "png8":
@@ -98,5 +112,6 @@ def export_items(items: Sequence[ExportItem], out_dir: str | Path, image_format:
             write_png16(path, pixels)
         written.append(path)
         progress((done + 1) / len(items), f"{done + 1}/{len(items)} exported")
-    return ExportResult(written, skipped)
+    audit = None if exclude is None else exclude.record([str(p) for p in excluded])
+    return ExportResult(written, skipped, excluded, audit)
 

@@ -1,10 +1,17 @@
 """Export the gallery's selected images (Ctrl+E) through the library's ``export_items``, in
-the window's job slot; the window on screen travels with the 8-bit PNG and DICOM formats."""
+the window's job slot; the window on screen travels with the 8-bit PNG and DICOM formats.
+
+The format list also offers to leave out images a memorisation audit flagged: each format
+again "leaving out images flagged by <audit>" (the audit last used, remembered in the
+settings, and then preselected: the safer default), and a last entry to choose an audit. One
+list, so the choice is seen every time an export starts and no audit is applied unseen.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
@@ -18,7 +25,24 @@ from cxrgan_desktop.gui.viewer.gallery import Gallery, GalleryEntry
 from cxrgan_desktop.gui.viewer.viewer import ImageViewer
 
 if TYPE_CHECKING:  # the export task pulls in pydicom: loaded on the first export, not at start
+    from cxrgan_desktop.tasks.audit_file import FlaggedImages
     from cxrgan_desktop.tasks.export import ExportItem, ExportResult
+
+CHOOSE_AUDIT = "Leave out images flagged by a memorisation audit: choose the audit…"
+AUDIT_SETTING = "last_export_audit"  # Settings field: the audit last used in an export ("")
+
+
+def audited_label(label: str, audit: str) -> str:
+    """A format's entry when the export leaves out what ``audit`` flagged."""
+    return f"{label}, leaving out images flagged by the audit {audit}"
+
+
+def export_choices(labels: Sequence[str], audit: str) -> tuple[list[str], int]:
+    """The format list (plain formats; the same leaving out ``audit``'s flagged images when
+    one is remembered; then a way to choose an audit) and the entry to preselect: the
+    audited variant of the first format when there is an audit."""
+    audited = [audited_label(label, audit) for label in labels] if audit else []
+    return [*labels, *audited, CHOOSE_AUDIT], len(labels) if audit else 0
 
 
 def export_item(entry: GalleryEntry) -> ExportItem:
@@ -67,25 +91,71 @@ class ExportController(QObject):
             return
         formats = export_formats(entries)
         labels = [EXPORT_FORMATS[f] for f in formats]
-        label, ok = QInputDialog.getItem(self.dialog_parent, f"Export {len(entries)} image(s)",
-                                         "Format:", labels, 0, False)
-        if not ok:
+        audit = self._remembered_audit()
+        while True:
+            choices, current = export_choices(labels, audit)
+            label, ok = QInputDialog.getItem(self.dialog_parent,
+                                             f"Export {len(entries)} image(s)", "Format:",
+                                             choices, current, False)
+            if not ok:
+                return
+            if label != CHOOSE_AUDIT:
+                break
+            chosen = self._choose_audit(audit)
+            if chosen:
+                audit = chosen
+        use_audit = label not in labels
+        image_format = formats[labels.index(label) if not use_audit else
+                               [audited_label(x, audit) for x in labels].index(label)]
+        flagged = self._read_audit(audit) if use_audit else None
+        if use_audit and flagged is None:
             return
         folder = QFileDialog.getExistingDirectory(self.dialog_parent, "Export to folder",
                                                   self.settings.last_export_folder)
         if not folder:
             return
         self.settings.last_export_folder = folder
+        if use_audit:
+            setattr(self.settings, AUDIT_SETTING, audit)
         items = [export_item(e) for e in entries]
-        image_format = formats[labels.index(label)]
         window, inverted = self.viewer.window(), self.viewer.is_inverted()
         runner = JobRunner(lambda progress, cancel: export_items(
-            items, folder, image_format, window, inverted, progress, cancel), "export")
+            items, folder, image_format, window, inverted, progress, cancel, flagged),
+            "export")
         runner.succeeded.connect(partial(self._exported, folder))
         self.slot.start(runner, f"Exporting {len(items)} image(s)…", self.progress_panel)
 
+    def _remembered_audit(self) -> str:
+        """The audit last used in an export ("" for none, or when it is gone). Read with a
+        default until :class:`Settings` declares the field (then it is saved to disk too)."""
+        audit = str(getattr(self.settings, AUDIT_SETTING, "") or "")
+        return audit if audit and Path(audit).exists() else ""
+
+    def _choose_audit(self, current: str) -> str:
+        path, _ = QFileDialog.getOpenFileName(
+            self.dialog_parent, "The audit whose flagged images to leave out",
+            current or self.settings.last_export_folder, "Audit table (audit.csv);;CSV "
+            "files (*.csv)")
+        return path
+
+    def _read_audit(self, audit: str) -> FlaggedImages | None:
+        """The audit's flagged images, or None after saying why it cannot be used (a
+        damaged or edited table: nothing is exported rather than everything)."""
+        from cxrgan_desktop.tasks.audit_file import AuditFileError, read_flagged
+
+        try:
+            return read_flagged(audit)
+        except AuditFileError as error:
+            QMessageBox.warning(self.dialog_parent, "Audit not usable",
+                                f"{error}\n\nNothing was exported.")
+            return None
+
     def _exported(self, folder: str, result: ExportResult) -> None:
-        self.status.emit(f"Exported {len(result.written)} file(s) to {folder}", 8000)
+        message = f"Exported {len(result.written)} file(s) to {folder}"
+        if result.audit is not None:
+            message += (f"; left out {len(result.excluded)} image(s) flagged by the audit "
+                        f"{result.audit['audit_csv']}")
+        self.status.emit(message, 8000 if result.audit is None else 0)  # 0: until replaced
         if result.skipped:
             QMessageBox.warning(self.dialog_parent, "Some images were not exported",
                                 skipped_files_text(len(result.written), result.skipped,
