@@ -47,6 +47,6 @@ def train_reid(spec: DatasetSpec, out_path: str | Path, config: ReidTrainConfig,
                          f"one of its patient ({len(counts)} patients); re-identification "
                          "learns a patient from follow-up images, so patients need at least "
                          "two images each: use a folder with follow-ups (ChestX-ray14's "
-                         "'Follow-up #'), or 'cxrgan phantom' with several images per patient")
+                         "'Follow-up #'), or 'cxrgan phantom --images-per-patient 4')")
     return train_reid_network(config, data, out_path, device=torch.device(device),
                               progress=sub_progress(progress, 0.1, 1.0), cancel=cancel)

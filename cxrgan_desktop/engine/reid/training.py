@@ -24,6 +24,12 @@ Validation is patient-wise (``classifier.data.patient_split``): the held-out fig
 patients the network never saw. The weights kept are the last epoch's, not the best epoch's
 by held-out AUROC, so the recorded figure is not selected on the data that measures it.
 Deterministic on a CPU for a seed and a thread count.
+
+Measured (the defaults: compact backbone, 64 px, 30 epochs, seed 0, one CPU thread, 262 s):
+on 300 phantom patients of 4 images each (``cxrgan phantom --images-per-patient 4``, seed 11),
+the 60 held-out patients' verification AUROC is 0.9948 (untrained 0.6930; 32 px pixel
+correlation, the audit's pixel space, 0.6910) and precision@1 0.871 (untrained 0.204, pixel
+correlation 0.171). Packhaeuser et al. report 0.994 and 0.996 on ChestX-ray14 at 256 px.
 """
 
 from __future__ import annotations
