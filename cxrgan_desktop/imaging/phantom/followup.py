@@ -19,7 +19,6 @@ grown once, on the first film's anatomy, and moved with the lungs to each later 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +36,7 @@ from cxrgan_desktop.imaging.phantom.render import (
     stream_seeds,
 )
 from cxrgan_desktop.imaging.phantom.vessels import VesselTree, grow_trees
+from cxrgan_desktop.imaging.phantom.visit import Visit
 
 MAX_SHIFT = 0.03
 """Largest shift of the patient between films, per axis, as a fraction of the field (12 mm)."""
@@ -44,33 +44,6 @@ MAX_ROTATION_DEG = 3.0
 """Largest in-plane rotation of the patient between films, degrees."""
 MAX_INSPIRATION = 0.025
 """Largest change of the dome level between films (normalised; 10 mm)."""
-
-
-@dataclass(frozen=True)
-class Visit:
-    """How one film differs from the patient's first. Lengths are normalised (x right, y
-    down); ``rotation_deg`` turns the patient counter-clockwise as displayed, about the image
-    centre; ``inspiration`` > 0 is a deeper breath (domes lower, hila following by half).
-    ``None`` keeps the patient's own exposure, contrast or noise."""
-
-    shift_x: float = 0.0
-    shift_y: float = 0.0
-    rotation_deg: float = 0.0
-    inspiration: float = 0.0
-    exposure: float | None = None
-    contrast: float | None = None
-    noise: float | None = None
-
-    def apply(self, a: Anatomy) -> Anatomy:
-        """The patient's normal anatomy as it is on this film (before findings)."""
-        return dataclasses.replace(
-            a,
-            dome_right_y=a.dome_right_y + self.inspiration,
-            dome_left_y=a.dome_left_y + self.inspiration,
-            hilum_y=a.hilum_y + 0.5 * self.inspiration,
-            exposure=a.exposure if self.exposure is None else self.exposure,
-            contrast=a.contrast if self.contrast is None else self.contrast,
-            noise=a.noise if self.noise is None else self.noise)
 
 
 def sample_visit(rng: np.random.Generator) -> Visit:

@@ -30,7 +30,7 @@ from cxrgan_desktop.imaging.phantom.skeleton import (
 from cxrgan_desktop.imaging.phantom.vessels import VesselTree, draw_vessels, grow_trees
 
 if TYPE_CHECKING:
-    from cxrgan_desktop.imaging.phantom.followup import Visit
+    from cxrgan_desktop.imaging.phantom.visit import Visit
 
 log = logging.getLogger(__name__)
 
