@@ -107,6 +107,26 @@ class TSTRPreferences:
 
 
 @dataclass
+class AuditPreferences:
+    """The Audit tab's form as last used (the same meanings as ``cxrgan audit``'s options)."""
+
+    train_dir: str = ""
+    labels_csv: str = ""
+    synthetic: str = ""  # a folder, or model:NAME
+    n: int = 0  # 0: every image of a folder; images to generate from a model
+    seed: int = 0
+    held_out: str = ""  # a folder, or a training run folder with held_out.json
+    spaces: list[str] = field(default_factory=lambda: ["pixels", "reid"])
+    reid_model: str = ""
+    k: int = 5
+    # in percent: cxrgan audit's default alpha, tasks.audit_file.DEFAULT_ALPHA (0.001), which
+    # core cannot import (tests/test_settings.py checks the two agree)
+    alpha_percent: float = 0.1
+    out_dir: str = ""
+    last_audit: str = ""  # the audit folder last shown
+
+
+@dataclass
 class Settings:
     window_geometry: str = ""  # Qt's saveGeometry(), base64
     window_state: str = ""  # Qt's saveState(), base64
@@ -124,6 +144,7 @@ class Settings:
     fid: FIDPreferences = field(default_factory=FIDPreferences)
     study: StudyPreferences = field(default_factory=StudyPreferences)
     tstr: TSTRPreferences = field(default_factory=TSTRPreferences)
+    audit: AuditPreferences = field(default_factory=AuditPreferences)
 
 
 def settings_path() -> Path:
@@ -142,15 +163,21 @@ def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
 
 
 def _apply(target: Any, data: dict[str, Any]) -> None:
+    """Keep a value only where its type matches the default's, so a hand-edited or damaged
+    file costs those keys alone. JSON has one number type: a whole number written for a
+    float field (``"alpha_percent": 1``) is that float, but a bool is never a number."""
     for f in dataclasses.fields(target):
         if f.name not in data:
             continue
         current, value = getattr(target, f.name), data[f.name]
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
             _apply(current, value)
-        elif isinstance(value, type(current)) and not (isinstance(value, bool)
-                                                       and not isinstance(current, bool)):
+        elif isinstance(value, type(current)) and \
+                isinstance(value, bool) == isinstance(current, bool):
             setattr(target, f.name, value)
+        elif isinstance(current, float) and isinstance(value, int) and \
+                not isinstance(value, bool):
+            setattr(target, f.name, float(value))
         else:
             log.warning("ignoring setting %s=%r (expected %s)", f.name, value,
                         type(current).__name__)
