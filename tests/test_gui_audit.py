@@ -14,8 +14,8 @@ from PIL import Image
 from PySide6.QtCore import Qt
 
 from cxrgan_desktop.core.fileio import sha256_file
-from cxrgan_desktop.gui.panels.audit import AuditPanel, AuditPreferences
-from cxrgan_desktop.gui.panels.audit_controller import load_preferences
+from cxrgan_desktop.core.settings import AuditPreferences, load_settings, settings_path
+from cxrgan_desktop.gui.panels.audit import AuditPanel
 from cxrgan_desktop.gui.viewer.pair import DIFFERENCE_UNITS, on_grid
 from cxrgan_desktop.imaging.windowing import Window
 from cxrgan_desktop.tasks import audit_file as af
@@ -219,6 +219,8 @@ def test_differently_sized_training_image_is_area_averaged_onto_the_synthetic_gr
 
 
 def test_settings_round_trip_and_persist(qtbot, main_window, tmp_path):
+    """The form goes to the window's settings (Settings.audit), saved with the rest when the
+    window closes; there is no file of the tab's own."""
     panel = main_window.audit_panel
     prefs = AuditPreferences(train_dir=str(tmp_path), labels_csv="", synthetic=str(tmp_path),
                              n=12, seed=0, held_out=str(tmp_path), spaces=["pixels"],
@@ -232,13 +234,31 @@ def test_settings_round_trip_and_persist(qtbot, main_window, tmp_path):
     stored = AuditPreferences()
     panel.store_settings(stored)
     assert stored == prefs
-    main_window.audit.store_settings()
-    assert load_preferences() == prefs
     panel.use_pixels.setChecked(False)
     assert not panel.controls.run_button.isEnabled()
     assert "tick at least one" in panel.controls.run_button.toolTip()
-    assert AuditPreferences.from_dict(json.loads('{"k": "x", "alpha_percent": 1}')) == \
-        AuditPreferences(alpha_percent=1.0)
+    panel.use_pixels.setChecked(True)
+    main_window.close()
+    assert load_settings().audit == prefs
+    assert json.loads(settings_path().read_text())["audit"]["k"] == 7
+    assert not (settings_path().parent / "audit_tab.json").exists()
+
+
+def test_the_tab_starts_from_the_saved_settings(qtbot, tmp_path):
+    """A settings file written by hand (alpha as a JSON whole number) fills the form."""
+    from cxrgan_desktop.gui.shell.main_window import MainWindow
+
+    settings_path().parent.mkdir(parents=True, exist_ok=True)
+    settings_path().write_text(json.dumps({
+        "schema_version": 2, "audit": {"train_dir": str(tmp_path), "spaces": ["reid"],
+                                       "k": 9, "alpha_percent": 1}}))
+    window = MainWindow()
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: not window._device_probe.is_running(), timeout=20_000)
+    panel = window.audit_panel
+    assert panel.train_dir.text() == str(tmp_path) and panel.k.value() == 9
+    assert panel.alpha.value() == 1.0
+    assert panel.use_reid.isChecked() and not panel.use_pixels.isChecked()
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +295,7 @@ def test_run_an_audit_from_the_tab(qtbot, main_window, tiny_scene, tmp_path, dia
     _, patient, source = scene.planted[exact]
     assert model.data(model.index(row, 1)) != ""  # flagged
     assert model.cells(model.row_at(row))[-2:] == [source, patient]
-    assert load_preferences().out_dir == str(out)  # the form is remembered when run
+    assert main_window.settings.audit.out_dir == str(out)  # remembered when run
 
 
 def test_installed_reid_models_are_offered_by_name(qtbot):

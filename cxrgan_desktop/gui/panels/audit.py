@@ -11,9 +11,8 @@ the jobs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -33,47 +32,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from cxrgan_desktop.core.settings import AuditPreferences
 from cxrgan_desktop.gui.jobs.controls import JobControls
 from cxrgan_desktop.gui.panels.audit_table import SPACE_NAMES, AuditTable, percent
 from cxrgan_desktop.store import zoo
-from cxrgan_desktop.tasks.audit_file import AuditReport, AuditRow
+from cxrgan_desktop.tasks.audit_file import DEFAULT_ALPHA, AuditReport, AuditRow
 
-DEFAULT_ALPHA_PERCENT = 0.1
-
-
-@dataclass
-class AuditPreferences:
-    """The Audit tab's form as last used (the same meanings as ``cxrgan audit``'s options)."""
-
-    train_dir: str = ""
-    labels_csv: str = ""
-    synthetic: str = ""  # a folder, or model:NAME
-    n: int = 0  # 0: every image of a folder; images to generate from a model
-    seed: int = 0
-    held_out: str = ""  # a folder, or a training run folder with held_out.json
-    spaces: list[str] = field(default_factory=lambda: ["pixels", "reid"])
-    reid_model: str = ""
-    k: int = 5
-    alpha_percent: float = DEFAULT_ALPHA_PERCENT
-    out_dir: str = ""
-    last_audit: str = ""  # the audit folder last shown
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AuditPreferences:
-        """Known keys of the right type; anything else is left at its default."""
-        prefs = cls()
-        for f in fields(cls):
-            value, default = data.get(f.name), getattr(prefs, f.name)
-            if isinstance(value, type(default)) and not (isinstance(value, bool)
-                                                         and not isinstance(default, bool)):
-                setattr(prefs, f.name, value)
-            elif isinstance(value, int) and isinstance(default, float) and \
-                    not isinstance(value, bool):
-                setattr(prefs, f.name, float(value))
-        return prefs
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+DEFAULT_ALPHA_PERCENT = 100 * DEFAULT_ALPHA  # the form takes alpha in percent
 
 
 @dataclass(frozen=True)
@@ -90,7 +55,7 @@ class AuditRequest:
     spaces: tuple[str, ...] = ("pixels", "reid")
     reid_model: str = ""
     k: int = 5
-    alpha: float = DEFAULT_ALPHA_PERCENT / 100  # a fraction
+    alpha: float = DEFAULT_ALPHA  # a fraction
 
 
 class PathField(QWidget):

@@ -4,8 +4,8 @@ names, and saving it.
 The audit runs in the window's job slot (one torch job at a time; Esc cancels it). Reading an
 audit folder (it hashes ``audit.csv``) and reading a pair run in :class:`LatestOnly` workers,
 so stepping through the table with the arrow keys stays responsive and shows the last row
-chosen. The tab's form is remembered in its own file in the settings folder
-(``audit_tab.json``), written atomically, read leniently.
+chosen. The tab's form is remembered in the window's settings (``Settings.audit``), like the
+other tabs': stored there when an audit starts and when the window closes, which saves them.
 """
 
 from __future__ import annotations
@@ -18,32 +18,15 @@ from PySide6.QtCore import QMimeData, QObject, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from cxrgan_desktop.core import paths
-from cxrgan_desktop.core.fileio import atomic_write_json, read_json_object
 from cxrgan_desktop.core.settings import Settings
 from cxrgan_desktop.gui.jobs.latest import LatestOnly
 from cxrgan_desktop.gui.jobs.worker import JobRunner
-from cxrgan_desktop.gui.panels.audit import AuditPanel, AuditPreferences, AuditRequest
+from cxrgan_desktop.gui.panels.audit import AuditPanel, AuditRequest
 from cxrgan_desktop.gui.panels.audit_table import SPACE_NAMES, percent
 from cxrgan_desktop.gui.viewer.pair import PairImages, PairView, read_pair, save_pair_pngs
 from cxrgan_desktop.tasks.audit_file import AuditReport, AuditRow, read_audit
 
 log = logging.getLogger(__name__)
-PREFERENCES_FILE = "audit_tab.json"
-
-
-def preferences_path() -> Path:
-    return paths.config_dir() / PREFERENCES_FILE
-
-
-def load_preferences(path: Path | None = None) -> AuditPreferences:
-    """The tab's last form; the defaults when there is none or it cannot be read."""
-    data = read_json_object(path or preferences_path())
-    return AuditPreferences.from_dict(data) if data else AuditPreferences()
-
-
-def save_preferences(prefs: AuditPreferences, path: Path | None = None) -> None:
-    atomic_write_json(path or preferences_path(), prefs.to_dict())
 
 
 def audit_job(request: AuditRequest, device_name: str, inception_weights: str = ""):
@@ -103,10 +86,10 @@ class AuditController(QObject):
         panel.openSheetRequested.connect(self.open_contact_sheet)
         panel.copySheetRequested.connect(self.copy_contact_sheet)
         self.update_inception()
-        self.prefs = load_preferences()
-        panel.load_settings(self.prefs)
-        if self.prefs.last_audit and Path(self.prefs.last_audit).is_dir():
-            self.open_audit(self.prefs.last_audit, quiet=True)
+        panel.load_settings(settings.audit)
+        last_audit = settings.audit.last_audit
+        if last_audit and Path(last_audit).is_dir():
+            self.open_audit(last_audit, quiet=True)
 
     def update_inception(self) -> None:
         from cxrgan_desktop.metrics import inception_weights
@@ -219,11 +202,7 @@ class AuditController(QObject):
 
     # -- lifetime --------------------------------------------------------------------------
     def store_settings(self) -> None:
-        self.panel.store_settings(self.prefs)
-        try:
-            save_preferences(self.prefs)
-        except OSError as error:  # a read-only settings folder must not stop the window
-            log.warning("cannot save the Audit tab's settings: %s", error)
+        self.panel.store_settings(self.settings.audit)
 
     def shutdown(self) -> None:
         self.audit_loader.shutdown()
