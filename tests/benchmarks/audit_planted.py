@@ -38,6 +38,10 @@ def main() -> None:
     parser.add_argument("--generates", type=int, default=500)
     parser.add_argument("--per-kind", type=int, default=10)
     parser.add_argument("--reid-epochs", type=int, default=30)
+    parser.add_argument("--size", type=int, default=256,
+                        help="phantom size in px (the copies' shift and rotation are in these "
+                             "pixels; the audit works at its own smaller size)")
+    parser.add_argument("--reid-size", type=int, default=128, help="re-identification input px")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     args = parser.parse_args()
@@ -60,12 +64,12 @@ def main() -> None:
     start = time.perf_counter()
     scene = build_scene(work / "scene", _generates(args.generates),
                         train_patients=args.train_patients, held_patients=args.held_patients,
-                        per_kind=args.per_kind)
+                        per_kind=args.per_kind, size=args.size)
     times["scene_s"] = time.perf_counter() - start
     start = time.perf_counter()
     reid_path = work / "reid.safetensors"
     report = train_reid(DatasetSpec(scene.train_dir, scene.labels_csv), reid_path,
-                        ReidTrainConfig(epochs=args.reid_epochs))
+                        ReidTrainConfig(epochs=args.reid_epochs, input_size=args.reid_size))
     times["reid_train_s"] = time.perf_counter() - start
     start = time.perf_counter()
     audit = run_audit(AuditOptions(
@@ -86,7 +90,8 @@ def main() -> None:
     print(f"scene: {args.train_patients} training patients x 2 images, {args.held_patients} "
           f"held-out patients x 3, {args.generates} generates + {args.per_kind} per kind; "
           f"torch threads {args.threads}")
-    print(f"reid (compact, 64 px, {args.reid_epochs} epochs): held-out verification AUROC "
+    print(f"reid (compact, {args.reid_size} px, {args.reid_epochs} epochs): held-out "
+          "verification AUROC "
           f"{validation.get('verification_auroc')}, precision@1 "
           f"{validation.get('precision_at_1')}")
     for space, info in audit.summary["spaces"].items():
@@ -97,11 +102,43 @@ def main() -> None:
     for kind in (*KINDS, "false_flags"):
         cells = [f"{tables[s][kind][0]}/{tables[s][kind][1]}" for s in ("pixels", "reid", "any")]
         print(f"{kind:<14}{cells[0]:>10}{cells[1]:>10}{cells[2]:>10}")
+    print("recall at other alphas (held-out fraction <= alpha, nearest image of the right "
+          "patient), and false flags among the generates:")
+    alphas = (0.001, 0.01, 0.05)
+    print(f"{'kind':<14}" + "".join(f"{s + ' ' + str(a):>16}" for s in ("pixels", "reid", "any")
+                                   for a in alphas))
+    curve = {}
+    for kind in (*KINDS, "false_flags"):
+        cells = []
+        for space in ("pixels", "reid", "any"):
+            for alpha in alphas:
+                found, total = at_alpha(audit, scene, space, alpha, kind)
+                curve[f"{kind}/{space}/{alpha}"] = [found, total]
+                cells.append(f"{found}/{total}")
+        print(f"{kind:<14}" + "".join(f"{c:>16}" for c in cells))
     print("times: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
-    print(json.dumps({"recall": tables, "reid_validation": validation, "times": times,
+    print(json.dumps({"recall": tables, "curve": curve, "size": args.size,
+                      "reid_size": args.reid_size, "reid_validation": validation, "times": times,
                       "thresholds": {s: i["threshold_similarity"]
                                      for s, i in audit.summary["spaces"].items()}},
                      indent=1))
+
+
+def at_alpha(audit, scene, space: str, alpha: float, kind: str) -> tuple[int, int]:
+    """(found, total) for a planted kind, or (flagged, unplanted) for "false_flags", had the
+    audit used ``alpha``: a row counts when its held-out fraction is at most alpha (in
+    ``space``, or in either space for "any") with the nearest image of the right patient."""
+    spaces = ("pixels", "reid") if space == "any" else (space,)
+    found = total = 0
+    for row in audit.rows:
+        planted = scene.planted.get(row.synthetic_file)
+        if (planted is None) != (kind == "false_flags") or (planted and planted[0] != kind):
+            continue
+        total += 1
+        hits = [s for s in spaces if row.matches[s].heldout_fraction <= alpha + 1e-12
+                and (planted is None or row.matches[s].patient == planted[1])]
+        found += bool(hits)
+    return found, total
 
 
 if __name__ == "__main__":
