@@ -137,7 +137,10 @@ def _entries(package: Path) -> tuple[list[tuple], dict]:
         manifest = json.loads(archive.read("study.json"))
     manifest["study_id"] = "-"
     manifest["cases"] = ["-"] * len(manifest["cases"])
-    manifest["practice"] = [{**p, "id": "-"} for p in manifest["practice"]]
+    # practice items come in a secret order (the operating system's randomness): compare
+    # what a reader can learn from them, the multiset, not the draw
+    manifest["practice"] = sorted(({**p, "id": "-"} for p in manifest["practice"]),
+                                  key=lambda p: json.dumps(p, sort_keys=True))
     return infos, manifest
 
 

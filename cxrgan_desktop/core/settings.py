@@ -83,6 +83,7 @@ class StudyPreferences:
     name: str = "study"
     key: str = ""  # the answer key last analysed
     sessions: list[str] = field(default_factory=list)  # session files last analysed
+    exclude_flagged: str = ""  # the audit whose flagged images a build leaves out ("" none)
 
 
 @dataclass
@@ -133,6 +134,7 @@ class Settings:
     last_model: str = ""
     last_open_folder: str = ""
     last_export_folder: str = ""
+    last_export_audit: str = ""  # the audit whose flagged images an export leaves out
     generate_count: int = 4
     generate_seed: int = 0
     generate_random_seed: bool = True

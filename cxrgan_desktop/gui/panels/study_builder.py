@@ -85,12 +85,6 @@ class FolderList(QWidget):
         self.changed.emit()
 
 
-def _audit_preference(p: StudyPreferences) -> str:
-    """The audit last used to exclude flagged images ("" for none). Read with a default until
-    :class:`StudyPreferences` declares ``exclude_flagged`` (then it is also saved to disk)."""
-    return str(getattr(p, "exclude_flagged", "") or "")
-
-
 def _spin(minimum: int, maximum: int, value: int, tip: str) -> QSpinBox:
     box = QSpinBox()
     box.setRange(minimum, maximum)
@@ -268,7 +262,7 @@ class StudyBuilderDialog(QDialog):
         self.title.setText(p.title)
         self.out_folder.setText(p.out_folder)
         self.name.setText(p.name)
-        self.exclude_flagged.setText(_audit_preference(p))
+        self.exclude_flagged.setText(p.exclude_flagged)
         self._source_changed()
 
     def store_preferences(self) -> None:
@@ -284,7 +278,7 @@ class StudyBuilderDialog(QDialog):
         p.practice_feedback = self.feedback.isChecked()
         p.title, p.out_folder = self.title.text(), self.out_folder.text()
         p.name = self.name.text()
-        p.exclude_flagged = self.exclude_flagged.text().strip()  # type: ignore[attr-defined]
+        p.exclude_flagged = self.exclude_flagged.text().strip()
 
     # -- the plan ---------------------------------------------------------------------------
     def _uses_model(self) -> bool:

@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # the export task pulls in pydicom: loaded on the first expor
     from cxrgan_desktop.tasks.export import ExportItem, ExportResult
 
 CHOOSE_AUDIT = "Leave out images flagged by a memorisation audit: choose the audit…"
-AUDIT_SETTING = "last_export_audit"  # Settings field: the audit last used in an export ("")
 
 
 def audited_label(label: str, audit: str) -> str:
@@ -116,7 +115,7 @@ class ExportController(QObject):
             return
         self.settings.last_export_folder = folder
         if use_audit:
-            setattr(self.settings, AUDIT_SETTING, audit)
+            self.settings.last_export_audit = audit
         items = [export_item(e) for e in entries]
         window, inverted = self.viewer.window(), self.viewer.is_inverted()
         runner = JobRunner(lambda progress, cancel: export_items(
@@ -126,9 +125,8 @@ class ExportController(QObject):
         self.slot.start(runner, f"Exporting {len(items)} image(s)…", self.progress_panel)
 
     def _remembered_audit(self) -> str:
-        """The audit last used in an export ("" for none, or when it is gone). Read with a
-        default until :class:`Settings` declares the field (then it is saved to disk too)."""
-        audit = str(getattr(self.settings, AUDIT_SETTING, "") or "")
+        """The audit last used in an export ("" for none, or when it is gone)."""
+        audit = self.settings.last_export_audit
         return audit if audit and Path(audit).exists() else ""
 
     def _choose_audit(self, current: str) -> str:
