@@ -219,3 +219,25 @@ def test_cli_audit_writes_the_folder_and_says_what_it_found(scene, tmp_path, cap
                  "pixels,colour", "--out", str(tmp_path / "bad")])
     assert code == 2
     assert "unknown feature space" in capsys.readouterr().err
+
+
+def test_the_reid_space_audits_with_a_model_trained_on_the_training_patients(scene, tmp_path):
+    """A small re-identification model (32 px, 4 epochs) trained on the training folder: the
+    audit runs both spaces, the exact copies are flagged in the reid space too, with their
+    patient, and the summary records the model."""
+    from cxrgan_desktop.engine.reid.training import ReidTrainConfig
+    from cxrgan_desktop.engine.training.dataset import DatasetSpec
+    from cxrgan_desktop.tasks.reid import train_reid
+
+    model = tmp_path / "reid.safetensors"
+    train_reid(DatasetSpec(scene.train_dir, scene.labels_csv), model,
+               ReidTrainConfig(input_size=32, epochs=4))
+    report = run_audit(AuditOptions(train_dir=scene.train_dir, out_dir=tmp_path / "r",
+                                    synthetic=str(scene.synthetic_dir), held_out=scene.held_dir,
+                                    labels_csv=scene.labels_csv, spaces=("pixels", "reid"),
+                                    reid_model=str(model)))
+    assert report.spaces == ("pixels", "reid")
+    table = recall(report, scene, "reid")
+    assert table["exact"] == (3, 3), table
+    assert report.summary["spaces"]["reid"]["identity"]["weights_sha256"]
+    assert report.summary["spaces"]["reid"]["resolution"] == 32
