@@ -56,6 +56,7 @@ from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress
 from cxrgan_desktop.engine.checkpoints import LoadedGenerator
 from cxrgan_desktop.engine.classifier.model import PathologyClassifier
 from cxrgan_desktop.engine.inference import InferenceGenerator
+from cxrgan_desktop.engine.truncation import TruncatedGenerator, check_psi, truncated
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -250,18 +251,27 @@ class DifferentiableGenerator(nn.Module):
     ``fused`` (the default, for a model at a finished resolution) runs the rendering path's
     folded, fused network (:meth:`InferenceGenerator.differentiable`): the same function to
     float rounding, with fewer operations. ``fused=False`` runs the training module.
+    ``truncation`` is psi (:mod:`cxrgan_desktop.engine.truncation`), inside the pass that is
+    differentiated, so that LCO optimises the images it will hand back; psi = 1 builds
+    exactly the network it built before.
     """
 
-    def __init__(self, model: LoadedGenerator, fused: bool = True) -> None:
+    def __init__(self, model: LoadedGenerator, fused: bool = True,
+                 truncation: float = 1.0) -> None:
         super().__init__()
         self.adapter = model.adapter
         self.latent_size = model.config.latent_size
         self.fused = fused and not model.generator.fading
-        self.network: nn.Module = (InferenceGenerator(model.generator) if self.fused
-                                   else model.generator)
+        self.truncation = check_psi(truncation)
+        network: nn.Module = (InferenceGenerator(model.generator) if self.fused
+                              else model.generator)
+        self.network = truncated(network, model, self.truncation)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        raw = self.network.differentiable(z) if self.fused else self.network(z)
+        if isinstance(self.network, TruncatedGenerator) or self.fused:
+            raw = self.network.differentiable(z)
+        else:
+            raw = self.network(z)
         return self.adapter.apply(raw)
 
 
@@ -325,13 +335,14 @@ def optimise(model: LoadedGenerator, classifier: PathologyClassifier,
              cancel: threading.Event | None = None,
              on_result: Callable[[LCOResult], None] | None = None,
              on_snapshot: Callable[[Snapshot], None] | None = None,
-             fused: bool = True) -> list[LCOResult]:
+             fused: bool = True, truncation: float = 1.0) -> list[LCOResult]:
     """Run LCO for every request; results in request order.
 
     ``on_result`` is called as each sample finishes (success or out of attempts), so a caller
     can write it at once; ``on_snapshot`` receives the first active sample's image every
     ``settings.snapshot_every`` steps. ``fused=False`` differentiates the training module
-    instead of the fused network (the benchmark's reference). Raises
+    instead of the fused network (the benchmark's reference). ``truncation``: psi, applied
+    in every pass (1: none). Raises
     :class:`~cxrgan_desktop.core.jobs.Cancelled` when ``cancel`` is set; results already passed to
     ``on_result`` are complete.
     """
@@ -340,7 +351,7 @@ def optimise(model: LoadedGenerator, classifier: PathologyClassifier,
     for request in requests:
         request.target.check_labels(labels)
     device = torch.device(device)
-    generator = DifferentiableGenerator(model, fused).to(device)
+    generator = DifferentiableGenerator(model, fused, truncation).to(device)
     classifier = classifier.to(device)
     latent_size = generator.latent_size
     threshold = torch.tensor([[r.target.threshold_of(n) for n in labels] for r in requests])

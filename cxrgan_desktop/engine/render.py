@@ -13,6 +13,7 @@ from cxrgan_desktop.core.model_errors import NonFiniteOutputError
 from cxrgan_desktop.core.names import printable
 from cxrgan_desktop.engine.checkpoints import LoadedGenerator
 from cxrgan_desktop.engine.inference import InferenceGenerator
+from cxrgan_desktop.engine.truncation import check_psi, truncated
 
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -33,17 +34,21 @@ class Renderer:
     """Holds a model prepared for fast inference on one device.
 
     A model stored mid fade-in is rendered by its training module (the fast path needs a
-    finished resolution).
+    finished resolution). ``truncation`` is psi of :mod:`cxrgan_desktop.engine.truncation`,
+    applied to every image this renderer makes; psi = 1 (the default) is today's network,
+    untouched.
     """
 
     def __init__(self, model: LoadedGenerator, device: torch.device | str = "cpu",
-                 precision: str = "float32") -> None:
+                 precision: str = "float32", truncation: float = 1.0) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.model = model
         self.device = torch.device(device)
         self.dtype = PRECISIONS[precision]
+        self.truncation = check_psi(truncation)
         net = model.generator if model.generator.fading else InferenceGenerator(model.generator)
+        net = truncated(net.to(self.device, self.dtype), model, self.truncation)
         self.net = net.to(self.device, self.dtype).eval()
 
     @property

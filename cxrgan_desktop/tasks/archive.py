@@ -15,6 +15,10 @@ Folder layout::
     Data_Entry_lco.csv    accepted images in the ChestX-ray14 label layout
     manifest.json         counts, acceptance and judge agreement rates, timings
 
+Truncation (psi, :mod:`cxrgan_desktop.engine.truncation`) is part of what was asked: it is in
+archive.json, in every item record and in the manifest. An archive made before truncation
+existed names none; it was made at psi = 1, and continues as such.
+
 Resume: items are optimised in fixed chunks (aligned groups of ``4 x batch size``). A chunk
 whose records are all present is skipped; an unfinished chunk is run again whole and only
 its missing items are written. Running the whole chunk keeps its batches composed as in an
@@ -76,6 +80,8 @@ from cxrgan_desktop.engine.lco import (
     optimise,
 )
 from cxrgan_desktop.engine.lco_advice import LCOAdvice, Outcome, advise
+from cxrgan_desktop.engine.truncation import check_psi, psi_of
+from cxrgan_desktop.engine.truncation import record as truncation_record
 from cxrgan_desktop.imaging.dicom_export import export_dicom
 from cxrgan_desktop.imaging.pixel_hash import pixel_sha256
 from cxrgan_desktop.imaging.png16 import write_png16
@@ -171,7 +177,8 @@ def item_stem(k: int) -> str:
 
 
 def _record(result: LCOResult, labels: Sequence[str], judge_labels: Sequence[str] | None,
-            file: str | None, base: dict[str, Any]) -> dict[str, Any]:
+            file: str | None, base: dict[str, Any], truncation: float = 1.0
+            ) -> dict[str, Any]:
     def named(values: np.ndarray | None, names: Sequence[str] | None) -> dict[str, float] | None:
         if values is None or names is None:
             return None
@@ -189,7 +196,7 @@ def _record(result: LCOResult, labels: Sequence[str], judge_labels: Sequence[str
         "judge_probabilities": named(result.judge_probabilities, judge_labels),
         "judge_agrees": result.judge_agrees,
         "image_change": round(result.image_change, 6),
-        "z_norm_ratio": round(result.z_norm_ratio, 6),
+        "z_norm_ratio": round(result.z_norm_ratio, 6), "truncation": truncation,
         "z": [float(x) for x in result.z], "z_start": [float(x) for x in result.z_start]}}
 
 
@@ -222,6 +229,8 @@ class _Archive:
                 raise OutputFolderError(f"{plan_file}: unreadable archive description ({error})"
                                  ) from error
             mine = {k: v for k, v in old.items() if k != "series"}
+            with contextlib.suppress(ValueError):  # unusable: compared as it is, and named
+                mine["truncation"] = psi_of(mine.get("truncation"))  # none recorded: 1
             if mine != header:
                 changed = sorted(k for k in set(mine) | set(header)
                                  if mine.get(k) != header.get(k))
@@ -274,7 +283,8 @@ class _Archive:
             self.image_path(k).unlink(missing_ok=True)
         base = provenance(self.series, info) if image_file else {"synthetic": True}
         record = _record(result, labels, judge_labels,
-                         image_file.name if image_file else None, base)
+                         image_file.name if image_file else None, base,
+                         self.header.get("truncation", 1.0))
         if excluded is not None:
             record["lco"][EXCLUDED] = excluded
         atomic_write_json(self.record_path(k), record)
@@ -325,14 +335,19 @@ def _screen(archive: _Archive, flagged: FlaggedImages | None,
     return doomed
 
 
-def lco_info(result: LCOResult, loaded: LoadedClassifier, labels: Sequence[str]) -> LCOInfo:
-    """What the image's provenance (DICOM Image Comments, sidecar) says about its LCO."""
+def lco_info(result: LCOResult, loaded: LoadedClassifier, labels: Sequence[str],
+             truncation: float = 1.0) -> LCOInfo:
+    """What the image's provenance (DICOM Image Comments, sidecar) says about its LCO
+    (truncation only when there was some, so that psi = 1 writes the files it wrote before
+    truncation existed)."""
     target = result.request.target
     probabilities = {n: float(result.probabilities[labels.index(n)]) for n in target.specified}
     details: dict[str, Any] = {"steps": result.steps, "attempts": result.attempts,
                                "image_change": round(result.image_change, 6)}
     if result.judge_agrees is not None:
         details["judge_agrees"] = result.judge_agrees
+    if truncation != 1.0:
+        details["truncation"] = truncation
     return LCOInfo(target.requested(), probabilities, loaded.name, loaded.sha256, details)
 
 
@@ -343,16 +358,18 @@ def build_archive(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
                   progress: ProgressFn = no_progress, cancel: threading.Event | None = None,
                   on_result: Callable[[LCOResult, Path | None], None] | None = None,
                   on_snapshot: Callable[[Snapshot], None] | None = None,
-                  exclude: FlaggedImages | None = None) -> ArchiveSummary:
+                  exclude: FlaggedImages | None = None,
+                  truncation: float = 1.0) -> ArchiveSummary:
     """Fill ``out_dir`` with the plan's items (continuing an earlier run of the same plan).
 
     ``on_result(result, image_path)`` is called as each new item is written (the GUI's
     gallery; the path is None for a failed or excluded item). ``exclude``: accepted items
     whose image this memorisation audit flagged are excluded, those already in the folder
-    and new ones (see the module). Raises :class:`Cancelled` after the CSV and manifest
-    describe what is done.
+    and new ones (see the module). ``truncation``: psi, applied inside LCO's optimisation
+    (1: none). Raises :class:`Cancelled` after the CSV and manifest describe what is done.
     """
     settings = settings or LCOSettings()
+    truncation = check_psi(truncation)
     if image_format not in IMAGE_SUFFIXES:
         raise ValueError(f"unknown image format {image_format!r}; choose from "
                          f"{tuple(IMAGE_SUFFIXES)}")
@@ -369,6 +386,7 @@ def build_archive(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
         "judge": None if judge_classifier is None else {
             "name": judge_classifier.name, "sha256": judge_classifier.sha256},
         "settings": settings.to_json(),
+        "truncation": truncation,
     }
     out = Path(out_dir)
     with output_lock(out, "archive"):
@@ -426,8 +444,9 @@ def _build_locked(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
                     if exclude.is_flagged(pixel_hash=digest):
                         note = {**_audit_note(exclude, digest),
                                 "file": archive.image_path(result.index).name}
-                path = archive.write(result, lco_info(result, classifier, labels), labels,
-                                     judge_labels, note)
+                path = archive.write(result, lco_info(result, classifier, labels,
+                                                      archive.header["truncation"]),
+                                     labels, judge_labels, note)
                 summary.new_results.append(result)
                 counts["settled"] += 1
                 counts["accepted"] += result.success and note is None
@@ -436,7 +455,7 @@ def _build_locked(model: LoadedGenerator, classifier: LoadedClassifier, plan: Ar
 
             optimise(model, classifier.classifier, requests, settings, device=device,
                      progress=slice_progress, cancel=cancel, on_result=write,
-                     on_snapshot=on_snapshot)
+                     on_snapshot=on_snapshot, truncation=archive.header["truncation"])
             _write_summary(archive, plan, summary, labels, time.monotonic() - started,
                            exclude)
     except Cancelled:
@@ -495,6 +514,7 @@ def _write_summary(archive: _Archive, plan: ArchivePlan, summary: ArchiveSummary
         "labels_csv": CSV_NAME,
         "seconds_this_run": round(seconds, 2),
         "image_format": archive.image_format,
+        "truncation": truncation_record(archive.header.get("truncation", 1.0)),
         "advice": list(summary.advice.remarks),
     }
     if excluded or exclude is not None:

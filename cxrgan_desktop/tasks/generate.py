@@ -10,7 +10,9 @@ The manifest describes exactly the files beside it, however the run ends:
 - A folder that holds an earlier run is refused unless the caller says ``overwrite`` (the
   earlier run's files go: those its manifest lists and those named like ours, never
   anything else) or ``resume`` (only when the recipe - model, latents, count, format,
-  window, precision - is the same; the images its manifest lists are kept).
+  window, precision, truncation - is the same; the images its manifest lists are kept).
+  A manifest written before truncation existed names none: its images are psi = 1's, and
+  it resumes as such.
 - Before the first image is written or removed, the manifest is rewritten for the new
   recipe with ``"complete": false``; after each batch it lists the images written so far,
   and only at the end does it say ``"complete": true``. Every file is written atomically, so
@@ -46,6 +48,8 @@ from cxrgan_desktop.core.output_lock import OutputFolderError, output_lock
 from cxrgan_desktop.engine.checkpoints import LoadedGenerator
 from cxrgan_desktop.engine.devices import describe_device
 from cxrgan_desktop.engine.render import Renderer, latents_for_seed
+from cxrgan_desktop.engine.truncation import check_psi, psi_of
+from cxrgan_desktop.engine.truncation import record as truncation_record
 from cxrgan_desktop.imaging.dicom_export import (
     SyntheticImageInfo,
     SyntheticSeries,
@@ -117,7 +121,8 @@ def generate_to_folder(model: LoadedGenerator, out_dir: str | Path, *,
                        progress: ProgressFn = no_progress,
                        cancel: threading.Event | None = None,
                        on_image: Callable[[int, np.ndarray, Path], None] | None = None,
-                       exclude: FlaggedImages | None = None) -> GenerateResult:
+                       exclude: FlaggedImages | None = None,
+                       truncation: float = 1.0) -> GenerateResult:
     """Render ``latents`` (or ``n`` seeded ones) into ``out_dir`` with a manifest.
 
     ``image_format`` is ``"png16"`` or ``"dicom"``; ``window`` (stored units 0..65535, default
@@ -127,7 +132,10 @@ def generate_to_folder(model: LoadedGenerator, out_dir: str | Path, *,
     (replace it) or ``resume`` (continue it; same recipe only) is given. Raises
     :class:`~cxrgan_desktop.core.jobs.Cancelled` after writing the manifest of what was finished.
     ``exclude``: an image whose pixels this audit flagged is not written (see the module).
+    ``truncation``: psi of :mod:`cxrgan_desktop.engine.truncation` (1: none), recorded in
+    the manifest whatever its value.
     """
+    truncation = check_psi(truncation)
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"unknown image format {image_format!r}; choose from {IMAGE_FORMATS}")
     if batch_size < 1:
@@ -143,11 +151,11 @@ def generate_to_folder(model: LoadedGenerator, out_dir: str | Path, *,
         latents = latents_for_seed(seed, n, latent_size)
     count = len(latents)
     out = Path(out_dir)
-    recipe = _recipe(model, seed, latents, image_format, window, precision)
+    recipe = _recipe(model, seed, latents, image_format, window, precision, truncation)
     with output_lock(out, "generate"):
         return _generate_locked(model, out, latents, recipe, seed, latents_source, batch_size,
                                 device, precision, image_format, window, overwrite, resume,
-                                progress, cancel, on_image, count, exclude)
+                                progress, cancel, on_image, count, exclude, truncation)
 
 
 def existing_run(out_dir: str | Path) -> str | None:
@@ -170,7 +178,8 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
                      window: Window | None, overwrite: bool, resume: bool,
                      progress: ProgressFn, cancel: threading.Event | None,
                      on_image: Callable[[int, np.ndarray, Path], None] | None,
-                     count: int, exclude: FlaggedImages | None = None) -> GenerateResult:
+                     count: int, exclude: FlaggedImages | None = None,
+                     truncation: float = 1.0) -> GenerateResult:
     """The job, with the folder's lock held (see the module's docstring for the order)."""
     manifest, ours = _earlier_run(out)
     kept: dict[int, Path] = {}
@@ -185,7 +194,7 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
             raise OutputFolderError(
                 f"{_describe_earlier(out, manifest, ours)}; overwrite it (--overwrite), "
                 "continue it with the same settings (--resume), or choose another folder")
-    renderer = Renderer(model, device, precision)
+    renderer = Renderer(model, device, precision, truncation)
     result = GenerateResult(out)
     if image_format == "dicom":
         result.series = series or new_synthetic_series(model.name, model.sha256)
@@ -381,6 +390,9 @@ def _resumable(out: Path, manifest: dict[str, Any] | None, ours: list[Path],
         raise OutputFolderError(f"{_describe_earlier(out, manifest, ours)}, written by a "
                                 "version that did not record its recipe: it cannot be "
                                 "resumed; overwrite it (--overwrite) or choose another folder")
+    # a recipe from before truncation existed rendered with none: psi = 1
+    with contextlib.suppress(ValueError):  # an unusable psi: compared as it is, and named
+        theirs = {**theirs, "truncation": psi_of(theirs.get("truncation"))}
     if theirs != recipe:
         changed = sorted(k for k in set(theirs) | set(recipe) if theirs.get(k) != recipe.get(k))
         raise OutputFolderError(f"{_describe_earlier(out, manifest, ours)} made with other "
@@ -410,7 +422,7 @@ def _resumable(out: Path, manifest: dict[str, Any] | None, ours: list[Path],
 
 
 def _recipe(model: LoadedGenerator, seed: int | None, latents: np.ndarray, image_format: str,
-            window: Window | None, precision: str) -> dict[str, Any]:
+            window: Window | None, precision: str, truncation: float = 1.0) -> dict[str, Any]:
     """What decides the images: a resume must ask for the same (device and batch size only
     move values by rounding, so they are recorded in the manifest but not compared)."""
     shown = None
@@ -421,7 +433,7 @@ def _recipe(model: LoadedGenerator, seed: int | None, latents: np.ndarray, image
             "latents_sha256": hashlib.sha256(np.ascontiguousarray(
                 latents, dtype=np.float32).tobytes()).hexdigest(),
             "n": len(latents), "format": image_format, "window": shown,
-            "precision": precision}
+            "precision": precision, "truncation": truncation}
 
 
 def _save_latents(path: Path, latents: np.ndarray) -> None:
@@ -454,6 +466,7 @@ def _manifest(model: LoadedGenerator, renderer: Renderer, result: GenerateResult
         "latents": latents_info,
         "device": describe_device(renderer.device),
         "precision": precision,
+        "truncation": truncation_record(renderer.truncation),
         "batch_size": batch_size,
         "format": FORMAT_DESCRIPTIONS[image_format],
         "requested": requested,
