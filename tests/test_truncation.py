@@ -242,3 +242,67 @@ def test_archive_records_psi_and_an_old_archive_resumes(demo, demo_classifier, t
     again = json.loads((old / "lco_00001.json").read_text())
     assert again["lco"]["z"] == record["lco"]["z"]
     assert json.loads((old / "manifest.json").read_text())["truncation"]["psi"] == 1.0
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+def test_cli_generate_truncation(demo, tmp_path, capsys):
+    from cxrgan_desktop.cli import main
+
+    out = tmp_path / "g"
+    assert main(["generate", "--model", DEMO, "--n", "3", "--seed", "6", "--truncation",
+                 "0.4", "--out", str(out)]) == 0
+    assert json.loads((out / MANIFEST_NAME).read_text())["truncation"]["psi"] == 0.4
+    expected = Renderer(demo, truncation=0.4).render(latents_for_seed(6, 3, 128))[:, 0]
+    expected = np.round(np.clip(expected.numpy().astype(np.float64), 0, 1) * 65535)
+    assert np.array_equal(np.round(np.stack(_pngs(out)) * 65535.0), expected)
+    assert "truncation psi 0.4" in capsys.readouterr().err
+    for bad in ("1.5", "-0.2", "nan"):
+        assert main(["generate", "--model", DEMO, "--n", "1", "--truncation", bad,
+                     "--out", str(tmp_path / "bad")]) == 2
+        assert "--truncation must be between 0 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    # the default records psi = 1 and resumes a folder written before psi existed
+    plain = tmp_path / "plain"
+    assert main(["generate", "--model", DEMO, "--n", "2", "--out", str(plain)]) == 0
+    manifest = json.loads((plain / MANIFEST_NAME).read_text())
+    assert manifest["truncation"]["psi"] == 1.0
+    del manifest["truncation"], manifest["recipe"]["truncation"]
+    (plain / MANIFEST_NAME).write_text(json.dumps(manifest))
+    assert main(["generate", "--model", DEMO, "--n", "2", "--resume", "--out",
+                 str(plain)]) == 0
+
+
+def test_cli_lco_truncation_zero_gives_the_mean_image(demo, tmp_path):
+    from cxrgan_desktop.cli import main
+
+    out = tmp_path / "lco"
+    assert main(["lco", "--model", DEMO, "--classifier", "demo-phantom-64-classifier",
+                 "--labels", "Cardiomegaly", "--threshold", "0.01", "--n", "2", "--steps",
+                 "1", "--restarts", "0", "--truncation", "0", "--out", str(out)]) == 0
+    mean_image = Renderer(demo, truncation=0.0).render(latents_for_seed(0, 1, 128))[0, 0]
+    for k in range(2):
+        assert json.loads((out / f"lco_{k:05d}.json").read_text())["lco"]["truncation"] == 0
+        np.testing.assert_allclose(read_png16(out / f"lco_{k:05d}.png"), mean_image.numpy(),
+                                   rtol=0, atol=1e-4)
+    assert json.loads((out / "manifest.json").read_text())["truncation"]["psi"] == 0.0
+
+
+def test_study_build_from_a_model_records_psi(phantom_study_sources, demo, tmp_path):
+    from cxrgan_desktop.cli import main
+    from cxrgan_desktop.study.key import read_key
+    from cxrgan_desktop.tasks.study_build import StudyPlan
+
+    real, synthetic = phantom_study_sources(6, 64, (1, 2))
+    out = tmp_path / "study"
+    assert main(["study", "build", "--real", str(real), "--model", DEMO, "--n-real", "3",
+                 "--n-synthetic", "3", "--size", "64", "--seed", "2", "--truncation", "0.5",
+                 "--out", str(out)]) == 0
+    key = read_key(out / "study.key.json")
+    assert key.built["truncation"] == 0.5
+    drawn = sorted(c.source for c in key.cases.values() if c.truth == "synthetic")
+    assert drawn == [f"model:{DEMO}#seed2/{i} psi=0.5" for i in range(3)]
+    with pytest.raises(ValueError, match="truncation applies to images drawn from a model"):
+        StudyPlan([str(real)], 3, 3, synthetic=[str(synthetic)], truncation=0.5)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        StudyPlan([str(real)], 3, 3, model=DEMO, truncation=1.2)

@@ -19,6 +19,24 @@ EXIT_ERROR, EXIT_CANCELLED = 2, 130
 KEPT_ON_DISK_ERROR = "files written before are whole; none is left half-written"
 
 
+def add_truncation_option(p: argparse.ArgumentParser, recorded: str) -> None:
+    """``--truncation PSI``, shared by every command that renders from a model."""
+    p.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
+                   help="truncation psi between 0 and 1: pulls the generator's first feature "
+                   "map towards its average over the latent prior (the truncation trick, in "
+                   "the place it works for a PGGAN: z is pixel-normalised, so scaling z does "
+                   "nothing). 1: none, the model's full variety (the images a seed always "
+                   "gave); lower: more typical images, less diverse; 0: one average image "
+                   f"for every latent. Recorded in {recorded}")
+
+
+def truncation_value(value: float) -> float:
+    """The option's psi, or a :class:`UserError` saying why it cannot be used."""
+    if not 0.0 <= value <= 1.0:  # NaN too
+        raise UserError(f"--truncation must be between 0 and 1 (1: no truncation), got "
+                        f"{value}; values above 1 would extrapolate beyond what the "
+                        "generator was trained on")
+    return float(value)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -53,6 +71,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", metavar="CENTER,WIDTH", help="DICOM only: Window Center and "
                    "Width stored in the files, in stored units 0..65535 (default: the full "
                    "range, 32768,65536)")
+    add_truncation_option(p, "manifest.json (psi and how the mean was estimated); part of "
+                          "what --resume compares")
     p.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     p.add_argument("--exclude-flagged", metavar="AUDIT", help="a memorisation audit (its "
                    "folder or audit.csv, from `cxrgan audit`): an image whose pixels it "
@@ -65,7 +85,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                       "files are left alone)")
     used.add_argument("--resume", action="store_true", help="continue an unfinished run in "
                       "the output folder; only with the same model, seed or latents, --n, "
-                      "--format, --window and --precision")
+                      "--format, --window, --precision and --truncation")
     p.set_defaults(func=_cmd_generate)
 
 
@@ -84,6 +104,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise UserError(f"--window expects CENTER,WIDTH in stored units with width >= 1, "
                             f"got {args.window!r}") from error
+    truncation = truncation_value(args.truncation)
     model = load_model(args.model)
     device = resolve_device_option(args.device)
     latents = None
@@ -103,14 +124,15 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             flagged = read_flagged(args.exclude_flagged)
         except AuditFileError as error:
             raise UserError(str(error)) from error
+    psi = "" if truncation == 1.0 else f", truncation psi {truncation:g}"
     print(f"model {model.name} ({model.resolution}x{model.resolution}, sha256 "
-          f"{model.sha256[:16]}...) on {device}", file=sys.stderr)
+          f"{model.sha256[:16]}...) on {device}{psi}", file=sys.stderr)
     result = run_job(lambda progress, cancel: generate_to_folder(
         model, args.out, n=args.n, seed=None if latents is not None else args.seed,
         latents=latents, latents_source=args.latents, batch_size=args.batch_size,
         device=str(device), precision=args.precision, image_format=args.image_format,
         window=window, overwrite=args.overwrite, resume=args.resume, progress=progress,
-        cancel=cancel, exclude=flagged), count, "img", "generate",
+        cancel=cancel, exclude=flagged, truncation=truncation), count, "img", "generate",
         f"the finished images and manifest.json are in {args.out}; add --resume to finish "
         "them")
     print(f"wrote {len(result.files)} images and {result.manifest}")

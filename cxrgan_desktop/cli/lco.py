@@ -19,6 +19,7 @@ from cxrgan_desktop.cli.common import (
     load_model,
     resolve_device_option,
 )
+from cxrgan_desktop.cli.generate import add_truncation_option, truncation_value
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -70,6 +71,9 @@ def _add_lco_options(p: argparse.ArgumentParser) -> None:
                    "excluded_by_audit), they leave the CSV, and they are not replaced (a "
                    "replacement would not have been audited). Run it on the finished archive: "
                    "same command, same --out, plus this option")
+    add_truncation_option(p, "archive.json, every item's record and manifest.json; applied "
+                          "inside the optimisation, so the classifier reads the truncated "
+                          "images; part of what a continued archive must repeat")
     add_device_option(p)
 
 
@@ -154,6 +158,7 @@ def _run_archive(args: argparse.Namespace, make_plan: Any) -> int:
     from cxrgan_desktop.tasks.archive import MANIFEST_NAME, build_archive
 
     settings = _settings(args)
+    truncation = truncation_value(args.truncation)
     if args.n < 1:
         raise UserError("--n must be at least 1")
     flagged = None
@@ -174,13 +179,14 @@ def _run_archive(args: argparse.Namespace, make_plan: Any) -> int:
         raise UserError(str(error)) from error
     _refuse_unreliable(args, classifier, plan)
     print(f"model {model.name} ({model.resolution} px), classifier {classifier.name}"
-          + (f", judge {judge.name}" if judge else "") + f" on {device}: {plan.description}",
+          + (f", judge {judge.name}" if judge else "") + f" on {device}: {plan.description}"
+          + ("" if truncation == 1.0 else f", truncation psi {truncation:g}"),
           file=sys.stderr)
     try:
         summary = run_job(lambda progress, cancel: build_archive(
             model, classifier, plan, args.out, settings=settings, judge_classifier=judge,
             image_format=args.image_format, device=str(device), progress=progress,
-            cancel=cancel, exclude=flagged), None, "", "lco",
+            cancel=cancel, exclude=flagged, truncation=truncation), None, "", "lco",
             f"finished images are in {args.out}; run the same command again to continue")
     except ValueError as error:
         raise UserError(str(error)) from error

@@ -12,6 +12,7 @@ from cxrgan_desktop.cli.common import (
     add_device_option,
     resolve_device_option,
 )
+from cxrgan_desktop.cli.generate import add_truncation_option, truncation_value
 
 STUDY_EXAMPLES = """workflow:
   cxrgan study build --real real/ --model segal2020 --n-real 50 --n-synthetic 50 --out study/
@@ -57,6 +58,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "renamed or re-saved) are never drawn; the next ones of the same seeded "
                    "draw take their place. Recorded in the answer key only, never in the "
                    "package. Example: --exclude-flagged audit/")
+    add_truncation_option(b, "the answer key (with --model only; the package does not say)")
     b.add_argument("--readers", type=int, default=0, help="readers you plan for (recorded "
                    "in the key; scoring warns when sessions are missing); 0: not said")
     b.add_argument("--practice", type=int, default=0,
@@ -170,7 +172,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         plan = StudyPlan(args.real, args.n_real, args.n_synthetic,
                          synthetic=args.synthetic or [], model=args.model, seed=args.seed,
                          practice=args.practice, settings=_settings(args),
-                         readers=args.readers, exclude_flagged=str(args.exclude_flagged))
+                         readers=args.readers, exclude_flagged=str(args.exclude_flagged),
+                         truncation=truncation_value(args.truncation))
         check_sources_exist(plan)
         if plan.exclude_flagged:  # a damaged or edited audit is refused before any work
             from cxrgan_desktop.tasks.audit_file import read_flagged

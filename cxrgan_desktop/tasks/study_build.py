@@ -72,6 +72,7 @@ class StudyPlan:
     readers: int = 0  # readers the organiser plans for (0: not said); scoring checks it
     exclude_flagged: str = ""  # a memorisation audit (folder or audit.csv): never draw its
     # flagged images; "" for none
+    truncation: float = 1.0  # psi for a model source (engine/truncation.py); 1: none
 
     def __post_init__(self) -> None:
         if self.n_real < 1 or self.n_synthetic < 1:
@@ -81,6 +82,16 @@ class StudyPlan:
         if bool(self.synthetic) == bool(self.model):
             raise ValueError("give synthetic images as folders or as a model, not both or "
                              "neither")
+        # engine.truncation.check_psi's rule, here without importing torch: the window
+        # builds a plan on its GUI thread
+        psi = self.truncation
+        if isinstance(psi, bool) or not isinstance(psi, int | float) or not 0.0 <= psi <= 1.0:
+            raise ValueError(f"truncation psi must be between 0 and 1 (1: no truncation), "
+                             f"got {psi!r}")
+        self.truncation = float(psi)
+        if self.truncation != 1.0 and not self.model:
+            raise ValueError("truncation applies to images drawn from a model; synthetic "
+                             "images from folders were made already")
 
 
 @dataclass
@@ -202,15 +213,19 @@ def _from_files(inputs: list[str], files: list[Path], count: int, rng: np.random
 
 def _from_model(model_name: str, count: int, seed: int, settings: StudySettings,
                 device: str, cancel: threading.Event | None,
-                exclusion: _Exclusion | None = None) -> Iterator[Prepared]:
+                exclusion: _Exclusion | None = None,
+                truncation: float = 1.0) -> Iterator[Prepared]:
     """Samples 0, 1, 2 ... of ``seed``; a sample ``exclusion`` keeps out is replaced by the
-    next index (sample ``i`` depends only on the seed and ``i``, so the draw stays fixed)."""
+    next index (sample ``i`` depends only on the seed and ``i``, so the draw stays fixed).
+    A truncated sample's source names its psi (``model:NAME#seedS/I psi=0.7``): the seed
+    and index alone would make another image."""
     from cxrgan_desktop.engine.checkpoints import load_generator
     from cxrgan_desktop.engine.render import Renderer, latents_for_seed
     from cxrgan_desktop.store import zoo
 
     model = load_generator(zoo.resolve_model(model_name))
-    renderer = Renderer(model, device)
+    renderer = Renderer(model, device, truncation=truncation)
+    psi = "" if truncation == 1.0 else f" psi={truncation:g}"
     # a model whose samples keep landing on flagged images is not fit for the study: give up
     # after as many exclusions as the count asked or the audit's flagged images, whichever
     # is larger, rather than sampling for ever
@@ -225,7 +240,7 @@ def _from_model(model_name: str, count: int, seed: int, settings: StudySettings,
                                                   start=start), indices=indices, seed=seed)
         start += batch
         for index, image in zip(indices, images[:, 0].numpy(), strict=True):
-            source = f"model:{model.name}#seed{seed}/{index}"
+            source = f"model:{model.name}#seed{seed}/{index}{psi}"
             if exclusion is not None and exclusion.keeps_out(source, None, image):
                 if len(exclusion.excluded) > limit:
                     raise ValueError(
@@ -309,7 +324,7 @@ def _gather(plan: StudyPlan, truth: str, files: list[Path], count: int,
         source = _from_files(plan.real, files, count, rng, plan.settings, skipped, cancel)
     elif plan.model:
         source = _from_model(plan.model, count, plan.seed, plan.settings, plan.device, cancel,
-                             exclusion)
+                             exclusion, plan.truncation)
     else:
         source = _from_files(plan.synthetic, files, count, rng, plan.settings, skipped,
                              cancel, exclusion)
