@@ -306,3 +306,43 @@ def test_study_build_from_a_model_records_psi(phantom_study_sources, demo, tmp_p
         StudyPlan([str(real)], 3, 3, synthetic=[str(synthetic)], truncation=0.5)
     with pytest.raises(ValueError, match="between 0 and 1"):
         StudyPlan([str(real)], 3, 3, model=DEMO, truncation=1.2)
+
+
+# -- the window ---------------------------------------------------------------------------------
+
+def test_window_generates_truncated_and_remembers_psi(main_window, qtbot, demo):
+    pytest.importorskip("pytestqt")
+    from cxrgan_desktop.core.settings import load_settings
+    from cxrgan_desktop.gui.shell.main_window import MainWindow
+
+    panel = main_window.generate_panel
+    assert panel.model_box.currentText() == DEMO
+    assert panel.truncation.value() == 1.0  # default: no truncation
+    assert (panel.truncation.minimum(), panel.truncation.maximum(),
+            panel.truncation.singleStep()) == (0.0, 1.0, 0.05)
+    assert "diverse" in panel.truncation.toolTip()
+    panel.count.setValue(3)
+    panel.random_seed.setChecked(False)
+    panel.seed.setValue(4)
+    panel.truncation.setValue(0.0)
+    panel.generate_button.click()
+    qtbot.waitUntil(lambda: main_window.gallery.count() == 3, timeout=30_000)
+    qtbot.waitUntil(panel.generate_button.isEnabled, timeout=10_000)
+    entries = main_window.gallery.entries()
+    assert [e.title for e in entries] == [f"seed 4 #{i} \N{GREEK SMALL LETTER PSI}0.00"
+                                          for i in range(3)]
+    assert all(e.details["truncation"] == 0.0 for e in entries)
+    manifest = json.loads((entries[0].path.parent / MANIFEST_NAME).read_text())
+    assert manifest["truncation"]["psi"] == 0.0
+    images = [read_png16(e.path) for e in entries]
+    mean_image = Renderer(demo, truncation=0.0).render(latents_for_seed(4, 1, 128))[0, 0]
+    for image in images:
+        np.testing.assert_allclose(image, mean_image.numpy(), rtol=0, atol=1 / 65535)
+
+    panel.truncation.setValue(0.7)
+    main_window.close()
+    assert load_settings().generate_truncation == 0.7
+    again = MainWindow()
+    qtbot.addWidget(again)
+    assert again.generate_panel.truncation.value() == 0.7
+    qtbot.waitUntil(lambda: not again._device_probe.is_running(), timeout=20_000)

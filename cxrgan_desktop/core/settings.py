@@ -139,6 +139,7 @@ class Settings:
     generate_seed: int = 0
     generate_random_seed: bool = True
     generate_batch_size: int = 2
+    generate_truncation: float = 1.0  # psi of engine.truncation; 1: none
     device: str = "auto"
     show_welcome: bool = True  # the welcome window at start-up while no model is installed
     viewer: ViewerPreferences = field(default_factory=ViewerPreferences)

@@ -10,6 +10,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -33,6 +34,7 @@ class GenerateRequest:
     seed: int
     device: str
     batch_size: int
+    truncation: float = 1.0  # psi (engine/truncation.py); 1: none
 
 
 class GeneratePanel(QWidget):
@@ -70,12 +72,22 @@ class GeneratePanel(QWidget):
         self.batch_size.setToolTip("Images per forward pass: larger is faster on a GPU and "
                                    "uses more memory")
 
+        self.truncation = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05,
+                                         decimals=2, value=1.0)
+        self.truncation.setToolTip(
+            "Truncation psi: pulls each image towards the model's average image.\n"
+            "1.00: no truncation, the model's full variety (the images a seed always gave).\n"
+            "Lower: more typical, cleaner-looking images, but less diverse and less "
+            "representative of the data the model learnt; 0.00: the same average image "
+            "for every seed.\nRecorded in the manifest of every run.")
+
         form = QFormLayout()
         form.addRow("Model", model_row)
         form.addRow("Images", self.count)
         form.addRow("Seed", seed_row)
         form.addRow("Device", self.device)
         form.addRow("Batch size", self.batch_size)
+        form.addRow("Truncation", self.truncation)
 
         self.controls = JobControls("Generate", "Generate images (Ctrl+G)")
         self.generate_button, self.cancel_button = (self.controls.run_button,
@@ -118,7 +130,7 @@ class GeneratePanel(QWidget):
     def set_running(self, running: bool) -> None:
         self.controls.set_running(running, self.model_box.count() > 0)
         for widget in (self.model_box, self.open_model, self.count, self.device, self.batch_size,
-                       self.random_seed):
+                       self.random_seed, self.truncation):
             widget.setEnabled(not running)
         self.seed.setEnabled(not running and not self.random_seed.isChecked())
 
@@ -131,6 +143,7 @@ class GeneratePanel(QWidget):
         self.random_seed.setChecked(settings.generate_random_seed)
         self.seed.setEnabled(not settings.generate_random_seed)
         self.batch_size.setValue(settings.generate_batch_size)
+        self.truncation.setValue(settings.generate_truncation)  # clamped to 0..1
         index = self.device.findData(settings.device)
         self.device.setCurrentIndex(max(index, 0))
         if settings.last_model:
@@ -141,6 +154,7 @@ class GeneratePanel(QWidget):
         settings.generate_seed = self.seed.value()
         settings.generate_random_seed = self.random_seed.isChecked()
         settings.generate_batch_size = self.batch_size.value()
+        settings.generate_truncation = self.truncation.value()
         settings.device = self.device.currentData()
         settings.last_model = self.model_box.currentData() or ""
 
@@ -152,4 +166,4 @@ class GeneratePanel(QWidget):
         self.generateRequested.emit(GenerateRequest(
             model=self.model_box.currentData(), count=self.count.value(),
             seed=self.seed.value(), device=self.device.currentData(),
-            batch_size=self.batch_size.value()))
+            batch_size=self.batch_size.value(), truncation=self.truncation.value()))

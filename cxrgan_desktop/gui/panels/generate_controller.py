@@ -39,12 +39,18 @@ class GeneratedImage:
     seed: int
     model_name: str
     model_sha256: str
+    truncation: float = 1.0
 
     def gallery_item(self) -> GalleryItem:
-        """The gallery's entry; the run's first image takes the selection (and the viewer)."""
-        entry = GalleryEntry(self.path, f"seed {self.seed} #{self.index}",
+        """The gallery's entry; the run's first image takes the selection (and the viewer).
+        A truncated image says so in its title: its seed and index alone do not make it."""
+        title = f"seed {self.seed} #{self.index}"
+        if self.truncation != 1.0:
+            title += f" \N{GREEK SMALL LETTER PSI}{self.truncation:.2f}"
+        entry = GalleryEntry(self.path, title,
                              {"seed": self.seed, "index": self.index,
-                              "model_name": self.model_name, "model_sha256": self.model_sha256})
+                              "model_name": self.model_name, "model_sha256": self.model_sha256,
+                              "truncation": self.truncation})
         return GalleryItem(entry, self.pixels, Select.YES if self.index == 0 else Select.NO)
 
 
@@ -76,8 +82,10 @@ def generate_job(request: GenerateRequest, out_dir: Path, overwrite: bool,
             model, out_dir, n=request.count, seed=request.seed,
             batch_size=request.batch_size, device=str(resolve_device(request.device)),
             overwrite=overwrite, progress=progress, cancel=cancel,
+            truncation=request.truncation,
             on_image=lambda index, image, path: emit(GeneratedImage(
-                index, image, Path(path), request.seed, model.name, model.sha256)))
+                index, image, Path(path), request.seed, model.name, model.sha256,
+                request.truncation)))
 
     return job
 
