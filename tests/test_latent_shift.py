@@ -20,6 +20,8 @@ degrees, non-decreasing for all three findings from seeds 0, 1, 2 (measured: all
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -158,3 +160,218 @@ def test_preview_model_renders_the_previous_stage_and_leaves_the_model_alone(dem
     torch.testing.assert_close(preview, expected, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="levels"):
         preview_model(demo, levels=depth + 1)
+
+
+# ---- frame sets ----------------------------------------------------------------------------
+
+def _runs_of_distinct(frames8: list[np.ndarray]) -> int:
+    """How many frames an animation holds once identical neighbours are merged."""
+    return 1 + sum(not np.array_equal(a, b) for a, b in itertools.pairwise(frames8))
+
+
+@pytest.fixture(scope="module")
+def shift_set(demo, demo_classifier, tmp_path_factory):
+    from cxrgan_desktop.tasks.latent_frames import LatentSource, shift_to_folder
+
+    out = tmp_path_factory.mktemp("shift")
+    z0 = _z(demo, seed=2, index=4)
+    lambdas = np.linspace(-6.0, 6.0, 5)
+    result = shift_to_folder(demo, demo_classifier, "Effusion", z0, lambdas, out,
+                             source=LatentSource(seed=2, index=4))
+    return out, result, z0, lambdas
+
+
+def test_shift_set_writes_every_file_readably(shift_set, demo, demo_classifier):
+    import hashlib
+    import json
+
+    import pydicom
+    from PIL import Image
+
+    from cxrgan_desktop import __version__
+    from cxrgan_desktop.imaging.png16 import to_uint16
+
+    out, result, z0, lambdas = shift_set
+    assert all(path.is_file() for path in result.files)
+    latents = np.load(out / "latents.npy")
+    assert latents.shape == (5, demo.config.latent_size)
+    assert np.array_equal(latents[2], z0)
+    renderer = Renderer(demo)
+    stored, frames8 = [], []
+    for k in range(5):
+        with Image.open(out / f"frame_{k:03d}.png") as picture:
+            assert picture.mode == "I;16"
+            pixels = np.asarray(picture).astype(np.uint16)
+        image = renderer.render(latents[k][None])[0, 0].numpy()
+        assert np.array_equal(pixels, to_uint16(image))  # the latent row renders the frame
+        stored.append(pixels)
+        frames8.append(np.round(image * 255).astype(np.uint8))
+    with Image.open(out / "strip.png") as strip:
+        assert strip.mode == "L" and strip.size == (5 * demo.resolution, demo.resolution)
+        np.testing.assert_array_equal(np.asarray(strip), np.concatenate(frames8, axis=1))
+    with Image.open(out / "animation.gif") as gif:
+        assert gif.n_frames == _runs_of_distinct(frames8)
+        assert gif.info.get("loop") == 0
+    with Image.open(out / "animation.apng") as apng:
+        assert apng.format == "PNG" and apng.is_animated
+        assert apng.n_frames == _runs_of_distinct(frames8)
+    series = set()
+    for k in range(5):
+        ds = pydicom.dcmread(out / "dicom" / f"frame_{k:03d}.dcm")
+        series.add((ds.StudyInstanceUID, ds.SeriesInstanceUID))
+        assert ds.InstanceNumber == k + 1
+        assert ds.ConversionType == "SYN"
+        assert list(ds.ImageType) == ["DERIVED", "SECONDARY", "SYNTHETIC"]
+        assert ds.PatientIdentityRemoved == "YES"
+        assert str(ds.PatientName) == "SYNTHETIC^CXRGAN" and ds.PatientID.startswith("SYN-")
+        assert "SYNTHETIC IMAGE" in ds.ImageComments and "Effusion" in ds.ImageComments
+        assert np.array_equal(ds.pixel_array, stored[k])
+    assert len(series) == 1
+    record = json.loads((out / "path.json").read_text())
+    assert record["synthetic"] is True and record["kind"] == "shift"
+    assert record["software"]["version"] == __version__
+    assert record["model"]["sha256"] == hashlib.sha256(demo.path.read_bytes()).hexdigest()
+    assert record["classifier"]["sha256"] == hashlib.sha256(
+        demo_classifier.path.read_bytes()).hexdigest()
+    assert record["finding"] == "Effusion"
+    assert record["start"]["seed"] == 2 and record["start"]["index"] == 4
+    assert record["positions"]["values"] == pytest.approx(list(lambdas))
+    assert record["dicom"]["series_instance_uid"] == next(iter(series))[1]
+    assert "derived" in record["derived_from"].lower() or "Synthetic" in record["derived_from"]
+
+
+def test_frames_csv_matches_the_classifier_on_the_png_frames(shift_set, demo_classifier):
+    import csv
+
+    from cxrgan_desktop.imaging.png16 import read_png16
+
+    out, _, _, lambdas = shift_set
+    with open(out / "frames.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["lambda_deg"]) for r in rows] == pytest.approx(list(lambdas))
+    labels = demo_classifier.labels
+    assert list(rows[0])[5:] == list(labels)
+    images = np.stack([read_png16(out / r["file"]) for r in rows])[:, None]
+    direct = demo_classifier.classifier.probabilities(torch.from_numpy(images)).numpy()
+    written = np.array([[float(r[label]) for label in labels] for r in rows])
+    # 16-bit rounding moves a pixel by at most 1/131070: the probabilities by far less than
+    # this tolerance (measured on a 9-frame shift of the demo pair: at most 1.6e-5)
+    np.testing.assert_allclose(written, direct, rtol=0, atol=2e-4)
+    for r in rows:
+        assert float(r["angle_deg"]) == pytest.approx(abs(float(r["lambda_deg"])), abs=1e-4)
+        assert 0.0 <= float(r["angle_percentile"]) < 1e-6  # 6 degrees: nearer than any draw
+
+
+def test_cancel_leaves_no_files_under_final_names(demo, demo_classifier, tmp_path):
+    import threading
+
+    from cxrgan_desktop.core.jobs import Cancelled
+    from cxrgan_desktop.tasks.latent_frames import LatentSource, shift_to_folder
+
+    for when in (0.3, 0.7, 0.95):  # while computing, while staging frames, animations
+        out = tmp_path / f"at-{when}"
+        cancel = threading.Event()
+        seen = []
+
+        def progress(fraction, message="", cancel=cancel, when=when, seen=seen):
+            seen.append(fraction)
+            if fraction >= when:
+                cancel.set()
+
+        with pytest.raises(Cancelled):
+            shift_to_folder(demo, demo_classifier, "Effusion", _z(demo, 1), LAMBDAS, out,
+                            source=LatentSource(seed=1, index=0), progress=progress,
+                            cancel=cancel)
+        assert max(seen) >= when
+        assert sorted(p.name for p in out.rglob("*")) == []
+
+
+def test_earlier_set_is_refused_then_overwritten_keeping_foreign_files(demo, demo_classifier,
+                                                                       tmp_path):
+    import json
+
+    from cxrgan_desktop.core.output_lock import OutputFolderError
+    from cxrgan_desktop.tasks.latent_frames import LatentSource, shift_to_folder
+
+    def run(frames: int, **options):
+        return shift_to_folder(demo, demo_classifier, "Pneumothorax", _z(demo, 5),
+                               np.linspace(-3, 3, frames), tmp_path,
+                               source=LatentSource(seed=5, index=0), **options)
+
+    run(5)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(OutputFolderError, match="earlier frame set"):
+        run(3)
+    run(3, overwrite=True, ping_pong=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.glob("frame_*.png")) == [
+        "frame_000.png", "frame_001.png", "frame_002.png"]
+    assert sorted(p.name for p in (tmp_path / "dicom").iterdir()) == [
+        "frame_000.dcm", "frame_001.dcm", "frame_002.dcm"]
+    record = json.loads((tmp_path / "path.json").read_text())
+    assert record["animation"]["ping_pong"] is True
+    assert record["animation"]["sequence"] == 4  # 0 1 2 1
+
+
+def test_interpolation_set_ends_are_the_generated_images(demo, tmp_path):
+    from cxrgan_desktop.imaging.png16 import read_png16
+    from cxrgan_desktop.tasks.generate import generate_to_folder, image_name
+    from cxrgan_desktop.tasks.latent_frames import LatentSource, interpolate_to_folder
+
+    size = demo.config.latent_size
+    z_a, z_b = _z(demo, 9, 0), _z(demo, 9, 1)
+    interpolate_to_folder(demo, z_a, z_b, 4, tmp_path / "morph",
+                          source=LatentSource(seed=9, index=0),
+                          end=LatentSource(seed=9, index=1))
+    generate_to_folder(demo, tmp_path / "plain", n=2, seed=9, batch_size=1)
+    for frame, index in ((0, 0), (3, 1)):
+        assert np.array_equal(read_png16(tmp_path / "morph" / f"frame_{frame:03d}.png"),
+                              read_png16(tmp_path / "plain" / image_name(index, 2)))
+    latents = np.load(tmp_path / "morph" / "latents.npy")
+    assert latents.shape == (4, size)
+    assert np.array_equal(latents[0], z_a) and np.array_equal(latents[-1], z_b)
+    header = (tmp_path / "morph" / "frames.csv").read_text().splitlines()[0]
+    assert header == "frame,file,t,angle_deg,angle_percentile"
+
+
+# ---- command line --------------------------------------------------------------------------
+
+def test_cli_shift_and_interpolate(tmp_path, capsys):
+    import json
+
+    from cxrgan_desktop.cli import main
+
+    code = main(["shift", "--finding", "Effusion", "--seed", "0", "--index", "1",
+                 "--range=-4,4", "--frames", "3", "--out", str(tmp_path / "s"),
+                 "--device", "cpu"])
+    assert code == 0
+    record = json.loads((tmp_path / "s" / "path.json").read_text())
+    assert record["model"]["name"] == "demo-phantom-64"  # the bundled default
+    assert record["positions"]["values"] == [-4.0, 0.0, 4.0]
+    assert "p(Effusion)" in capsys.readouterr().out
+    np.save(tmp_path / "z.npy", latents_for_seed(0, 3, 128))
+    code = main(["interpolate", "--latents", str(tmp_path / "z.npy"), "--row", "2",
+                 "--to-seed", "0", "--to-index", "1", "--frames", "3",
+                 "--classifier", "demo-phantom-64-classifier", "--out", str(tmp_path / "i"),
+                 "--device", "cpu"])
+    assert code == 0
+    record = json.loads((tmp_path / "i" / "path.json").read_text())
+    assert record["start"]["latents_file"] == "z.npy" and record["start"]["row"] == 2
+    assert record["end"]["index"] == 1
+    assert set(record["frames"][1]["probabilities"]) == set(record["classifier"]["labels"])
+    # a second run into the same folder is refused with a one-line error
+    assert main(["interpolate", "--seed", "0", "--index", "0", "--to-index", "1",
+                 "--frames", "2", "--out", str(tmp_path / "i")]) == 2
+    assert "earlier frame set" in capsys.readouterr().err
+
+
+def test_cli_range_parsing():
+    from cxrgan_desktop.cli.common import UserError
+    from cxrgan_desktop.cli.latent import parse_range
+
+    assert parse_range("-10,10") == (-10.0, 10.0)
+    assert parse_range("7.5") == (-7.5, 7.5)
+    assert parse_range("0,20") == (0.0, 20.0)
+    for bad in ("10,-10", "a,b", "1,2,3", "-200,10"):
+        with pytest.raises(UserError):
+            parse_range(bad)

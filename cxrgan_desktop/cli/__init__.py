@@ -21,6 +21,7 @@ from cxrgan_desktop.cli import classifier as cli_classifier
 from cxrgan_desktop.cli import data as cli_data
 from cxrgan_desktop.cli import fid as cli_fid
 from cxrgan_desktop.cli import generate as cli_generate
+from cxrgan_desktop.cli import latent as cli_latent
 from cxrgan_desktop.cli import lco as cli_lco
 from cxrgan_desktop.cli import models as cli_models
 from cxrgan_desktop.cli import reid as cli_reid
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_train.add_parsers(sub)
     cli_classifier.add_parsers(sub)
     cli_lco.add_parsers(sub)
+    cli_latent.add_parsers(sub)
     cli_fid.add_parsers(sub)
     cli_study.add_parsers(sub)
     cli_tstr.add_parsers(sub)
