@@ -241,3 +241,36 @@ def test_the_reid_space_audits_with_a_model_trained_on_the_training_patients(sce
     assert table["exact"] == (3, 3), table
     assert report.summary["spaces"]["reid"]["identity"]["weights_sha256"]
     assert report.summary["spaces"]["reid"]["resolution"] == 32
+
+
+def test_the_inception_space_runs_on_given_weights_and_names_the_fix_without(
+        scene, fid_weights_file, tmp_path):
+    """On random weights in the FID layout (the published file is not reachable here): the
+    space runs and its features are unit vectors of cosine similarity, so an exact copy is
+    at 1; without weights the error says how to install them, before any work."""
+    path, _ = fid_weights_file
+    small, train, held = tmp_path / "few", tmp_path / "train", tmp_path / "held"
+    for folder in (small, train, held):
+        folder.mkdir()
+    copies = [n for n, (kind, _, _) in scene.planted.items() if kind == "exact"][:2]
+    for name in [*copies, *scene.generated[:4]]:
+        shutil.copyfile(scene.synthetic_dir / name, small / name)
+    sources = [scene.planted[n][2] for n in copies]
+    others = sorted(p.name for p in scene.train_dir.glob("*.png"))[:6]
+    for name in {*sources, *others}:  # ChestX-ray14 names: they give the patients
+        shutil.copyfile(scene.train_dir / name, train / name)
+    for source in sorted(scene.held_dir.glob("*.png"))[:5]:
+        shutil.copyfile(source, held / source.name)
+    report = run_audit(AuditOptions(train_dir=train, out_dir=tmp_path / "i",
+                                    synthetic=str(small), held_out=held, spaces=("inception",),
+                                    inception_weights=path, allow_unverified_weights=True))
+    by_file = {r.synthetic_file: r.matches["inception"] for r in report.rows}
+    for name in copies:
+        assert by_file[name].similarity == pytest.approx(1.0, abs=1e-5)
+        assert by_file[name].training_file == scene.planted[name][2]
+    assert report.summary["spaces"]["inception"]["resolution"] == 256
+    with pytest.raises(ValueError, match="cxrgan fid-weights"):
+        run_audit(AuditOptions(train_dir=train, out_dir=tmp_path / "none",
+                               synthetic=str(small), held_out=held, spaces=("inception",),
+                               inception_weights=tmp_path / "missing.pth"))
+    assert not (tmp_path / "none" / "audit.csv").exists()
