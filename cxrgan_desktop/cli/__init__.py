@@ -24,6 +24,7 @@ from cxrgan_desktop.cli import generate as cli_generate
 from cxrgan_desktop.cli import latent as cli_latent
 from cxrgan_desktop.cli import lco as cli_lco
 from cxrgan_desktop.cli import models as cli_models
+from cxrgan_desktop.cli import project as cli_project
 from cxrgan_desktop.cli import reid as cli_reid
 from cxrgan_desktop.cli import study as cli_study
 from cxrgan_desktop.cli import train as cli_train
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_tstr.add_parsers(sub)
     cli_audit.add_parsers(sub)
     cli_reid.add_parsers(sub)
+    cli_project.add_parsers(sub)
     return parser
 
 

@@ -66,6 +66,27 @@ class LCOInfo:
 
 
 @dataclass(frozen=True)
+class ProjectionSource:
+    """The real radiograph a latent was projected from (``cxrgan project``).
+
+    An image rendered from such a latent is still synthetic, but it is derived from one
+    person's radiograph and may resemble it: the record says so, naming the source by its
+    SHA-256 (not its name, which may identify the patient).
+    """
+
+    source_sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"projection_of": self.source_sha256,
+                "note": "latent projected from a real radiograph; this image is synthetic "
+                        "and derived from it"}
+
+    def describe(self) -> str:
+        return (f"Derived from a projection of a real radiograph (source sha256 "
+                f"{self.source_sha256}): synthetic, derived, not that radiograph.")
+
+
+@dataclass(frozen=True)
 class SyntheticSeries:
     """What one export batch shares: study, series, synthetic patient, model, dates."""
 
@@ -130,6 +151,7 @@ class SyntheticImageInfo:
     lco: LCOInfo | None = None
     window: Window = field(default_factory=unit_window)
     window_explanation: str = ""
+    derived_from: ProjectionSource | None = None  # the latent was projected from a radiograph
 
     def __post_init__(self) -> None:
         if self.index < 0:
@@ -143,9 +165,14 @@ class SyntheticImageInfo:
         return f"latent index {self.index}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "seed": self.seed, "latents_source": self.latents_source,
+        """The record; ``derived_from`` only for a projected latent (other records are as
+        they were)."""
+        data = {"index": self.index, "seed": self.seed, "latents_source": self.latents_source,
                 "window": {"center": self.window.center, "width": self.window.width},
                 "lco": self.lco.to_dict() if self.lco is not None else None}
+        if self.derived_from is not None:
+            data["derived_from"] = self.derived_from.to_dict()
+        return data
 
 
 def describe(series: SyntheticSeries, info: SyntheticImageInfo) -> str:
@@ -154,6 +181,8 @@ def describe(series: SyntheticSeries, info: SyntheticImageInfo) -> str:
             f"{series.model_name} (sha256 {series.model_sha256}), {info.latent_text()}.")
     if info.lco is not None:
         text += " " + info.lco.describe()
+    if info.derived_from is not None:
+        text += " " + info.derived_from.describe()
     return text
 
 
