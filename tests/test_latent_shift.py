@@ -375,3 +375,24 @@ def test_cli_range_parsing():
     for bad in ("10,-10", "a,b", "1,2,3", "-200,10"):
         with pytest.raises(UserError):
             parse_range(bad)
+
+
+def test_slider_directions_reproduce_the_shift_frames(demo, demo_classifier):
+    from cxrgan_desktop.engine.latent_shift import combine_shifts, finding_directions
+
+    z0 = _z(demo, seed=4)
+    directions = finding_directions(demo, demo_classifier, FINDINGS, z0)
+    for finding in FINDINGS:
+        path = shift_path(demo, demo_classifier, finding, z0, [-3.0, 0.0, 4.0])
+        np.testing.assert_allclose(directions[finding], path.direction, rtol=0, atol=1e-6)
+        for frame in path.frames:
+            moved = combine_shifts(z0, directions, {finding: frame.position})
+            np.testing.assert_allclose(moved, frame.z, rtol=0, atol=1e-5)
+    assert np.array_equal(combine_shifts(z0, directions, {f: 0.0 for f in FINDINGS}), z0)
+    both = combine_shifts(z0, directions, {"Effusion": 5.0, "Pneumothorax": 5.0})
+    u, v = directions["Effusion"], directions["Pneumothorax"]
+    expected = np.degrees(np.linalg.norm(np.radians(5.0) * (u + v)))  # exponential map
+    assert _arccos_deg(z0, both) == pytest.approx(expected, abs=1e-3)
+    assert np.linalg.norm(both) == pytest.approx(np.linalg.norm(z0), rel=1e-6)
+    with pytest.raises(ValueError, match="no direction"):
+        combine_shifts(z0, directions, {"Edema": 1.0})

@@ -208,3 +208,60 @@ def preview_model(model: LoadedGenerator, levels: int = 1) -> LoadedGenerator:
     smaller = copy.deepcopy(generator)
     smaller.set_depth(depth - levels)
     return dataclasses.replace(model, generator=smaller, discriminator_state=None)
+
+
+def finding_directions(model: LoadedGenerator, classifier: Any, findings: Sequence[str],
+                       z0: np.ndarray, *, device: torch.device | str = "cpu"
+                       ) -> dict[str, np.ndarray]:
+    """The single (Cohen) direction of each finding at ``z0``: the unit tangent of its
+    logit's gradient, one forward pass and one backward pass per finding.
+
+    For a window with one slider per finding: taken once when an image is opened, after
+    which any slider position is :func:`combine_shifts` (no further gradient).
+    """
+    network = classifier_module(classifier)
+    indices = {name: network.label_index(name) for name in findings}
+    size = model.config.latent_size
+    start = _vector(z0, "z0")
+    if start.size != size:
+        raise ValueError(f"z0 must have {size} values for this model, got {start.size}")
+    device = torch.device(device)
+    generator = DifferentiableGenerator(model).to(device)
+    network = network.to(device)
+    out = {}
+    with frozen(generator, network):
+        z_var = torch.from_numpy(np.asarray(z0, dtype=np.float32).reshape(1, -1)).to(device)
+        z_var.requires_grad_(True)
+        logits = network(generator(z_var))[0]
+        for k, (name, index) in enumerate(indices.items()):
+            (gradient,) = torch.autograd.grad(logits[index], z_var,
+                                              retain_graph=k < len(indices) - 1)
+            out[name] = tangent_direction(start, gradient[0].double().cpu().numpy())
+    return out
+
+
+def combine_shifts(z0: np.ndarray, directions: dict[str, np.ndarray],
+                   lambdas_deg: dict[str, float]) -> np.ndarray:
+    """``z0`` moved by several sliders at once, float32, |z| kept.
+
+    The tangent vector sum over findings of lambda_f (radians) * u_f is followed along the
+    sphere's great circle (the exponential map), so one slider alone gives exactly the frame
+    :func:`shift_path` renders at that lambda, and all sliders at 0 give z0 bit for bit. The
+    findings' directions are not orthogonal in general: two sliders at 5 degrees turn z by
+    between 0 and 10 degrees.
+    """
+    tangent = np.zeros(np.asarray(z0).size, dtype=np.float64)
+    moved = False
+    for name, value in lambdas_deg.items():
+        if value:
+            if name not in directions:
+                raise ValueError(f"no direction for {name!r}; there are directions for "
+                                 f"{', '.join(directions) or 'none'}")
+            tangent += math.radians(float(value)) * directions[name]
+            moved = True
+    if not moved:
+        return np.asarray(z0, dtype=np.float32).reshape(-1).copy()
+    angle = float(np.linalg.norm(tangent))
+    if angle == 0.0:
+        return np.asarray(z0, dtype=np.float32).reshape(-1).copy()
+    return rotate_towards(z0, tangent / angle, angle)
