@@ -274,3 +274,36 @@ def test_the_inception_space_runs_on_given_weights_and_names_the_fix_without(
                                synthetic=str(small), held_out=held, spaces=("inception",),
                                inception_weights=tmp_path / "missing.pth"))
     assert not (tmp_path / "none" / "audit.csv").exists()
+
+
+def test_a_model_is_calibrated_only_with_the_hold_out_it_was_trained_with(scene, tmp_path,
+                                                                          monkeypatch):
+    import dataclasses
+
+    import cxrgan_desktop.engine.checkpoints as checkpoints
+    from cxrgan_desktop.engine.training.dataset import DatasetSpec, list_dataset
+    from cxrgan_desktop.engine.training.holdout import choose_held_out, write_held_out
+
+    listing = list_dataset(DatasetSpec(scene.train_dir, scene.labels_csv))
+    trained_with, other = choose_held_out(listing, 0.2, seed=1), choose_held_out(listing, 0.2,
+                                                                                  seed=2)
+    real_load = checkpoints.load_generator
+
+    def load_with_hold_out(path):
+        model = real_load(path)
+        return dataclasses.replace(model, provenance={**model.provenance,
+                                                      "held_out": trained_with.summary()})
+
+    monkeypatch.setattr(checkpoints, "load_generator", load_with_hold_out)
+    options = dict(train_dir=scene.train_dir, synthetic="model:demo-phantom-64", n=4,
+                   labels_csv=scene.labels_csv, spaces=("pixels",))
+    write_held_out(tmp_path / "other_run", other)
+    with pytest.raises(ValueError, match="not the hold-out this model was trained with"):
+        run_audit(AuditOptions(out_dir=tmp_path / "a", held_out=tmp_path / "other_run",
+                               **options))
+    assert not (tmp_path / "a" / "audit.csv").exists()
+    write_held_out(tmp_path / "its_run", trained_with)
+    report = run_audit(AuditOptions(out_dir=tmp_path / "b", held_out=tmp_path / "its_run",
+                                    **options))
+    assert report.summary["synthetic"]["generated"]["trained_held_out"]["files_sha256"] == \
+        report.summary["held_out"]["files_sha256"]

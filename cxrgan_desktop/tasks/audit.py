@@ -234,7 +234,7 @@ def split_by_run(train: ImageSet, run_dir: Path) -> tuple[ImageSet, ImageSet, di
         raise ValueError(f"{run_dir}: the run held out no images (trained with a hold-out "
                          "fraction of 0); give a folder of real images never trained on")
     record = {"source": "training run", "run": str(run_dir.resolve()),
-              "fraction": held.fraction, "seed": held.seed}
+              "fraction": held.fraction, "seed": held.seed, "files_sha256": held.files_sha256}
     return (_subset(train, "training", np.flatnonzero(~out)),
             _subset(train, "held-out", np.flatnonzero(out)), record)
 
@@ -416,7 +416,8 @@ def _generate(options: AuditOptions, folder: Path, progress: ProgressFn,
     model = load_generator(zoo.resolve_model(location))
     assert options.n is not None
     recipe = {"model": location, "model_sha256": model.sha256, "n": options.n,
-              "seed": options.seed, "software_version": __version__}
+              "seed": options.seed, "software_version": __version__,
+              "trained_held_out": model.provenance.get("held_out")}
     record_path = folder / "generated.json"
     if record_path.is_file():
         try:
@@ -521,6 +522,7 @@ def _run_locked(options: AuditOptions, out: Path, progress: ProgressFn,
     if len(held) < 2:
         raise ValueError(f"{held_dir}: at least 2 held-out images are needed to calibrate")
     side = _synthetic_side(options, resolution, sub_progress(progress, 0.4, 0.5), cancel)
+    _check_model_hold_out(side.generated, held_record)
     if len(side.images) == 0:
         raise ValueError(f"{options.synthetic}: no readable synthetic images "
                          f"({'; '.join(side.skipped[:3])})")
@@ -550,6 +552,20 @@ def _run_locked(options: AuditOptions, out: Path, progress: ProgressFn,
     _contact_sheet(report, out)
     progress(1.0, f"{len(report.flagged)} of {len(report.rows)} flagged")
     return report
+
+
+def _check_model_hold_out(generated: dict[str, Any] | None, held_record: dict[str, Any]
+                          ) -> None:
+    """A model that records its training hold-out must be calibrated with that very list
+    when a run folder is given: another run's list would call images the model saw unseen."""
+    trained = (generated or {}).get("trained_held_out") or {}
+    recorded = trained.get("files_sha256")
+    if recorded and held_record.get("source") == "training run" \
+            and held_record.get("files_sha256") != recorded:
+        raise ValueError(f"{held_record['run']}: its held_out.json is not the hold-out this "
+                         f"model was trained with (the model records list {recorded[:12]}..., "
+                         f"the run {str(held_record.get('files_sha256'))[:12]}...); give the "
+                         "run folder that made this model")
 
 
 def _labels_beside(folder: Path) -> Path | None:
