@@ -396,3 +396,31 @@ def test_slider_directions_reproduce_the_shift_frames(demo, demo_classifier):
     assert np.linalg.norm(both) == pytest.approx(np.linalg.norm(z0), rel=1e-6)
     with pytest.raises(ValueError, match="no direction"):
         combine_shifts(z0, directions, {"Edema": 1.0})
+
+
+def test_cli_shift_from_a_projected_latent_labels_every_frame_derived(tmp_path):
+    import hashlib
+    import json
+
+    import pydicom
+
+    from cxrgan_desktop.cli import main
+    from cxrgan_desktop.tasks.project import FORMAT, LATENT_NAME, RECORD_NAME
+
+    folder = tmp_path / "projection"
+    folder.mkdir()
+    latent = folder / LATENT_NAME
+    np.save(latent, latents_for_seed(3, 1, 128)[0])
+    source = "ab" * 32  # the radiograph's SHA-256, as cxrgan project records it
+    (folder / RECORD_NAME).write_text(json.dumps({
+        "format": FORMAT, "source": {"sha256": source},
+        "files": {LATENT_NAME: hashlib.sha256(latent.read_bytes()).hexdigest()}}))
+    assert main(["shift", "--finding", "Effusion", "--latents", str(latent), "--range", "3",
+                 "--frames", "3", "--out", str(tmp_path / "s"), "--device", "cpu"]) == 0
+    record = json.loads((tmp_path / "s" / "path.json").read_text())
+    assert record["start"]["derived_from"]["projection_of"] == source
+    assert source in record["derived_from"]
+    for k in range(3):
+        ds = pydicom.dcmread(tmp_path / "s" / "dicom" / f"frame_{k:03d}.dcm")
+        assert "projection of a real radiograph" in ds.ImageComments
+        assert source in ds.ImageComments and ds.ConversionType == "SYN"

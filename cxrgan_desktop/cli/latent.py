@@ -166,7 +166,10 @@ def _latent(args: argparse.Namespace, prefix: str, latent_size: int, fallback_se
         z = np.asarray(array[row], dtype=np.float32)
         if not np.isfinite(z).all() or not np.any(z):
             raise UserError(f"{file}: row {row} is not a usable latent (zero or not finite)")
-        return z, LatentSource(latents_file=Path(file), row=row)
+        from cxrgan_desktop.tasks.project import projection_source
+
+        return z, LatentSource(latents_file=Path(file), row=row,
+                               derived_from=projection_source(file))
     if seed is None or index is None:
         raise UserError(f"give --{prefix}seed and --{prefix}index, or --{prefix}latents")
     if index < 0:

@@ -65,7 +65,7 @@ from cxrgan_desktop.imaging.dicom_export import (
     new_synthetic_series,
 )
 from cxrgan_desktop.imaging.png16 import encode_png16
-from cxrgan_desktop.imaging.synthetic_provenance import WARNING_TEXT
+from cxrgan_desktop.imaging.synthetic_provenance import WARNING_TEXT, ProjectionSource
 from cxrgan_desktop.imaging.windowing import unit_window
 
 FORMAT = "cxrgan-desktop latent frames v1"
@@ -91,13 +91,16 @@ def frame_name(index: int, count: int, suffix: str = ".png") -> str:
 class LatentSource:
     """Where a path's start (or end) latent came from: image ``index`` of ``cxrgan generate
     --seed seed``, or row ``row`` of a ``.npy`` file; ``note`` for anything a later reader
-    must know (e.g. "projection of a real radiograph": the frames are derived from it)."""
+    must know. ``derived_from``: the latent was projected from a real radiograph
+    (``tasks.project.projection_source``): every frame is then labelled derived from it, in
+    path.json and in each DICOM instance, as well as synthetic."""
 
     seed: int | None = None
     index: int | None = None
     latents_file: Path | None = None
     row: int | None = None
     note: str = ""
+    derived_from: ProjectionSource | None = None
 
     def __post_init__(self) -> None:
         seeded = self.seed is not None and self.index is not None
@@ -122,6 +125,8 @@ class LatentSource:
                               "latent_size), float32 (the latent of 'cxrgan generate --seed')"}
         if self.note:
             data["note"] = self.note
+        if self.derived_from is not None:
+            data["derived_from"] = self.derived_from.to_dict()
         return data
 
 
@@ -303,6 +308,8 @@ def _stage(path: LatentPath, out: Path, staging: Path, model: LoadedGenerator,
             f"SYNTHETIC latent shift {path.method.get('finding')}" if path.kind == "shift"
             else "SYNTHETIC latent interpolation"))
     result = FrameSetResult(out, series=series)
+    # a path from (or to) a projected latent is derived from that radiograph: say so
+    derived = next((s.derived_from for s in sources if s.derived_from is not None), None)
     (staging / DICOM_DIR).mkdir()
     png_names, dicom_names = [], []
     for frame in path.frames:
@@ -311,7 +318,7 @@ def _stage(path: LatentPath, out: Path, staging: Path, model: LoadedGenerator,
         atomic_write_bytes(staging / name, encode_png16(frame.image))
         dicom_name = f"{DICOM_DIR}/{frame_name(frame.index, count, '.dcm')}"
         info = SyntheticImageInfo(frame.index, latents_source=f"{LATENTS}: frames of a {what}",
-                                  window=unit_window())
+                                  window=unit_window(), derived_from=derived)
         export_dicom(staging / dicom_name, frame.image, series, info)
         png_names.append(name)
         dicom_names.append(dicom_name)
@@ -385,8 +392,10 @@ def _record(path: LatentPath, model: LoadedGenerator, classifier: Any,
                             "among the angles between it and random draws z ~ N(0, I): "
                             "exact, (1 + cos) / 2 ~ Beta((d-1)/2, (d-1)/2)",
         "derived_from": (f"Synthetic frames derived from {what}, rendered by model "
-                         f"{model.name} (sha256 {model.sha256}). No real patient; frame k's "
-                         f"latent is row k of {LATENTS}."),
+                         f"{model.name} (sha256 {model.sha256}); frame k's latent is row k "
+                         f"of {LATENTS}. " + " ".join(
+                             s.derived_from.describe() for s in sources
+                             if s.derived_from is not None)).strip(),
         "frames": frames,
         "files": {"frames_png16": png_names, "strip_png8": STRIP, "gif": GIF, "apng": APNG,
                   "latents": LATENTS, "csv": FRAMES_CSV, "dicom": dicom_names},
