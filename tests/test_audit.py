@@ -307,3 +307,18 @@ def test_a_model_is_calibrated_only_with_the_hold_out_it_was_trained_with(scene,
                                     **options))
     assert report.summary["synthetic"]["generated"]["trained_held_out"]["files_sha256"] == \
         report.summary["held_out"]["files_sha256"]
+
+
+def test_an_unreadable_synthetic_file_is_reported_not_dropped(scene, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in scene.generated[:3]:
+        shutil.copyfile(scene.synthetic_dir / name, folder / name)
+    data = (scene.synthetic_dir / scene.generated[3]).read_bytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    report = run_audit(AuditOptions(train_dir=scene.train_dir, out_dir=tmp_path / "a",
+                                    synthetic=str(folder), held_out=scene.held_dir,
+                                    labels_csv=scene.labels_csv, spaces=("pixels",)))
+    assert sorted(r.synthetic_file for r in report.rows) == sorted(scene.generated[:3])
+    skipped = report.summary["synthetic"]["skipped"]
+    assert len(skipped) == 1 and "truncated.png" in skipped[0]
