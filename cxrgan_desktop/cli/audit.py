@@ -65,7 +65,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
                    help="flag a synthetic image closer to the training set than all but "
                         f"this fraction of held-out images (default: {DEFAULT_ALPHA} = "
-                        f"{DEFAULT_ALPHA:.1%})")
+                        f"{DEFAULT_ALPHA * 100:g} %%)")
     p.add_argument("--pixel-size", type=int, default=DEFAULT_PIXEL_SIZE,
                    help=f"side of the pixel space's images (default: {DEFAULT_PIXEL_SIZE})")
     p.add_argument("--inception-weights", type=existing_path, default=None, metavar="FILE",
