@@ -3,8 +3,10 @@
 After stylegan2-ada-pytorch's projector (Karras et al. 2020), written for this generator:
 Adam on the latent z, from several random starts, keeping the start whose final loss is
 lowest. Measured figures on held-out phantoms are in ``tests/test_projection.py`` and
-``tests/benchmarks/bench_projection.py``; no published figures exist for chest X-ray GAN
-inversion to compare with.
+``tests/benchmarks/bench_projection.py``: on 20 held-out phantoms the bundled 64 px demo
+model reaches PSNR 22.48 dB and SSIM 0.7826 (mean; SSIM 0.7143 to 0.8170) with the defaults
+(4 starts x 300 steps), from 0.6028 for the best random start, and recovers a generated
+image at SSIM 0.99. No published figures exist for chest X-ray GAN inversion to compare with.
 
 The loss, per image, at the generator's resolution (images in [0, 1]):
 
@@ -226,7 +228,9 @@ def project(model: LoadedGenerator, image: np.ndarray, *, restarts: int = DEFAUL
     target = torch.from_numpy(target_np)[None, None].to(device)
     generator = DifferentiableGenerator(model).to(device)
     use_classifier = classifier is not None and classifier_weight > 0
-    networks = [generator] + ([classifier.to(device)] if use_classifier and classifier else [])
+    networks: list[torch.nn.Module] = [generator]
+    if use_classifier and classifier is not None:
+        networks.append(classifier.to(device))
     starts = latents_for_seed(seed, restarts, model.config.latent_size)
     z = normalised(torch.from_numpy(starts)).to(device).requires_grad_(True)
     optimiser = torch.optim.Adam([z], lr=lr, betas=(0.9, 0.999), eps=1e-8)
