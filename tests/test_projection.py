@@ -242,6 +242,17 @@ def test_the_latent_renders_the_reconstruction_through_generate(demo, phantom_fi
                  "--out", str(tmp_path / "generated"), "--device", "cpu"]) == 0
     generated = _read16(next((tmp_path / "generated").glob("img_*.png")))
     np.testing.assert_array_equal(generated, _read16(out / "reconstruction.png"))
+    manifest = json.loads((tmp_path / "generated" / "manifest.json").read_text())
+    source_sha = hashlib.sha256(phantom_file.read_bytes()).hexdigest()
+    assert manifest["latents"]["derived_from"]["projection_of"] == source_sha
+    assert main(["generate", "--model", DEMO, "--latents", str(out / "latent.npy"),
+                 "--format", "dicom", "--out", str(tmp_path / "dicom"), "--device",
+                 "cpu"]) == 0
+    import pydicom
+
+    dataset = pydicom.dcmread(next((tmp_path / "dicom").glob("*.dcm")))
+    assert source_sha in str(dataset.get("DerivationDescription", "")) + str(
+        dataset.get("ImageComments", ""))
 
     latent = np.load(out / "latent.npy")
     assert latent.shape == (1, demo.config.latent_size) and latent.dtype == np.float32

@@ -61,6 +61,7 @@ from cxrgan_desktop.imaging.pixel_hash import pixel_sha256
 from cxrgan_desktop.imaging.png16 import read_png16, write_png16
 from cxrgan_desktop.imaging.windowing import Window, unit_window
 from cxrgan_desktop.tasks.audit_file import FlaggedImages
+from cxrgan_desktop.tasks.project import projection_source
 
 MANIFEST_NAME = "manifest.json"
 LATENTS_NAME = "latents.npy"
@@ -203,6 +204,9 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
 
     listed: set[Path] = set()  # the images the manifest on disk lists
     latents_info = _latents_info(seed, latents_source)  # hashed once, not on every write
+    derived = None if latents_source is None else projection_source(latents_source)
+    if derived is not None:  # a projected latent: every image is derived from a radiograph
+        latents_info["derived_from"] = derived.to_dict()
 
     def write_manifest() -> None:
         atomic_write_json(result.manifest, _manifest(
@@ -236,7 +240,8 @@ def _generate_locked(model: LoadedGenerator, out: Path, latents: np.ndarray,
                 if result.series is not None:
                     info = SyntheticImageInfo(
                         index, seed=seed, window=window or unit_window(),
-                        latents_source=latents_source.name if latents_source else None)
+                        latents_source=latents_source.name if latents_source else None,
+                        derived_from=derived)
                     export_dicom(path, image[0], result.series, info)
                 else:
                     write_png16(path, image[0])
