@@ -45,6 +45,19 @@ class LCOPreferences:
     restarts: int = 2
     batch_size: int = 8
     image_format: str = "png16"
+    truncation: float = 1.0  # psi of engine.truncation inside LCO's pass; 1: none
+
+
+@dataclass
+class ExplorePreferences:
+    """The Findings tab: latent shift sliders, morphs and projection (issue 24)."""
+
+    classifier: str = ""  # path of the classifier whose findings get sliders
+    range_deg: float = 10.0  # each slider turns z up to this many degrees either way
+    frames: int = 9  # frames of a path (the probability plot, exports, morphs)
+    preview: str = "auto"  # auto | half | full: what a slider shows while dragged
+    projection_restarts: int = 4  # engine.projection.DEFAULT_RESTARTS
+    projection_steps: int = 300  # engine.projection.DEFAULT_STEPS
 
 
 @dataclass
@@ -148,6 +161,7 @@ class Settings:
     study: StudyPreferences = field(default_factory=StudyPreferences)
     tstr: TSTRPreferences = field(default_factory=TSTRPreferences)
     audit: AuditPreferences = field(default_factory=AuditPreferences)
+    explore: ExplorePreferences = field(default_factory=ExplorePreferences)
 
 
 def settings_path() -> Path:

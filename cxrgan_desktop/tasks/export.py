@@ -7,6 +7,12 @@ radiograph must never leave this application labelled as one.
 
 With a memorisation audit (``exclude``), an image whose pixels (or file) the audit flagged is
 not exported; the result lists it, and the audit's record says what was left out.
+
+A truncated image (psi < 1, :mod:`cxrgan_desktop.engine.truncation`) is not the image its
+seed and index alone make: its provenance (DICOM Image Comments, the PNG sidecar) names psi.
+An image rendered from a stored latent (a projection of a radiograph, the Findings tab)
+names that latent's file instead of a seed, and one projected from a radiograph says it is
+derived from it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from cxrgan_desktop.imaging.png16 import write_png8, write_png16
 from cxrgan_desktop.imaging.readers import ImageReadError, Skipped, read_image
 from cxrgan_desktop.imaging.synthetic_provenance import (
     LCOInfo,
+    ProjectionSource,
     SyntheticImageInfo,
     SyntheticSeries,
     new_synthetic_series,
@@ -43,7 +50,8 @@ SUFFIXES = {"png16": ".png", "png8": ".png", "dicom": ".dcm"}
 
 @dataclass(frozen=True)
 class ExportItem:
-    """One image of the session. ``seed`` is None for a real (opened) image."""
+    """One image of the session. A real (opened) image has neither ``seed`` nor
+    ``latents_source``."""
 
     source: Path
     name: str
@@ -52,10 +60,40 @@ class ExportItem:
     seed: int | None = None
     index: int = 0
     lco: LCOInfo | None = None  # how latent class optimisation chose it, if it did
+    truncation: float = 1.0  # psi the image was rendered with (1: none)
+    latents_source: str | None = None  # a latents file whose row ``index`` made the image
+    derived_from: ProjectionSource | None = None  # projected from this real radiograph
 
     @property
     def synthetic(self) -> bool:
-        return self.seed is not None
+        return self.seed is not None or self.latents_source is not None
+
+
+@dataclass(frozen=True)
+class TruncatedImageInfo(SyntheticImageInfo):
+    """A synthetic image's provenance that also names psi: rendered with truncation, its
+    latent alone does not make it (psi 1 is never written this way: the records of untruncated
+    images stay as they were)."""
+
+    truncation: float = 1.0
+
+    def latent_text(self) -> str:
+        return (f"{super().latent_text()}, truncation psi {self.truncation:g} (towards the "
+                "model's mean first activation)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "truncation": self.truncation}
+
+
+def image_info(item: ExportItem, window: Window) -> SyntheticImageInfo:
+    """The provenance record of a synthetic item, with psi only when it is not 1."""
+    info = SyntheticImageInfo(item.index, seed=item.seed, latents_source=item.latents_source,
+                              lco=item.lco, window=window, window_explanation="USER",
+                              derived_from=item.derived_from)
+    if item.truncation == 1.0:
+        return info
+    fields = {name: getattr(info, name) for name in info.__dataclass_fields__}
+    return TruncatedImageInfo(**fields, truncation=float(item.truncation))
 
 
 @dataclass(frozen=True)
@@ -104,8 +142,7 @@ def export_items(items: Sequence[ExportItem], out_dir: str | Path, image_format:
             key = (item.model_name, item.model_sha256)
             if key not in series:
                 series[key] = new_synthetic_series(item.model_name, item.model_sha256)
-            info = SyntheticImageInfo(item.index, seed=item.seed, lco=item.lco, window=window,
-                                      window_explanation="USER")
+            info = image_info(item, window)
             writer = export_dicom if image_format == "dicom" else export_png16_with_sidecar
             writer(path, pixels, series[key], info)
         else:

@@ -40,6 +40,8 @@ class GeneratedImage:
     model_name: str
     model_sha256: str
     truncation: float = 1.0
+    latent: np.ndarray | None = None  # [latent_size] float32: image ``index`` of ``seed``
+    model_path: str = ""  # the weights file, for the Findings tab to load the model again
 
     def gallery_item(self) -> GalleryItem:
         """The gallery's entry; the run's first image takes the selection (and the viewer).
@@ -47,10 +49,11 @@ class GeneratedImage:
         title = f"seed {self.seed} #{self.index}"
         if self.truncation != 1.0:
             title += f" \N{GREEK SMALL LETTER PSI}{self.truncation:.2f}"
-        entry = GalleryEntry(self.path, title,
-                             {"seed": self.seed, "index": self.index,
-                              "model_name": self.model_name, "model_sha256": self.model_sha256,
-                              "truncation": self.truncation})
+        details = {"seed": self.seed, "index": self.index, "model_name": self.model_name,
+                   "model_sha256": self.model_sha256, "truncation": self.truncation}
+        if self.latent is not None:  # the Findings tab and morphs start from it
+            details.update(latent=self.latent, model_path=self.model_path)
+        entry = GalleryEntry(self.path, title, details)
         return GalleryItem(entry, self.pixels, Select.YES if self.index == 0 else Select.NO)
 
 
@@ -75,9 +78,11 @@ def generate_job(request: GenerateRequest, out_dir: Path, overwrite: bool,
 
     def job(progress, cancel):
         from cxrgan_desktop.engine.devices import resolve_device
+        from cxrgan_desktop.engine.render import latents_for_seed
         from cxrgan_desktop.tasks.generate import generate_to_folder
 
         model = load_model(request.model)
+        size = model.config.latent_size
         return generate_to_folder(
             model, out_dir, n=request.count, seed=request.seed,
             batch_size=request.batch_size, device=str(resolve_device(request.device)),
@@ -85,7 +90,8 @@ def generate_job(request: GenerateRequest, out_dir: Path, overwrite: bool,
             truncation=request.truncation,
             on_image=lambda index, image, path: emit(GeneratedImage(
                 index, image, Path(path), request.seed, model.name, model.sha256,
-                request.truncation)))
+                request.truncation, latents_for_seed(request.seed, 1, size, start=index)[0],
+                request.model)))
 
     return job
 

@@ -67,6 +67,7 @@ class LCOPanelRequest:
     batch_size: int
     image_format: str
     absent_threshold: float = 0.5  # an absent finding must stay below this
+    truncation: float = 1.0  # psi (engine/truncation.py) inside the optimised pass; 1: none
 
 
 @dataclass
@@ -199,6 +200,14 @@ class LCOPanel(QWidget):
         self.image_format = QComboBox()
         self.image_format.addItem("16-bit PNG", "png16")
         self.image_format.addItem("DICOM (marked synthetic)", "dicom")
+        self.truncation = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05,
+                                         decimals=2, value=1.0)
+        self.truncation.setToolTip(
+            "Truncation psi: pulls each image towards the model's average image, inside the "
+            "pass LCO optimises.\n1.00: no truncation, the model's full variety.\n"
+            "Lower: more typical, cleaner-looking images, but less diverse and less "
+            "representative of the data the model learnt; 0.00: the average image.\n"
+            "Recorded in archive.json, each item's record and the images' provenance.")
         form = QFormLayout()
         form.addRow("Classifier", row)
         form.addRow("Judge", self.judge_box)
@@ -210,6 +219,7 @@ class LCOPanel(QWidget):
         form.addRow("Seed", self.seed)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Save as", self.image_format)
+        form.addRow("Truncation", self.truncation)
 
         self.controls = JobControls("Synthesise",
                                     "Optimise latents for the chosen findings (Ctrl+L)")
@@ -356,7 +366,8 @@ class LCOPanel(QWidget):
             count=self.count.value(), steps=self.steps.value(), seed=self.seed.value(),
             restarts=self.restarts.value(), batch_size=self.batch_size.value(),
             image_format=self.image_format.currentData(),
-            absent_threshold=round(self.absent_threshold.value(), 4)))
+            absent_threshold=round(self.absent_threshold.value(), 4),
+            truncation=round(self.truncation.value(), 4)))
 
     def set_running(self, running: bool) -> None:
         self.controls.set_running(running, bool(self.choices))
@@ -384,6 +395,7 @@ class LCOPanel(QWidget):
         self.restarts.setValue(prefs.restarts)
         self.batch_size.setValue(prefs.batch_size)
         self.image_format.setCurrentIndex(max(self.image_format.findData(prefs.image_format), 0))
+        self.truncation.setValue(prefs.truncation)  # clamped to 0..1
         self.refresh_classifiers(select=prefs.classifier, judge=prefs.judge)
 
     def store_settings(self, prefs: LCOPreferences) -> None:
@@ -397,3 +409,4 @@ class LCOPanel(QWidget):
         prefs.restarts = self.restarts.value()
         prefs.batch_size = self.batch_size.value()
         prefs.image_format = self.image_format.currentData()
+        prefs.truncation = float(self.truncation.value())

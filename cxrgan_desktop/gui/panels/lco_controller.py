@@ -76,9 +76,11 @@ def make_job(request: LCOPanelRequest, model_path: str, load_model: Callable[[st
             if result.judge_probabilities is not None and judge is not None:
                 judge_values = dict(zip(judge.labels, result.judge_probabilities.tolist(),
                                         strict=True))
-            info = lco_info(result, classifier, labels)
+            info = lco_info(result, classifier, labels, request.truncation)
             details = {"seed": request.seed, "index": result.index, "model_name": model.name,
-                       "model_sha256": model.sha256, "lco": info,
+                       "model_sha256": model.sha256, "model_path": model_path,
+                       "latent": np.asarray(result.z, dtype=np.float32).reshape(-1),
+                       "truncation": request.truncation, "lco": info,
                        "thresholds": {n: target.threshold_of(n) for n in target.specified},
                        "judge": judge_values}
             title = f"LCO #{result.index}" + ("" if result.judge_agrees in (None, True)
@@ -97,7 +99,8 @@ def make_job(request: LCOPanelRequest, model_path: str, load_model: Callable[[st
                              out_dir, settings=settings, judge_classifier=judge,
                              image_format=request.image_format,
                              device=str(resolve_device("auto")), progress=progress,
-                             cancel=cancel, on_result=on_result, on_snapshot=on_snapshot)
+                             cancel=cancel, on_result=on_result, on_snapshot=on_snapshot,
+                             truncation=request.truncation)
 
     return job
 

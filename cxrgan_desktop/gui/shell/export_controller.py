@@ -45,16 +45,23 @@ def export_choices(labels: Sequence[str], audit: str) -> tuple[list[str], int]:
 
 
 def export_item(entry: GalleryEntry) -> ExportItem:
-    """A generated entry carries its provenance (model, seed, index, LCO labels) into the
-    export; an opened one is named after its file."""
+    """A generated entry carries its provenance (model, seed, index, LCO labels, psi) into
+    the export; a projection its latent file and the radiograph it is derived from; an
+    opened one is named after its file."""
     from cxrgan_desktop.tasks.export import ExportItem
 
     details = entry.details
-    if "seed" not in details:
-        return ExportItem(entry.path, entry.path.stem)
-    return ExportItem(entry.path, f"seed{details['seed']}_{details['index']:05d}",
-                      details["model_name"], details["model_sha256"], details["seed"],
-                      details["index"], details.get("lco"))
+    truncation = float(details.get("truncation", 1.0))
+    if "seed" in details:
+        return ExportItem(entry.path, f"seed{details['seed']}_{details['index']:05d}",
+                          details["model_name"], details["model_sha256"], details["seed"],
+                          details["index"], details.get("lco"), truncation)
+    if details.get("latents_file"):
+        return ExportItem(entry.path, entry.path.parent.name + "_" + entry.path.stem,
+                          details.get("model_name", ""), details.get("model_sha256", ""),
+                          None, 0, None, truncation, str(details["latents_file"]),
+                          details.get("derived_from"))
+    return ExportItem(entry.path, entry.path.stem)
 
 
 def export_formats(entries: Sequence[GalleryEntry]) -> list[str]:
@@ -62,7 +69,8 @@ def export_formats(entries: Sequence[GalleryEntry]) -> list[str]:
     them."""
     from cxrgan_desktop.tasks.export import EXPORT_FORMATS
 
-    any_real = any("seed" not in e.details for e in entries)
+    any_real = any("seed" not in e.details and not e.details.get("latents_file")
+                   for e in entries)
     return [f for f in EXPORT_FORMATS if not (f == "dicom" and any_real)]
 
 
