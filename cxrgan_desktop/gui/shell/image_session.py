@@ -111,6 +111,7 @@ class ImageSession(QObject):
         self.slot, self.gallery, self.viewer, self.compare = slot, gallery, viewer, compare
         self.centre, self.progress_panel = centre, progress_panel
         self.settings, self.dialog_parent = settings, dialog_parent
+        self.current: GalleryEntry | None = None  # the entry whose file the viewer shows
         self.viewer_loader = LatestOnly("read image", self)
         self.viewer_loader.ready.connect(self._show_decoded)
         self.viewer_loader.failed.connect(self._not_shown)
@@ -160,6 +161,7 @@ class ImageSession(QObject):
     def _show_decoded(self, entry: GalleryEntry, decoded: DecodedImage) -> None:
         image = decoded.image
         self.viewer.show_image(image.pixels, decoded.info)
+        self.current = entry
         self.status.emit(f"{entry.title}  ({image.width}x{image.height}, "
                          f"{image.normalisation})", 0)
         self.shown.emit(entry)

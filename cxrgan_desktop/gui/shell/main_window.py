@@ -33,6 +33,10 @@ from cxrgan_desktop.gui.panels.audit import AuditPanel
 from cxrgan_desktop.gui.panels.audit_controller import AuditController
 from cxrgan_desktop.gui.panels.fid import FIDPanel
 from cxrgan_desktop.gui.panels.fid_controller import FIDController
+from cxrgan_desktop.gui.panels.findings import FindingsPanel
+from cxrgan_desktop.gui.panels.findings_controller import FindingsController
+from cxrgan_desktop.gui.panels.findings_menu import latent_menu
+from cxrgan_desktop.gui.panels.findings_projection import ProjectionController
 from cxrgan_desktop.gui.panels.generate import GeneratePanel
 from cxrgan_desktop.gui.panels.generate_controller import GenerateController
 from cxrgan_desktop.gui.panels.lco import LCOPanel
@@ -79,6 +83,8 @@ class MainWindow(QMainWindow):
         self.centre.addWidget(self.compare)
         self.audit_pair = PairView()  # an Audit tab row: synthetic | training | difference
         self.centre.addWidget(self.audit_pair)
+        self.projection_pair = PairView()  # Find in latent space: original | reconstruction
+        self.centre.addWidget(self.projection_pair)
         self.setCentralWidget(self.centre)
         self.setAcceptDrops(True)
         self.generate_panel = GeneratePanel()
@@ -86,11 +92,13 @@ class MainWindow(QMainWindow):
         self.tasks = QTabWidget()
         self.train_panel = TrainPanel()
         self.lco_panel = LCOPanel()
+        self.findings_panel = FindingsPanel()
         self.fid_panel = FIDPanel()
         self.study_panel = StudyPanel(self.settings)
         self.tstr_panel = TSTRPanel(self.settings.tstr, self.settings.device)
         self.audit_panel = AuditPanel()
         for panel, title in ((self.generate_panel, "Generate"), (self.lco_panel, "Synthesise"),
+                             (self.findings_panel, "Findings"),
                              (self.train_panel, "Train"), (self.fid_panel, "FID"),
                              (self.study_panel, "Study"), (self.tstr_panel, "TSTR"),
                              (self.audit_panel, "Audit"), (self.library, "Models")):
@@ -111,6 +119,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self.generate_panel.load_settings(self.settings)
         self.lco_panel.load_settings(self.settings.lco)
+        self.findings_panel.load_settings(self.settings.explore)
         self.fid = FIDController(self, self.fid_panel, self.settings)
         self.audit = AuditController(self, self.audit_panel, self.audit_pair, self.settings)
         self.audit.pairShown.connect(lambda: self.centre.setCurrentWidget(self.audit_pair))
@@ -147,6 +156,11 @@ class MainWindow(QMainWindow):
         self.exporter = ExportController(self.jobs, self.gallery, self.viewer,
                                          self.generate_panel, self.settings, self)
         self.models_tab = ModelsController(self.library, self.model_cache, self)
+        self.findings = FindingsController(self.jobs, self.findings_panel, self.viewer,
+                                           self.gallery, self.settings, self.model_cache, self)
+        self.projection = ProjectionController(
+            self.jobs, self.findings_panel, self.settings, self.model_cache,
+            self.generate_panel.model_box.currentData, self.projection_pair, self.centre, self)
 
     def _connect(self) -> None:
         self.jobs.failed.connect(lambda message: QMessageBox.critical(
@@ -154,10 +168,18 @@ class MainWindow(QMainWindow):
         self.jobs.refused.connect(lambda: QMessageBox.information(
             self, "Busy", "Another job is running; cancel it first."))
         for controller in (self.jobs, self.generate, self.lco, self.images, self.exporter,
-                           self.models_tab):
+                           self.models_tab, self.findings, self.projection):
             controller.status.connect(self._show_status)
-        for controller in (self.generate, self.lco, self.images):
+        for controller in (self.generate, self.lco, self.images, self.projection):
             controller.itemReady.connect(self.gallery.add_item)
+        self.projection.finished.connect(lambda _done, entry: self.findings.explore(entry))
+        self.findings.showViewer.connect(lambda: self.centre.setCurrentWidget(self.viewer))
+        self.gallery.entryActivated.connect(self._follow_findings)
+        self.gallery.model().rowsInserted.connect(
+            lambda *_args: self.findings.refresh_morph_ends())
+        self.viewer.contextMenuRequested.connect(
+            lambda where: self.show_latent_menu(self.images.current, where))
+        self.gallery.entryContextMenu.connect(self.show_latent_menu)
         self.generate.modelOpened.connect(self._update_model_label)
         self.generate.deviceDescribed.connect(
             lambda text: self.device_label.setText(f"device: {text}"))
@@ -172,9 +194,34 @@ class MainWindow(QMainWindow):
             lambda path: self.generate_panel.refresh_models(select=str(path)))
 
     def _leave_audit_pair(self, *_args) -> None:
-        """A gallery image chosen while an audit pair is on screen: show the viewer."""
-        if self.centre.currentWidget() is self.audit_pair:
+        """A gallery image chosen while an audit (or projection) pair is on screen: show the
+        viewer."""
+        if self.centre.currentWidget() in (self.audit_pair, self.projection_pair):
             self.centre.setCurrentWidget(self.viewer)
+
+    # -- latent space: Findings, morphs, projection ------------------------------------------
+    def _findings_tab_open(self) -> bool:
+        return self.tasks.currentWidget().widget() is self.findings_panel
+
+    def _follow_findings(self, entry) -> None:
+        """With the Findings tab open, the sliders follow the gallery's choice."""
+        if self._findings_tab_open():
+            self.findings.explore(entry)
+
+    def explore_findings(self) -> None:
+        """Image > Explore findings: the Findings tab, on the gallery's chosen image."""
+        self.show_task(self.findings_panel)
+        self.findings.explore(self.gallery.current_entry())
+
+    def find_in_latent_space(self, entry=None) -> None:
+        self.projection.find_in_latent_space(entry or self.gallery.current_entry())
+
+    def show_latent_menu(self, entry, where) -> None:
+        """Right click on an image (viewer or gallery): Find in latent space, Explore
+        findings, Morph to."""
+        if entry is not None:
+            self.latent_menu = latent_menu(self, entry)
+            self.latent_menu.popup(where)
 
     def _show_status(self, message: str, milliseconds: int) -> None:
         self.statusBar().showMessage(message, milliseconds)
@@ -238,6 +285,7 @@ class MainWindow(QMainWindow):
         self.generate_panel.refresh_models()
         self.library.refresh()
         self.lco_panel.refresh_classifiers()
+        self.findings_panel.refresh_classifiers()
         self.fid_panel.real.refresh_models()
         self.fid_panel.fake.refresh_models()
         self.audit_panel.refresh_models()
@@ -310,6 +358,7 @@ class MainWindow(QMainWindow):
         self.viewer.set_preferences(prefs)
         self.compare.set_preferences(prefs)
         self.audit_pair.set_preferences(prefs)
+        self.projection_pair.set_preferences(prefs)
         self.viewer.set_inverted(self.settings.viewer.invert)
 
     def edit_preferences(self) -> None:
@@ -325,6 +374,7 @@ class MainWindow(QMainWindow):
             self._device_probe.wait(10_000)
         self.models_tab.shutdown()
         self.images.shutdown()
+        self.findings.shutdown()
         self.audit.shutdown()
         self.train_panel.shutdown()
         if self.tstr_panel.is_running():
@@ -333,6 +383,7 @@ class MainWindow(QMainWindow):
         self.tstr_panel.store_preferences()
         self.generate_panel.store_settings(self.settings)
         self.lco_panel.store_settings(self.settings.lco)
+        self.findings_panel.store_settings(self.settings.explore)
         self.fid.store_settings()
         self.audit.store_settings()
         self.settings.window_geometry = bytes(self.saveGeometry().toBase64()).decode()

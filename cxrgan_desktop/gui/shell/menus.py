@@ -65,6 +65,11 @@ def build_menus(window) -> None:
             "Ctrl+Shift+T", "The TSTR tab: does synthetic data help a classifier?")
     _action(window, image_menu, "&Memorisation audit…", window.show_audit_panel,
             "Ctrl+Shift+M", "The Audit tab: are generated images too close to training patients?")
+    _action(window, image_menu, "E&xplore findings…", window.explore_findings, "Ctrl+Shift+X",
+            "The Findings tab: a slider per finding on the chosen generated image, morphs")
+    _action(window, image_menu, "Find in &latent space…", window.find_in_latent_space,
+            "Ctrl+Shift+P", "Project the chosen opened radiograph into the generator's latent "
+            "space (original | reconstruction | difference)")
     _action(window, image_menu, "&Cancel job", window.cancel_job, "Esc")
     image_menu.addSeparator()
     _action(window, image_menu, "&Next image", lambda: window.gallery.step(1), "Right")

@@ -64,6 +64,7 @@ def thumbnail_pixmap(pixels01: np.ndarray, size: int = THUMBNAIL) -> QPixmap:
 
 class Gallery(QListWidget):
     entryActivated = Signal(object)  # GalleryEntry
+    entryContextMenu = Signal(object, object)  # GalleryEntry, QPoint (global): right click
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -77,6 +78,8 @@ class Gallery(QListWidget):
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.currentItemChanged.connect(self._on_current)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._on_context_menu)
 
     def add_entry(self, entry: GalleryEntry, pixels01: np.ndarray, select: bool = False) -> None:
         item = QListWidgetItem(QIcon(thumbnail_pixmap(pixels01)), entry.title)
@@ -103,6 +106,16 @@ class Gallery(QListWidget):
         if self.count():
             row = min(max(self.currentRow() + delta, 0), self.count() - 1)
             self.setCurrentRow(row, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+
+    def _on_context_menu(self, position) -> None:
+        item = self.itemAt(position)
+        if item is not None:
+            self.entryContextMenu.emit(item.data(Qt.ItemDataRole.UserRole),
+                                       self.viewport().mapToGlobal(position))
+
+    def current_entry(self) -> GalleryEntry | None:
+        item = self.currentItem()
+        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
 
     def _on_current(self, current: QListWidgetItem | None, _previous: object) -> None:
         if current is not None:

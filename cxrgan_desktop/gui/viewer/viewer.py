@@ -81,6 +81,7 @@ class ImageViewBox(pg.ViewBox):
     the modifier) or zoom (right, pyqtgraph's own); the wheel zooms about the cursor."""
 
     sigWindowDrag = Signal(str, float, float)  # "start" / "move" / "finish", dx, dy (pixels)
+    sigContextMenu = Signal(object)  # QPoint, global: a right click (not a right drag)
 
     def __init__(self) -> None:
         super().__init__(invertY=True, lockAspect=True, enableMenu=False, defaultPadding=0.0)
@@ -105,6 +106,13 @@ class ImageViewBox(pg.ViewBox):
         else:
             super().mouseDragEvent(ev, axis)
 
+    def mouseClickEvent(self, ev):
+        if ev.button() == Qt.MouseButton.RightButton:  # right drag still zooms
+            ev.accept()
+            self.sigContextMenu.emit(ev.screenPos().toPoint())
+        else:
+            super().mouseClickEvent(ev)
+
 
 class ImageViewer(QWidget):
     """One image with window/level (shown in the image's units), zoom, pan, invert,
@@ -115,6 +123,7 @@ class ImageViewer(QWidget):
     hoverLeft = Signal()  # the cursor left the image
     imageChanged = Signal()
     invertedChanged = Signal(bool)
+    contextMenuRequested = Signal(object)  # QPoint, global: right click on the image
 
     def __init__(self, parent: QWidget | None = None,
                  preferences: ViewerPreferences | None = None) -> None:
@@ -161,6 +170,7 @@ class ImageViewer(QWidget):
         self._render_timer.timeout.connect(self._render)
 
         self.view_box.sigWindowDrag.connect(self._on_window_drag)
+        self.view_box.sigContextMenu.connect(self.contextMenuRequested)
         self.view_box.sigRangeChangedManually.connect(self._on_manual_range)
         self.view_box.sigTransformChanged.connect(self._on_transform_changed)
         self.view_box.sigResized.connect(self._on_resized)
