@@ -9,16 +9,12 @@ finding), after which a slider position costs one render
 (:func:`~cxrgan_desktop.engine.latent_shift.combine_shifts`): one slider alone gives exactly
 the frame :func:`~cxrgan_desktop.engine.latent_shift.shift_path` renders at that lambda.
 
-The worker functions here hold one lock around torch work: the loaders and the export run
-in different threads and share one model, and LCO's ``frozen`` (which the engine uses)
-saves and restores the weights' flags, which two threads at once would scramble.
+The worker functions are in :mod:`findings_work` (they hold one lock around torch work,
+see there), the export jobs in :mod:`findings_export`.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,161 +29,21 @@ from cxrgan_desktop.gui.jobs.model_cache import ModelCache
 from cxrgan_desktop.gui.jobs.slot import JobSlot
 from cxrgan_desktop.gui.jobs.worker import JobRunner
 from cxrgan_desktop.gui.panels.findings import FindingsPanel
+from cxrgan_desktop.gui.panels.findings_export import morph_export_job, shift_export_job
+from cxrgan_desktop.gui.panels.findings_work import (
+    Prepared,
+    Subject,
+    morph_path,
+    path_lambdas,
+    prepare,
+    render_shift,
+    shift_curve,
+    subject_of,
+)
 from cxrgan_desktop.gui.viewer.gallery import Gallery, GalleryEntry
 from cxrgan_desktop.gui.viewer.pair import DIFFERENCE_UNITS, difference_window
 from cxrgan_desktop.gui.viewer.viewer import ImageViewer
 from cxrgan_desktop.imaging.display import DisplayInfo, NamedWindow
-
-TORCH_LOCK = threading.Lock()  # see the module: one torch user of the shared model at a time
-AUTO_PREVIEW_FULL_UP_TO = 256  # px: below this a full render is quick (2.4 ms at 64 px)
-
-
-@dataclass(frozen=True)
-class Subject:
-    """A gallery image with a known latent: where sliders and morphs start."""
-
-    entry: GalleryEntry
-    latent: np.ndarray  # [latent_size] float32
-    model_path: str
-    truncation: float = 1.0
-
-    @property
-    def title(self) -> str:
-        return self.entry.title
-
-
-def subject_of(entry: GalleryEntry | None) -> Subject | None:
-    """The entry as a start for sliders, or None when its latent is unknown (an opened
-    radiograph: project it first)."""
-    if entry is None:
-        return None
-    latent, model_path = entry.details.get("latent"), entry.details.get("model_path")
-    if latent is None or not model_path:
-        return None
-    return Subject(entry, np.asarray(latent, dtype=np.float32).reshape(-1), str(model_path),
-                   float(entry.details.get("truncation", 1.0)))
-
-
-@dataclass
-class Prepared:
-    """One image made ready for its sliders (built in a worker)."""
-
-    subject: Subject
-    classifier_path: str
-    model: Any  # LoadedGenerator
-    classifier: Any  # LoadedClassifier
-    directions: dict[str, np.ndarray] = field(repr=False)
-    start: np.ndarray = field(repr=False)  # [R, R] float32: the start latent rendered
-    renderer: Any = field(repr=False)
-    preview_renderer: Any = field(default=None, repr=False)  # None: previews at full size
-    device: str = "cpu"
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return tuple(self.classifier.labels)
-
-
-def wants_half_preview(preview: str, resolution: int) -> bool:
-    return preview == "half" or (preview == "auto" and resolution > AUTO_PREVIEW_FULL_UP_TO)
-
-
-def prepare(subject: Subject, classifier_path: str, load_model: Callable[[str], Any],
-            preview: str, device: str = "auto") -> Prepared:
-    """Load the model and classifier, take every finding's direction at the start latent,
-    render the start. Raises ValueError for a latent of another model's size."""
-    from cxrgan_desktop.engine.classifier.files import load_classifier
-    from cxrgan_desktop.engine.devices import resolve_device
-    from cxrgan_desktop.engine.latent_shift import finding_directions, preview_model
-    from cxrgan_desktop.engine.render import Renderer
-
-    model = load_model(subject.model_path)
-    classifier = load_classifier(classifier_path)
-    if subject.latent.size != model.config.latent_size:
-        raise ValueError(f"{subject.title}: its latent has {subject.latent.size} values, the "
-                         f"model {model.name} takes {model.config.latent_size}")
-    where = str(resolve_device(device))
-    with TORCH_LOCK:
-        directions = finding_directions(model, classifier, classifier.labels, subject.latent,
-                                        device=where)
-        renderer = Renderer(model, where)
-        start = renderer.render(subject.latent[None])[0, 0].numpy()
-        small = None
-        if wants_half_preview(preview, model.resolution):
-            try:
-                small = Renderer(preview_model(model, 1), where)
-            except ValueError:  # a 4 px model, or one in a fade-in: preview at full size
-                small = None
-    return Prepared(subject, classifier_path, model, classifier, directions, start, renderer,
-                    small, where)
-
-
-def enlarge(small: np.ndarray, size: int) -> np.ndarray:
-    """A preview on the full image's grid, each pixel repeated (blocky on purpose: it says
-    'preview', and the window and zoom stay those of the full image)."""
-    factor = size // small.shape[0]
-    return np.kron(small, np.ones((factor, factor), dtype=small.dtype)) if factor > 1 else small
-
-
-def render_shift(prepared: Prepared, lambdas: dict[str, float], quick: bool) -> np.ndarray:
-    """The start latent turned by every slider's angle (degrees), rendered: [R, R] in [0, 1];
-    ``quick`` with a half-size preview renderer: that stage, enlarged to R."""
-    from cxrgan_desktop.engine.latent_shift import combine_shifts
-
-    z = combine_shifts(prepared.subject.latent, prepared.directions, lambdas)
-    with TORCH_LOCK:
-        if quick and prepared.preview_renderer is not None:
-            small = prepared.preview_renderer.render(z[None])[0, 0].numpy()
-            return enlarge(small, prepared.model.resolution)
-        return prepared.renderer.render(z[None])[0, 0].numpy()
-
-
-def path_lambdas(range_deg: float, frames: int) -> np.ndarray:
-    """Evenly spaced angles from -range to +range (an odd count includes 0)."""
-    return np.linspace(-range_deg, range_deg, frames)
-
-
-def shift_curve(prepared: Prepared, finding: str, range_deg: float, frames: int) -> Any:
-    """The finding's single-direction path over the slider range, every label's
-    probability on each frame (the plot's data)."""
-    from cxrgan_desktop.engine.latent_shift import shift_path
-
-    with TORCH_LOCK:
-        return shift_path(prepared.model, prepared.classifier, finding,
-                          prepared.subject.latent, path_lambdas(range_deg, frames),
-                          device=prepared.device)
-
-
-def morph_path(prepared: Prepared, end: np.ndarray, frames: int) -> Any:
-    """Spherical interpolation from the start latent to ``end``, read by the classifier."""
-    from cxrgan_desktop.engine.interpolation import interpolation_path
-
-    with TORCH_LOCK:
-        return interpolation_path(prepared.model, prepared.subject.latent, end, frames,
-                                  prepared.classifier, device=prepared.device)
-
-
-def latent_source(subject: Subject, folder: Path, name: str = "start_latent.npy") -> Any:
-    """Where a path's start (or end) latent came from, for path.json and the DICOM series:
-    the seed and index of a plain generate, the projection's latent file (derived from a
-    radiograph), or else the latent itself written beside the frames as ``name``."""
-    from cxrgan_desktop.core.fileio import atomic_writer
-    from cxrgan_desktop.tasks.latent_frames import LatentSource
-
-    details = subject.entry.details
-    note = "" if subject.truncation == 1.0 else (
-        f"frames rendered without truncation (psi 1); the gallery image had psi "
-        f"{subject.truncation:g}")
-    if details.get("latents_file"):
-        return LatentSource(latents_file=Path(details["latents_file"]), row=0,
-                            note=note or subject.title, derived_from=details.get("derived_from"))
-    if "seed" in details and "lco" not in details:
-        return LatentSource(seed=int(details["seed"]), index=int(details["index"]), note=note)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    with atomic_writer(path) as handle:
-        np.save(handle, subject.latent[None].astype(np.float32), allow_pickle=False)
-    return LatentSource(latents_file=path, row=0,
-                        note="; ".join(x for x in (f"the latent of {subject.title}", note) if x))
 
 
 class FindingsController(QObject):
@@ -424,46 +280,21 @@ class FindingsController(QObject):
             return
         finding = self.active or state.labels[0]
         chosen = self._folder(f"Export the {finding} frames to a folder")
-        if chosen is None:
-            return
-        folder, overwrite = chosen
-        lambdas = path_lambdas(self.panel.range_deg(), self.panel.frames.value())
-
-        def job(progress, cancel):
-            from cxrgan_desktop.tasks.latent_frames import shift_to_folder
-
-            source = latent_source(state.subject, folder)
-            with TORCH_LOCK:
-                return shift_to_folder(state.model, state.classifier, finding,
-                                       state.subject.latent, lambdas, folder, source=source,
-                                       device=state.device, overwrite=overwrite,
-                                       progress=progress, cancel=cancel)
-
-        self._start_export(job, f"Exporting {len(lambdas)} frames of {finding}…")
+        if chosen is not None:
+            lambdas = path_lambdas(self.panel.range_deg(), self.panel.frames.value())
+            self._start_export(shift_export_job(state, finding, lambdas, *chosen),
+                               f"Exporting {len(lambdas)} frames of {finding}…")
 
     def export_morph(self) -> None:
+        """The morph on screen (its frame count) as a frame set, in the job slot."""
         state, end = self.state, self.morph_subject
         if state is None or end is None or self.morph is None:
             return
         chosen = self._folder("Export the morph to a folder")
-        if chosen is None:
-            return
-        folder, overwrite = chosen
-        frames = len(self.morph.frames)
-
-        def job(progress, cancel):
-            from cxrgan_desktop.tasks.latent_frames import interpolate_to_folder
-
-            source = latent_source(state.subject, folder)
-            end_source = latent_source(end, folder, "end_latent.npy")
-            with TORCH_LOCK:
-                return interpolate_to_folder(state.model, state.subject.latent, end.latent,
-                                             frames, folder, source=source, end=end_source,
-                                             classifier=state.classifier, device=state.device,
-                                             overwrite=overwrite, progress=progress,
-                                             cancel=cancel)
-
-        self._start_export(job, f"Exporting the morph ({frames} frames)…")
+        if chosen is not None:
+            frames = len(self.morph.frames)
+            self._start_export(morph_export_job(state, end, frames, *chosen),
+                               f"Exporting the morph ({frames} frames)…")
 
     def _start_export(self, job: Any, text: str) -> None:
         runner = JobRunner(job, "export frames")

@@ -9,8 +9,8 @@ from typing import Any
 
 from PySide6.QtWidgets import QMenu
 
-from cxrgan_desktop.gui.panels.findings_controller import subject_of
 from cxrgan_desktop.gui.panels.findings_projection import is_real
+from cxrgan_desktop.gui.panels.findings_work import subject_of
 from cxrgan_desktop.gui.viewer.gallery import GalleryEntry
 
 FIND = "Find in latent space"

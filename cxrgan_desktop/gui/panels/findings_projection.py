@@ -90,7 +90,7 @@ def projection_job(entry: GalleryEntry, model_path: str, load_model: Callable[[s
 
     def job(progress, cancel) -> ProjectionDone:
         from cxrgan_desktop.engine.devices import resolve_device
-        from cxrgan_desktop.gui.panels.findings_controller import TORCH_LOCK
+        from cxrgan_desktop.gui.panels.findings_work import TORCH_LOCK
         from cxrgan_desktop.gui.viewer.pair import read_pair
         from cxrgan_desktop.tasks.project import IMAGE_NAMES, ProjectOptions, project_image
 

@@ -214,6 +214,8 @@ class MainWindow(QMainWindow):
         self.findings.explore(self.gallery.current_entry())
 
     def find_in_latent_space(self, entry=None) -> None:
+        """Project the chosen opened image; the Findings tab shows the progress and Cancel."""
+        self.show_task(self.findings_panel)
         self.projection.find_in_latent_space(entry or self.gallery.current_entry())
 
     def show_latent_menu(self, entry, where) -> None:
