@@ -90,9 +90,16 @@ def test_generate_fills_the_gallery_from_the_worker_and_keeps_the_model(
     assert [i.select for i in items] == [Select.YES, Select.NO, Select.NO]
     assert [i.entry.path for i in items] == result.files
     sha = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    from cxrgan_desktop.engine.render import latents_for_seed
+
+    latents = latents_for_seed(11, 3, phantom_generator.config.latent_size)
     for index, item in enumerate(items):
-        assert item.entry.details == {"seed": 11, "index": index,
-                                      "model_name": phantom_generator.name, "model_sha256": sha}
+        details = dict(item.entry.details)
+        latent = details.pop("latent")  # what the Findings sliders start from
+        np.testing.assert_array_equal(np.asarray(latent, np.float32), latents[index])
+        assert details == {"seed": 11, "index": index, "model_name": phantom_generator.name,
+                           "model_sha256": sha, "model_path": str(model_path),
+                           "truncation": 1.0}
         on_disk = _png16(item.entry.path)  # what the gallery got is what was written
         assert item.pixels.shape == on_disk.shape == (32, 32)
         np.testing.assert_allclose(item.pixels, on_disk / 65535.0, atol=0.5 / 65535)
