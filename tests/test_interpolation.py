@@ -145,3 +145,33 @@ def test_interpolation_without_classifier_has_no_probabilities(demo):
         interpolation_path(demo, a, b, 1)
     with pytest.raises(ValueError, match="values for this model"):
         interpolation_path(demo, a[:10], b[:10], 3)
+
+
+def test_truncated_interpolation_renders_every_frame_at_psi(demo, demo_classifier):
+    """psi 0.5: the ends are the truncated renders of the two latents bit for bit. psi 0:
+    every latent is the mean image, so every frame is one image and every frame's
+    probabilities are the same (an independent check that the frames go through the
+    truncated generator: at psi 1 the ends differ)."""
+    from cxrgan_desktop.engine.interpolation import render_frames
+
+    a, b = latents_for_seed(13, 2, demo.config.latent_size)
+    path = interpolation_path(demo, a, b, 4, demo_classifier, truncation=0.5)
+    assert path.truncation == 0.5
+    truncated = Renderer(demo, truncation=0.5)
+    assert torch.equal(torch.from_numpy(path.frames[0].image), truncated.render(a[None])[0, 0])
+    assert torch.equal(torch.from_numpy(path.frames[-1].image), truncated.render(b[None])[0, 0])
+    assert not torch.equal(torch.from_numpy(path.frames[0].image),
+                           Renderer(demo).render(a[None])[0, 0])
+    mean_path = interpolation_path(demo, a, b, 5, demo_classifier, truncation=0.0)
+    first = mean_path.frames[0]
+    for frame in mean_path.frames[1:]:
+        assert np.array_equal(frame.image, first.image)
+        assert np.array_equal(frame.probabilities, first.probabilities)
+    plain = interpolation_path(demo, a, b, 2, demo_classifier)
+    assert plain.truncation == 1.0
+    assert not np.array_equal(plain.frames[0].probabilities, plain.frames[1].probabilities)
+    # frames rendered by a renderer at another psi than asked for are refused
+    with pytest.raises(ValueError, match="psi 0.5.*psi 1"):
+        render_frames(demo, [a], None, truncated, a, [0.0])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        interpolation_path(demo, a, b, 3, truncation=-0.1)

@@ -135,6 +135,84 @@ def test_single_direction_is_the_tangent_gradient_of_the_logit(demo, demo_classi
     assert path.probabilities.shape == (len(LAMBDAS), len(demo_classifier.labels))
 
 
+def _hooked_truncation_gradient(demo, network, z0: np.ndarray, finding: str,
+                                psi: float) -> np.ndarray:
+    """The tangent gradient of the finding's logit through the *training* module truncated by
+    a forward hook on its dense layer, with the prior mean averaged here from the generate
+    recipe's latents (seed 24, 4096 of them): neither the renderer's nor LCO's wrapper.
+
+    The pull acts after the LeakyReLU, so the hook returns the pre-activation whose
+    LeakyReLU is ``mean + psi (LeakyReLU(a) - mean)`` (LeakyReLU is invertible)."""
+    from cxrgan_desktop.engine.layers import pixel_norm
+
+    generator = demo.generator
+    slope = generator.config.leaky_slope
+    with torch.no_grad():
+        prior = torch.from_numpy(latents_for_seed(24, 4096, demo.config.latent_size))
+        h = torch.nn.functional.leaky_relu(generator.latent_fc(pixel_norm(prior)), slope)
+        mean = h.double().mean(dim=0).float()
+
+    def pull(_module, _inputs, out):
+        pulled = mean + psi * (torch.nn.functional.leaky_relu(out, slope) - mean)
+        return torch.where(pulled >= 0, pulled, pulled / slope)
+
+    handle = generator.latent_fc.register_forward_hook(pull)
+    try:
+        z = torch.from_numpy(z0[None].copy()).requires_grad_(True)
+        logit = network(demo.adapter.apply(generator(z)))[0, network.label_index(finding)]
+        (gradient,) = torch.autograd.grad(logit, z)
+    finally:
+        handle.remove()
+    g = gradient[0].double().numpy()
+    unit = z0 / np.linalg.norm(z0)
+    return g - (g @ unit) * unit
+
+
+def test_truncated_shift_moves_the_truncated_image_along_its_own_gradient(demo,
+                                                                          demo_classifier):
+    """psi 0.5: the lambda-0 frame is the truncated render bit for bit, the direction is the
+    gradient through a truncated generator (measured: cosine 0.42 with the untruncated
+    direction from this latent, so taking it at psi 1 would be a different path), and every
+    frame's probabilities are the classifier's on that frame's truncated render."""
+    from cxrgan_desktop.engine.latent_shift import finding_directions
+
+    z0 = _z(demo, seed=5, index=1)
+    lambdas = np.linspace(-5.0, 5.0, 5)
+    path = shift_path(demo, demo_classifier, "Effusion", z0, lambdas, truncation=0.5)
+    assert path.truncation == 0.5
+    truncated = Renderer(demo, truncation=0.5)
+    middle = path.frames[2]
+    assert middle.position == 0.0 and np.array_equal(middle.z, z0)
+    assert torch.equal(torch.from_numpy(middle.image), truncated.render(z0[None])[0, 0])
+    assert not torch.equal(torch.from_numpy(middle.image), Renderer(demo).render(z0[None])[0, 0])
+    network = demo_classifier.classifier
+    g = _hooked_truncation_gradient(demo, network, z0, "Effusion", 0.5)
+    assert float(path.direction @ g / np.linalg.norm(g)) > 0.999
+    untruncated = shift_path(demo, demo_classifier, "Effusion", z0, [0.0]).direction
+    assert float(path.direction @ untruncated) < 0.9
+    for frame in path.frames:
+        direct = network.probabilities(truncated.render(frame.z[None])).numpy()[0]
+        np.testing.assert_allclose(frame.probabilities, direct, rtol=0, atol=1e-6)
+    directions = finding_directions(demo, demo_classifier, ["Effusion"], z0, truncation=0.5)
+    np.testing.assert_allclose(directions["Effusion"], path.direction, rtol=0, atol=1e-6)
+    # psi 1 given explicitly is the untruncated path, frame for frame
+    plain = shift_path(demo, demo_classifier, "Effusion", z0, lambdas)
+    explicit = shift_path(demo, demo_classifier, "Effusion", z0, lambdas, truncation=1.0)
+    assert np.array_equal(plain.images, explicit.images) and explicit.truncation == 1.0
+
+
+def test_shift_at_psi_zero_is_refused_with_the_reason(demo, demo_classifier):
+    from cxrgan_desktop.engine.latent_shift import finding_directions
+
+    z0 = _z(demo, seed=0)
+    with pytest.raises(ValueError, match="psi 0 every latent renders the same mean image"):
+        shift_path(demo, demo_classifier, "Effusion", z0, LAMBDAS, truncation=0.0)
+    with pytest.raises(ValueError, match="psi 0"):
+        finding_directions(demo, demo_classifier, ["Effusion"], z0, truncation=0.0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        shift_path(demo, demo_classifier, "Effusion", z0, LAMBDAS, truncation=1.5)
+
+
 def test_shift_refuses_unknown_findings_and_wrong_latents(demo, demo_classifier):
     z0 = _z(demo, seed=0)
     with pytest.raises(ValueError, match="not one of this classifier's labels"):

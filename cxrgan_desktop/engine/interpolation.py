@@ -14,6 +14,11 @@ Spherical interpolation (Shoemake's slerp; White, "Sampling Generative Networks"
 GANs) keeps intermediate latents at the radius the prior puts its mass on, where a straight
 line between two N(0, I) draws would pass through the atypically short vectors near 0.
 
+Truncation (psi, :mod:`cxrgan_desktop.engine.truncation`) reaches every frame: a path at psi
+renders each latent exactly as ``Renderer(model, truncation=psi)`` does, so a truncated
+gallery image's path starts from that very image (psi = 1 is the untruncated renderer, bit
+for bit as before truncation existed).
+
 Each frame is rendered alone, exactly as a single-latent ``Renderer.render`` renders it:
 oneDNN's convolutions give results that depend, in the last bits, on the batch's size
 (measured on the demo model: up to 3e-6), and the path's end frames must equal the plain
@@ -35,6 +40,7 @@ from scipy.special import betainc
 from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress
 from cxrgan_desktop.engine.checkpoints import LoadedGenerator
 from cxrgan_desktop.engine.render import Renderer
+from cxrgan_desktop.engine.truncation import check_psi
 
 # Below this angle two latents are the same direction for slerp's purposes (sin -> 0).
 _PARALLEL_RAD = 1e-7
@@ -162,6 +168,7 @@ class LatentPath:
 
     ``position_name`` says what a frame's ``position`` is: ``"lambda_deg"`` for a shift,
     ``"t"`` for an interpolation. ``labels`` is empty when no classifier read the frames.
+    ``truncation``: the psi every frame was rendered with (1: none).
     """
 
     kind: str
@@ -170,6 +177,7 @@ class LatentPath:
     frames: list[PathFrame]
     labels: tuple[str, ...] = ()
     method: dict[str, Any] = field(default_factory=dict)
+    truncation: float = 1.0
 
     @property
     def latents(self) -> np.ndarray:
@@ -204,9 +212,18 @@ def classifier_module(classifier: Any) -> torch.nn.Module:
 
 def render_frames(model: LoadedGenerator, latents: Sequence[np.ndarray], classifier: Any,
                   renderer: Renderer, start: np.ndarray, positions: Sequence[float], *,
-                  progress: ProgressFn = no_progress, cancel: threading.Event | None = None
-                  ) -> list[PathFrame]:
-    """Render each latent alone (see the module), read it with the classifier (if any)."""
+                  truncation: float = 1.0, progress: ProgressFn = no_progress,
+                  cancel: threading.Event | None = None) -> list[PathFrame]:
+    """Render each latent alone (see the module), read it with the classifier (if any).
+
+    ``truncation`` is the psi the frames are meant to have; ``renderer`` must render at that
+    psi (``Renderer(model, device, truncation=psi)``): a mismatch is refused rather than
+    leaving frames whose images disagree with what their path records.
+    """
+    psi = check_psi(truncation)
+    if renderer.truncation != psi:
+        raise ValueError(f"the renderer truncates with psi {renderer.truncation:g}, the frames "
+                         f"are asked for at psi {psi:g}")
     network = classifier_module(classifier) if classifier is not None else None
     if network is not None:
         network = network.to(renderer.device).eval()
@@ -230,14 +247,17 @@ def render_frames(model: LoadedGenerator, latents: Sequence[np.ndarray], classif
 
 def interpolation_path(model: LoadedGenerator, z_a: np.ndarray, z_b: np.ndarray,
                        frames: int, classifier: Any = None, *,
-                       device: torch.device | str = "cpu", progress: ProgressFn = no_progress,
+                       device: torch.device | str = "cpu", truncation: float = 1.0,
+                       progress: ProgressFn = no_progress,
                        cancel: threading.Event | None = None) -> LatentPath:
     """``frames`` latents from ``z_a`` to ``z_b`` by :func:`slerp` at evenly spaced t,
-    rendered, and read by ``classifier`` when one is given (every label's probability).
+    rendered (truncated by psi ``truncation``), and read by ``classifier`` when one is given
+    (every label's probability).
 
     The first and last frames are ``z_a`` and ``z_b`` themselves, so their images equal the
-    plain generates of those latents exactly.
+    plain generates of those latents at that psi exactly.
     """
+    psi = check_psi(truncation)
     if frames < 2:
         raise ValueError(f"an interpolation needs at least 2 frames, got {frames}")
     size = model.config.latent_size
@@ -247,16 +267,16 @@ def interpolation_path(model: LoadedGenerator, z_a: np.ndarray, z_b: np.ndarray,
                          f"{b.size}")
     ts = [k / (frames - 1) for k in range(frames)]
     latents = [slerp(z_a, z_b, t) for t in ts]
-    renderer = Renderer(model, device)
+    renderer = Renderer(model, device, truncation=psi)
     labels = tuple(classifier_module(classifier).labels) if classifier is not None else ()
     start = np.asarray(z_a, dtype=np.float32).reshape(-1)
     total = math.degrees(angle_between(z_a, z_b))
     rendered = render_frames(model, latents, classifier, renderer, start, ts,
-                             progress=progress, cancel=cancel)
+                             truncation=psi, progress=progress, cancel=cancel)
     return LatentPath("interpolation", "t", start, rendered, labels, {
         "method": "spherical linear interpolation (slerp) of the direction, linear "
                   "interpolation of |z|, t evenly spaced in [0, 1]",
         "end": np.asarray(z_b, dtype=np.float32).reshape(-1).tolist(),
         "total_angle_deg": total,
         "total_angle_percentile": float(angle_percentile(total, size)),
-    })
+    }, truncation=psi)

@@ -28,6 +28,13 @@ Two ways to follow the gradient:
 
 Every frame records every label's probability, read from the frame's rendered image, so
 what else changes along the path (entanglement) is visible.
+
+Truncation (psi, :mod:`cxrgan_desktop.engine.truncation`): the gradient is taken through the
+truncated generator (LCO's :class:`~cxrgan_desktop.engine.lco.DifferentiableGenerator` at
+that psi) and every frame is rendered at that psi, so a truncated image's sliders move that
+image, along the direction its own pixels give the classifier. psi = 1 is the untruncated
+network, bit for bit. At psi 0 every latent renders the mean image: every gradient is exactly
+zero, and a shift is refused with that reason.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from cxrgan_desktop.engine.interpolation import (
 )
 from cxrgan_desktop.engine.lco import DifferentiableGenerator, frozen
 from cxrgan_desktop.engine.render import Renderer
+from cxrgan_desktop.engine.truncation import check_psi
 
 DEFAULT_MAX_STEP_DEG = 2.0
 COHEN_METHOD = ("single direction: the gradient at the start latent, taken once (Cohen et "
@@ -75,6 +83,16 @@ class ShiftPath(LatentPath):
     gradient_evaluations: int = 0
 
 
+def _movable_psi(truncation: float) -> float:
+    """psi, refused at 0 with the reason (every latent is the mean image there, so every
+    gradient is exactly zero: "no direction" would not say why)."""
+    psi = check_psi(truncation)
+    if psi == 0.0:
+        raise ValueError("at truncation psi 0 every latent renders the same mean image: there "
+                         "is no direction to shift along (use a psi above 0)")
+    return psi
+
+
 def _lambdas(values: Sequence[float]) -> list[float]:
     out = [float(v) for v in values]
     if not out:
@@ -88,19 +106,21 @@ def _lambdas(values: Sequence[float]) -> list[float]:
 def shift_path(model: LoadedGenerator, classifier: Any, finding: str, z0: np.ndarray,
                lambdas: Sequence[float], *, recompute_gradient: bool = False,
                max_step_deg: float = DEFAULT_MAX_STEP_DEG, device: torch.device | str = "cpu",
-               progress: ProgressFn = no_progress, cancel: threading.Event | None = None
-               ) -> ShiftPath:
+               truncation: float = 1.0, progress: ProgressFn = no_progress,
+               cancel: threading.Event | None = None) -> ShiftPath:
     """Frames of ``z0`` turned by each ``lambdas[k]`` degrees along the gradient of the
     classifier's logit for ``finding`` (negative: against it), in the order given.
 
-    ``classifier``: a ``LoadedClassifier`` or a ``PathologyClassifier``. A frame at
-    lambda 0 is z0 itself, rendered alone: its image equals ``Renderer(model).render(z0)``
+    ``classifier``: a ``LoadedClassifier`` or a ``PathologyClassifier``. ``truncation``:
+    psi, for the gradient and every frame (see the module). A frame at lambda 0 is z0
+    itself, rendered alone: its image equals ``Renderer(model, truncation=psi).render(z0)``
     exactly. Raises ``ValueError`` for an unknown finding, a latent of the wrong size, or a
     zero gradient; :class:`~cxrgan_desktop.core.jobs.Cancelled` when ``cancel`` is set.
     """
     network = classifier_module(classifier)
     index = network.label_index(finding)
     values = _lambdas(lambdas)
+    psi = _movable_psi(truncation)
     if not max_step_deg > 0:
         raise ValueError(f"max_step_deg must be positive, got {max_step_deg}")
     size = model.config.latent_size
@@ -109,7 +129,7 @@ def shift_path(model: LoadedGenerator, classifier: Any, finding: str, z0: np.nda
         raise ValueError(f"z0 must have {size} values for this model, got {start.size}")
     start32 = np.asarray(z0, dtype=np.float32).reshape(-1).copy()
     device = torch.device(device)
-    generator = DifferentiableGenerator(model).to(device)
+    generator = DifferentiableGenerator(model, truncation=psi).to(device)
     network = network.to(device)
     evaluations = 0
 
@@ -132,8 +152,8 @@ def shift_path(model: LoadedGenerator, classifier: Any, finding: str, z0: np.nda
             direction = direction_at(start32)
             latents = [rotate_towards(start32, direction, math.radians(v)) for v in values]
         walk(1.0, "direction found")
-    renderer = Renderer(model, device)
-    frames = render_frames(model, latents, network, renderer, start32, values,
+    renderer = Renderer(model, device, truncation=psi)
+    frames = render_frames(model, latents, network, renderer, start32, values, truncation=psi,
                            progress=sub_progress(progress, 0.5 if recompute_gradient else 0.05,
                                                  1.0), cancel=cancel)
     norm = float(np.linalg.norm(start))
@@ -151,7 +171,8 @@ def shift_path(model: LoadedGenerator, classifier: Any, finding: str, z0: np.nda
         "z_norm_note": "constant along the path: every frame keeps |z| = |z0|",
     }
     return ShiftPath("shift", "lambda_deg", start32, frames, tuple(network.labels), method,
-                     finding=finding, direction=direction, gradient_evaluations=evaluations)
+                     truncation=psi, finding=finding, direction=direction,
+                     gradient_evaluations=evaluations)
 
 
 def _walk(start: np.ndarray, values: list[float], direction_at: Any, max_step: float,
@@ -211,10 +232,11 @@ def preview_model(model: LoadedGenerator, levels: int = 1) -> LoadedGenerator:
 
 
 def finding_directions(model: LoadedGenerator, classifier: Any, findings: Sequence[str],
-                       z0: np.ndarray, *, device: torch.device | str = "cpu"
-                       ) -> dict[str, np.ndarray]:
+                       z0: np.ndarray, *, device: torch.device | str = "cpu",
+                       truncation: float = 1.0) -> dict[str, np.ndarray]:
     """The single (Cohen) direction of each finding at ``z0``: the unit tangent of its
-    logit's gradient, one forward pass and one backward pass per finding.
+    logit's gradient (through the generator truncated by psi ``truncation``), one forward
+    pass and one backward pass per finding.
 
     For a window with one slider per finding: taken once when an image is opened, after
     which any slider position is :func:`combine_shifts` (no further gradient).
@@ -226,7 +248,7 @@ def finding_directions(model: LoadedGenerator, classifier: Any, findings: Sequen
     if start.size != size:
         raise ValueError(f"z0 must have {size} values for this model, got {start.size}")
     device = torch.device(device)
-    generator = DifferentiableGenerator(model).to(device)
+    generator = DifferentiableGenerator(model, truncation=_movable_psi(truncation)).to(device)
     network = network.to(device)
     out = {}
     with frozen(generator, network):
