@@ -142,7 +142,10 @@ class SyntheticImageInfo:
 
     ``seed`` set: the latent vector is ``latents_for_seed(seed, ...)[index]``; else
     ``latents_source`` names the .npy file whose row ``index`` was rendered. ``window`` is in
-    stored units (0..65535); the default shows the full range.
+    stored units (0..65535); the default shows the full range. ``truncation``: the psi the
+    image was rendered with (:mod:`cxrgan_desktop.engine.truncation`); below 1 the latent
+    alone does not make the image, so the text and the record name psi (at 1 they are
+    exactly what they were before truncation existed).
     """
 
     index: int
@@ -152,26 +155,36 @@ class SyntheticImageInfo:
     window: Window = field(default_factory=unit_window)
     window_explanation: str = ""
     derived_from: ProjectionSource | None = None  # the latent was projected from a radiograph
+    truncation: float = 1.0  # psi (1: none)
 
     def __post_init__(self) -> None:
         if self.index < 0:
             raise ValueError(f"image index must be non-negative, got {self.index}")
+        if not 0.0 <= self.truncation <= 1.0:  # NaN too
+            raise ValueError(f"truncation psi must be between 0 and 1, got {self.truncation}")
 
     def latent_text(self) -> str:
         if self.seed is not None:
-            return f"latent seed {self.seed}, index {self.index}"
-        if self.latents_source:
-            return f"latent vector {self.index} of {self.latents_source}"
-        return f"latent index {self.index}"
+            text = f"latent seed {self.seed}, index {self.index}"
+        elif self.latents_source:
+            text = f"latent vector {self.index} of {self.latents_source}"
+        else:
+            text = f"latent index {self.index}"
+        if self.truncation != 1.0:
+            text += (f", truncation psi {self.truncation:g} (towards the model's mean first "
+                     "activation)")
+        return text
 
     def to_dict(self) -> dict[str, Any]:
-        """The record; ``derived_from`` only for a projected latent (other records are as
-        they were)."""
+        """The record; ``derived_from`` only for a projected latent and ``truncation`` only
+        below psi 1 (other records are as they were)."""
         data = {"index": self.index, "seed": self.seed, "latents_source": self.latents_source,
                 "window": {"center": self.window.center, "width": self.window.width},
                 "lco": self.lco.to_dict() if self.lco is not None else None}
         if self.derived_from is not None:
             data["derived_from"] = self.derived_from.to_dict()
+        if self.truncation != 1.0:
+            data["truncation"] = self.truncation
         return data
 
 

@@ -69,31 +69,13 @@ class ExportItem:
         return self.seed is not None or self.latents_source is not None
 
 
-@dataclass(frozen=True)
-class TruncatedImageInfo(SyntheticImageInfo):
-    """A synthetic image's provenance that also names psi: rendered with truncation, its
-    latent alone does not make it (psi 1 is never written this way: the records of untruncated
-    images stay as they were)."""
-
-    truncation: float = 1.0
-
-    def latent_text(self) -> str:
-        return (f"{super().latent_text()}, truncation psi {self.truncation:g} (towards the "
-                "model's mean first activation)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "truncation": self.truncation}
-
-
 def image_info(item: ExportItem, window: Window) -> SyntheticImageInfo:
-    """The provenance record of a synthetic item, with psi only when it is not 1."""
-    info = SyntheticImageInfo(item.index, seed=item.seed, latents_source=item.latents_source,
+    """The provenance record of a synthetic item (psi named only when it is not 1: see
+    :class:`SyntheticImageInfo`)."""
+    return SyntheticImageInfo(item.index, seed=item.seed, latents_source=item.latents_source,
                               lco=item.lco, window=window, window_explanation="USER",
-                              derived_from=item.derived_from)
-    if item.truncation == 1.0:
-        return info
-    fields = {name: getattr(info, name) for name in info.__dataclass_fields__}
-    return TruncatedImageInfo(**fields, truncation=float(item.truncation))
+                              derived_from=item.derived_from,
+                              truncation=float(item.truncation))
 
 
 @dataclass(frozen=True)
