@@ -412,6 +412,45 @@ def test_interpolation_set_ends_are_the_generated_images(demo, tmp_path):
     assert header == "frame,file,t,angle_deg,angle_percentile"
 
 
+def test_truncated_shift_set_records_psi_and_frame_zero_is_the_truncated_generate(
+        shift_set, demo, demo_classifier, tmp_path):
+    """The set at psi 0.5 against the file ``generate --truncation 0.5`` writes (one image
+    per batch), path.json's truncation record, and psi in every DICOM instance (pydicom);
+    the untruncated set records psi 1 and its DICOM says nothing of truncation."""
+    import json
+
+    import pydicom
+
+    from cxrgan_desktop.imaging.png16 import read_png16, to_uint16
+    from cxrgan_desktop.tasks.generate import generate_to_folder, image_name
+    from cxrgan_desktop.tasks.latent_frames import LatentSource, shift_to_folder
+
+    z0 = _z(demo, seed=2, index=4)
+    lambdas = np.linspace(-4.0, 4.0, 3)
+    out = tmp_path / "shift"
+    shift_to_folder(demo, demo_classifier, "Effusion", z0, lambdas, out,
+                    source=LatentSource(seed=2, index=4), truncation=0.5)
+    generate_to_folder(demo, tmp_path / "plain", n=5, seed=2, batch_size=1, truncation=0.5)
+    assert np.array_equal(read_png16(out / "frame_001.png"),
+                          read_png16(tmp_path / "plain" / image_name(4, 5)))
+    record = json.loads((out / "path.json").read_text())
+    assert record["truncation"]["psi"] == 0.5
+    assert record["truncation"]["mean_samples"] == 4096
+    assert "truncation psi 0.5" in record["derived_from"]
+    latents = np.load(out / "latents.npy")
+    truncated = Renderer(demo, truncation=0.5)
+    for k in range(3):
+        image = truncated.render(latents[k][None])[0, 0].numpy()
+        assert np.array_equal(np.round(read_png16(out / f"frame_{k:03d}.png") * 65535)
+                              .astype(np.uint16), to_uint16(image))
+        ds = pydicom.dcmread(out / "dicom" / f"frame_{k:03d}.dcm")
+        assert "truncation psi 0.5" in str(ds.ImageComments)
+    plain_out = shift_set[0]
+    assert json.loads((plain_out / "path.json").read_text())["truncation"]["psi"] == 1.0
+    assert "truncation" not in str(pydicom.dcmread(plain_out / "dicom" / "frame_000.dcm")
+                                   .ImageComments)
+
+
 # ---- command line --------------------------------------------------------------------------
 
 def test_cli_shift_and_interpolate(tmp_path, capsys):
@@ -441,6 +480,41 @@ def test_cli_shift_and_interpolate(tmp_path, capsys):
     assert main(["interpolate", "--seed", "0", "--index", "0", "--to-index", "1",
                  "--frames", "2", "--out", str(tmp_path / "i")]) == 2
     assert "earlier frame set" in capsys.readouterr().err
+
+
+def test_cli_truncation_for_shift_and_interpolate(tmp_path, capsys):
+    """--truncation reaches the frames: shift at psi 0.5 records it; interpolate at psi 0
+    gives the mean image in every frame, so every frame's probabilities are the same; psi 0
+    for a shift and psi above 1 are refused before anything is written."""
+    import json
+
+    from cxrgan_desktop.cli import main
+
+    assert main(["shift", "--finding", "Effusion", "--seed", "0", "--index", "1",
+                 "--range=-3,3", "--frames", "3", "--truncation", "0.5", "--out",
+                 str(tmp_path / "s"), "--device", "cpu"]) == 0
+    record = json.loads((tmp_path / "s" / "path.json").read_text())
+    assert record["truncation"]["psi"] == 0.5
+    assert main(["interpolate", "--seed", "0", "--index", "0", "--to-index", "1",
+                 "--frames", "4", "--truncation", "0", "--classifier",
+                 "demo-phantom-64-classifier", "--out", str(tmp_path / "i"),
+                 "--device", "cpu"]) == 0
+    record = json.loads((tmp_path / "i" / "path.json").read_text())
+    assert record["truncation"]["psi"] == 0.0
+    first = record["frames"][0]["probabilities"]
+    assert all(frame["probabilities"] == first for frame in record["frames"])
+    from cxrgan_desktop.imaging.png16 import read_png16
+
+    images = [read_png16(tmp_path / "i" / f"frame_{k:03d}.png") for k in range(4)]
+    assert all(np.array_equal(image, images[0]) for image in images)
+    capsys.readouterr()
+    assert main(["shift", "--finding", "Effusion", "--seed", "0", "--index", "1",
+                 "--truncation", "0", "--out", str(tmp_path / "z")]) == 2
+    assert "nothing to shift" in capsys.readouterr().err
+    assert main(["interpolate", "--seed", "0", "--index", "0", "--to-index", "1",
+                 "--truncation", "1.5", "--out", str(tmp_path / "x")]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists() and not (tmp_path / "x").exists()
 
 
 def test_cli_range_parsing():

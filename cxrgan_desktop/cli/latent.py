@@ -19,6 +19,7 @@ from cxrgan_desktop.cli.common import (
     load_model,
     resolve_device_option,
 )
+from cxrgan_desktop.cli.generate import add_truncation_option, truncation_value
 
 DEFAULT_RANGE = "-10,10"
 
@@ -43,6 +44,10 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ping-pong", action="store_true",
                    help="animations run forwards, then back (without repeating the ends)")
     p.add_argument("--frame-ms", type=int, default=150, help="animation frame duration in ms")
+    add_truncation_option(p, "path.json and every DICOM instance; every frame (and, for "
+                          "shift, the gradient) goes through the truncated generator, so "
+                          "frame 0 is 'cxrgan generate --truncation PSI' of the latent. psi 0 "
+                          "has no shift: every latent is the mean image")
     add_device_option(p)
 
 
@@ -191,6 +196,10 @@ def _cmd_shift(args: argparse.Namespace) -> int:
 
     lo, hi = parse_range(args.lambda_range)
     _check_frames(args.frames, 1)
+    truncation = truncation_value(args.truncation)
+    if truncation == 0.0:
+        raise UserError("--truncation 0 renders the same mean image for every latent: there is "
+                        "nothing to shift (use a psi above 0)")
     if not args.max_step > 0:
         raise UserError("--max-step must be positive")
     model = load_model(args.model)
@@ -203,13 +212,13 @@ def _cmd_shift(args: argparse.Namespace) -> int:
     lambdas = np.linspace(lo, hi, args.frames) if args.frames > 1 else np.array([lo])
     print(f"model {model.name} ({model.resolution} px), classifier {classifier.name} on "
           f"{device}: {args.finding} from {source.describe()}, lambda {lo:g} to {hi:g} "
-          f"degrees, {args.frames} frames", file=sys.stderr)
+          f"degrees, {args.frames} frames{_psi_note(truncation)}", file=sys.stderr)
     try:
         result = run_job(lambda progress, cancel: shift_to_folder(
             model, classifier, args.finding, z0, lambdas, args.out, source=source,
             recompute_gradient=args.recompute_gradient, max_step_deg=args.max_step,
-            device=str(device), ping_pong=args.ping_pong, frame_ms=args.frame_ms,
-            overwrite=args.overwrite, progress=progress, cancel=cancel),
+            device=str(device), truncation=truncation, ping_pong=args.ping_pong,
+            frame_ms=args.frame_ms, overwrite=args.overwrite, progress=progress, cancel=cancel),
             None, "", "shift", f"nothing was written to {args.out}")
     except ValueError as error:
         raise UserError(str(error)) from error
@@ -222,6 +231,7 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
     from cxrgan_desktop.tasks.latent_frames import interpolate_to_folder
 
     _check_frames(args.frames, 2)
+    truncation = truncation_value(args.truncation)
     model = load_model(args.model)
     classifier = load_classifier_option(args.classifier) if args.classifier else None
     size = model.config.latent_size
@@ -229,17 +239,22 @@ def _cmd_interpolate(args: argparse.Namespace) -> int:
     z_b, end = _latent(args, "to-", size, fallback_seed=args.seed)
     device = resolve_device_option(args.device)
     print(f"model {model.name} ({model.resolution} px) on {device}: from {start.describe()} "
-          f"to {end.describe()}, {args.frames} frames", file=sys.stderr)
+          f"to {end.describe()}, {args.frames} frames{_psi_note(truncation)}", file=sys.stderr)
     try:
         result = run_job(lambda progress, cancel: interpolate_to_folder(
             model, z_a, z_b, args.frames, args.out, source=start, end=end,
-            classifier=classifier, device=str(device), ping_pong=args.ping_pong,
-            frame_ms=args.frame_ms, overwrite=args.overwrite, progress=progress,
-            cancel=cancel), None, "", "interpolate", f"nothing was written to {args.out}")
+            classifier=classifier, device=str(device), truncation=truncation,
+            ping_pong=args.ping_pong, frame_ms=args.frame_ms, overwrite=args.overwrite,
+            progress=progress, cancel=cancel), None, "", "interpolate",
+            f"nothing was written to {args.out}")
     except ValueError as error:
         raise UserError(str(error)) from error
     _report(result.path_json, None)
     return 0
+
+
+def _psi_note(psi: float) -> str:
+    return "" if psi == 1.0 else f", truncation psi {psi:g}"
 
 
 def _report(path_json: Path, finding: str | None) -> None:

@@ -16,8 +16,12 @@ What a folder holds, all describing the same frames:
 - ``latents.npy``: the frames' latents, one row per frame (rendering row k reproduces
   frame k);
 - ``path.json``: what made them: model and classifier (names, SHA-256), the finding, where
-  the start (and end) latents came from, the positions, the method, the software version and
-  how the frames were derived. Written last: a folder with a ``path.json`` is complete.
+  the start (and end) latents came from, the positions, the method, the truncation psi (as
+  ``cxrgan generate``'s manifest records it), the software version and how the frames were
+  derived. Written last: a folder with a ``path.json`` is complete.
+
+Frames rendered with truncation (psi < 1) say so in every DICOM instance as well, as every
+truncated export does (:class:`~cxrgan_desktop.imaging.synthetic_provenance.SyntheticImageInfo`).
 
 Writes never leave a half set under the final names: the folder is locked
 (:mod:`cxrgan_desktop.core.output_lock`), every file is first written (atomically) into a
@@ -58,6 +62,7 @@ from cxrgan_desktop.core.output_lock import OutputFolderError, output_lock
 from cxrgan_desktop.engine.checkpoints import LoadedGenerator
 from cxrgan_desktop.engine.interpolation import LatentPath, interpolation_path
 from cxrgan_desktop.engine.latent_shift import DEFAULT_MAX_STEP_DEG, shift_path
+from cxrgan_desktop.engine.truncation import record as truncation_record
 from cxrgan_desktop.imaging.dicom_export import (
     SyntheticImageInfo,
     SyntheticSeries,
@@ -145,18 +150,20 @@ def shift_to_folder(model: LoadedGenerator, classifier: Any, finding: str, z0: n
                     lambdas: Sequence[float], out_dir: str | os.PathLike[str], *,
                     source: LatentSource, recompute_gradient: bool = False,
                     max_step_deg: float = DEFAULT_MAX_STEP_DEG, device: str = "cpu",
-                    ping_pong: bool = False, frame_ms: int = DEFAULT_FRAME_MS,
-                    overwrite: bool = False, progress: ProgressFn = no_progress,
+                    truncation: float = 1.0, ping_pong: bool = False,
+                    frame_ms: int = DEFAULT_FRAME_MS, overwrite: bool = False,
+                    progress: ProgressFn = no_progress,
                     cancel: threading.Event | None = None) -> FrameSetResult:
-    """The latent shift job: :func:`~cxrgan_desktop.engine.latent_shift.shift_path`, then its
-    frame set in ``out_dir`` (see the module). ``classifier``: a ``LoadedClassifier``."""
+    """The latent shift job: :func:`~cxrgan_desktop.engine.latent_shift.shift_path` (at
+    truncation psi ``truncation``), then its frame set in ``out_dir`` (see the module).
+    ``classifier``: a ``LoadedClassifier``."""
     out = Path(out_dir)
     with output_lock(out, "shift"):
         _refuse_earlier(out, overwrite)  # before minutes of work, not after
         path = shift_path(model, classifier, finding, z0, lambdas,
                           recompute_gradient=recompute_gradient, max_step_deg=max_step_deg,
-                          device=device, progress=sub_progress(progress, 0.0, 0.6),
-                          cancel=cancel)
+                          device=device, truncation=truncation,
+                          progress=sub_progress(progress, 0.0, 0.6), cancel=cancel)
         return _write_locked(path, out, model, classifier, [source], ping_pong, frame_ms,
                              overwrite, sub_progress(progress, 0.6, 1.0), cancel)
 
@@ -164,16 +171,18 @@ def shift_to_folder(model: LoadedGenerator, classifier: Any, finding: str, z0: n
 def interpolate_to_folder(model: LoadedGenerator, z_a: np.ndarray, z_b: np.ndarray,
                           frames: int, out_dir: str | os.PathLike[str], *,
                           source: LatentSource, end: LatentSource, classifier: Any = None,
-                          device: str = "cpu", ping_pong: bool = False,
-                          frame_ms: int = DEFAULT_FRAME_MS, overwrite: bool = False,
-                          progress: ProgressFn = no_progress,
+                          device: str = "cpu", truncation: float = 1.0,
+                          ping_pong: bool = False, frame_ms: int = DEFAULT_FRAME_MS,
+                          overwrite: bool = False, progress: ProgressFn = no_progress,
                           cancel: threading.Event | None = None) -> FrameSetResult:
     """The interpolation job: :func:`~cxrgan_desktop.engine.interpolation.interpolation_path`
-    from ``z_a`` to ``z_b``, then its frame set in ``out_dir`` (see the module)."""
+    from ``z_a`` to ``z_b`` (at truncation psi ``truncation``), then its frame set in
+    ``out_dir`` (see the module)."""
     out = Path(out_dir)
     with output_lock(out, "interpolate"):
         _refuse_earlier(out, overwrite)
         path = interpolation_path(model, z_a, z_b, frames, classifier, device=device,
+                                  truncation=truncation,
                                   progress=sub_progress(progress, 0.0, 0.6), cancel=cancel)
         return _write_locked(path, out, model, classifier, [source, end], ping_pong,
                              frame_ms, overwrite, sub_progress(progress, 0.6, 1.0), cancel)
@@ -318,7 +327,8 @@ def _stage(path: LatentPath, out: Path, staging: Path, model: LoadedGenerator,
         atomic_write_bytes(staging / name, encode_png16(frame.image))
         dicom_name = f"{DICOM_DIR}/{frame_name(frame.index, count, '.dcm')}"
         info = SyntheticImageInfo(frame.index, latents_source=f"{LATENTS}: frames of a {what}",
-                                  window=unit_window(), derived_from=derived)
+                                  window=unit_window(), derived_from=derived,
+                                  truncation=path.truncation)
         export_dicom(staging / dicom_name, frame.image, series, info)
         png_names.append(name)
         dicom_names.append(dicom_name)
@@ -343,6 +353,10 @@ def _stage(path: LatentPath, out: Path, staging: Path, model: LoadedGenerator,
     result.files = [out / n for n in (*png_names, *dicom_names, STRIP, GIF, APNG, LATENTS,
                                       FRAMES_CSV, PATH_JSON)]
     return result
+
+
+def _psi_text(psi: float) -> str:
+    return "" if psi == 1.0 else f" with truncation psi {psi:g}"
 
 
 def _png8(data: np.ndarray) -> bytes:
@@ -388,12 +402,13 @@ def _record(path: LatentPath, model: LoadedGenerator, classifier: Any,
         "positions": {"name": path.position_name,
                       "values": [float(v) for v in path.positions]},
         "method": method,
+        "truncation": truncation_record(path.truncation),
         "angle_percentile": "percentile (0-100) of the frame's angle from the start latent "
                             "among the angles between it and random draws z ~ N(0, I): "
                             "exact, (1 + cos) / 2 ~ Beta((d-1)/2, (d-1)/2)",
         "derived_from": (f"Synthetic frames derived from {what}, rendered by model "
-                         f"{model.name} (sha256 {model.sha256}); frame k's latent is row k "
-                         f"of {LATENTS}. " + " ".join(
+                         f"{model.name} (sha256 {model.sha256}){_psi_text(path.truncation)}; "
+                         f"frame k's latent is row k of {LATENTS}. " + " ".join(
                              s.derived_from.describe() for s in sources
                              if s.derived_from is not None)).strip(),
         "frames": frames,
