@@ -1,6 +1,7 @@
 """The window's latent space (issue 24): Findings sliders, the probability plot, the
 difference overlay, frame exports, morphs, projection from the context menu, and truncation
-in the LCO panel and the window's export.
+in the LCO panel, the window's export and the Findings tab (a truncated image slides at its
+psi).
 
 References are computed apart from the window: the engine's ``shift_path`` and
 ``Renderer`` on models and classifiers loaded anew, Pillow and pydicom reading the files back,
@@ -299,6 +300,80 @@ def test_exports_of_truncated_images_name_psi(main_window, qtbot, tmp_path, monk
     assert "truncation psi 0.5" in sidecar["description"]
     ds = pydicom.dcmread(tmp_path / "dicom" / "seed2_00000.dcm")
     assert "truncation psi 0.5" in str(ds.ImageComments)
+
+
+def test_a_truncated_image_slides_morphs_and_exports_at_its_psi(main_window, demo, qtbot,
+                                                                 tmp_path, monkeypatch):
+    """Generated at psi 0.5, the image's sliders start from that very image; the preview,
+    the full render, the plot, the exported frames and the morph are those of the engine
+    at psi 0.5 (shift_path, Renderer and interpolation_path on the model loaded anew)."""
+    from cxrgan_desktop.engine.interpolation import interpolation_path
+    from cxrgan_desktop.engine.latent_shift import preview_model, shift_path
+    from cxrgan_desktop.engine.render import Renderer
+
+    window = main_window
+    model, classifier = demo
+    psi = 0.5
+    entries = _generate(qtbot, window, count=2, seed=3, truncation=psi)
+    assert [e.details["truncation"] for e in entries] == [psi, psi]
+    preview = window.findings_panel.preview_box
+    preview.setCurrentIndex(preview.findData("half"))
+    window.gallery.setCurrentRow(0)
+    state = _explore(qtbot, window)
+    assert state.subject.truncation == psi
+    assert np.array_equal(_stored(state.start), _png16(entries[0].path))  # the gallery image
+    subject = window.findings_panel.subject.text()
+    assert "psi 0.5" in subject and "psi 1" not in subject and "untruncated" not in subject
+
+    finding = classifier.labels[1]
+    z0 = entries[0].details["latent"]
+    reference = shift_path(model, classifier, finding, z0, [5.0], truncation=psi)
+    z = reference.frames[0].z
+    slider = window.findings_panel.sliders[finding].slider
+    slider.setSliderDown(True)
+    _, quick = _wait_render(qtbot, window, lambda: slider.setValue(50))
+    assert quick
+    small = Renderer(preview_model(model, 1), truncation=psi).render(z[None])[0, 0].numpy()
+    expected = np.kron(small, np.ones((2, 2), np.float32))
+    assert np.abs(window.viewer.image().astype(np.int64) - _stored(expected)).max() <= 1
+    _, quick = _wait_render(qtbot, window, lambda: slider.setSliderDown(False))
+    assert not quick
+    full = window.viewer.image().astype(np.int64)
+    assert np.abs(full - _stored(reference.frames[0].image)).max() <= 1
+    untruncated = shift_path(model, classifier, finding, z0, [5.0]).frames[0].image
+    assert np.abs(full - _stored(untruncated)).max() > 1  # psi reached the sliders
+
+    qtbot.waitUntil(lambda: window.findings._curve_key() in window.findings.curves,
+                    timeout=60_000)
+    lambdas = np.linspace(-FINDING_RANGE, FINDING_RANGE, FRAMES)
+    path = shift_path(model, classifier, finding, z0, lambdas, truncation=psi)
+    for k, label in enumerate(classifier.labels):
+        _, y = window.findings_panel.plot.curves[label].getData()
+        np.testing.assert_allclose(y, path.probabilities[:, k], rtol=1e-6, atol=1e-7)
+
+    out = tmp_path / "frames"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(out))
+    with qtbot.waitSignal(window.findings.exported, timeout=60_000):
+        window.findings_panel.export_shift.click()
+    qtbot.waitUntil(lambda: not window.jobs.is_running(), timeout=10_000)
+    for k, frame in enumerate(path.frames):
+        assert np.array_equal(_png16(out / f"frame_{k:03d}.png"), _stored(frame.image))
+        ds = pydicom.dcmread(out / "dicom" / f"frame_{k:03d}.dcm")
+        assert "truncation psi 0.5" in str(ds.ImageComments)
+    assert np.array_equal(_png16(out / f"frame_{FRAMES // 2:03d}.png"), _png16(entries[0].path))
+    record = json.loads((out / "path.json").read_text())
+    assert record["truncation"]["psi"] == psi
+    assert "psi 1" not in json.dumps(record["start"])
+
+    with qtbot.waitSignal(window.findings.curveReady, timeout=60_000) as ready:
+        window.findings.morph_to(entries[1])
+    morph = ready.args[0]
+    assert morph.truncation == psi
+    reference_morph = interpolation_path(model, z0, entries[1].details["latent"], FRAMES,
+                                         truncation=psi)
+    assert np.array_equal(morph.images, reference_morph.images)
+    _wait_render(qtbot, window, lambda: window.findings_panel.morph_slider.setValue(FRAMES - 1))
+    assert np.array_equal(window.viewer.image().astype(np.int64), _png16(entries[1].path))
 
 
 def test_an_opened_image_has_no_sliders(main_window, qtbot, tmp_path):

@@ -122,12 +122,10 @@ class FindingsController(QObject):
         self.state, self.active, self.curves, self.morph = state, None, {}, None
         self.panel.set_findings(state.labels)
         self.panel.set_morph_frames(0)
-        note = "" if subject.truncation == 1.0 else (
-            f" The sliders move the untruncated image (psi 1; the gallery image has psi "
-            f"{subject.truncation:g}).")
+        psi = "" if subject.truncation == 1.0 else f", truncation psi {subject.truncation:g}"
         self.panel.set_ready(True, f"<b>{subject.title}</b> ({state.model.name}, "
-                             f"{state.model.resolution} px), findings of "
-                             f"{state.classifier.name}. Synthetic: every frame is.{note}")
+                             f"{state.model.resolution} px{psi}), findings of "
+                             f"{state.classifier.name}. Synthetic: every frame is.")
         self.panel.plot.clear_curves("move a slider: its path's probabilities appear here")
         self.current = state.start
         self._show(reset=False)  # shown when the viewer is (a projection's pair may be up)
@@ -243,7 +241,11 @@ class FindingsController(QObject):
         self.morph_subject = end
         self.paths.request(partial(morph_path, self.state, end.latent,
                                    self.panel.frames.value()), ("morph", end, self.state))
-        self.status.emit(f"Morphing {self.state.subject.title} into {end.title}…", 0)
+        psi = self.state.subject.truncation
+        other = "" if end.truncation == psi else (
+            f" at psi {psi:g}, the start's ({end.title} was made at psi {end.truncation:g}: "
+            "the last frame is its latent at the start's psi)")
+        self.status.emit(f"Morphing {self.state.subject.title} into {end.title}{other}…", 0)
 
     def show_morph_frame(self, frame: int) -> None:
         if self.morph is None or not 0 <= frame < len(self.morph.frames):

@@ -22,26 +22,23 @@ def latent_source(subject: Subject, folder: Path, name: str = "start_latent.npy"
     from cxrgan_desktop.tasks.latent_frames import LatentSource
 
     details = subject.entry.details
-    note = "" if subject.truncation == 1.0 else (
-        f"frames rendered without truncation (psi 1); the gallery image had psi "
-        f"{subject.truncation:g}")
     if details.get("latents_file"):
         return LatentSource(latents_file=Path(details["latents_file"]), row=0,
-                            note=note or subject.title, derived_from=details.get("derived_from"))
+                            note=subject.title, derived_from=details.get("derived_from"))
     if "seed" in details and "lco" not in details:
-        return LatentSource(seed=int(details["seed"]), index=int(details["index"]), note=note)
+        return LatentSource(seed=int(details["seed"]), index=int(details["index"]))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     with atomic_writer(path) as handle:
         np.save(handle, subject.latent[None].astype(np.float32), allow_pickle=False)
-    return LatentSource(latents_file=path, row=0,
-                        note="; ".join(x for x in (f"the latent of {subject.title}", note) if x))
+    return LatentSource(latents_file=path, row=0, note=f"the latent of {subject.title}")
 
 
 def shift_export_job(state: Prepared, finding: str, lambdas: np.ndarray, folder: Path,
                      overwrite: bool):
     """``fn(progress, cancel)``: :func:`~cxrgan_desktop.tasks.latent_frames.shift_to_folder`
-    of the explored latent (recomputed there, so the files stand on their own)."""
+    of the explored latent at its image's psi (recomputed there, so the files stand on their
+    own)."""
 
     def job(progress, cancel):
         from cxrgan_desktop.tasks.latent_frames import shift_to_folder
@@ -50,7 +47,8 @@ def shift_export_job(state: Prepared, finding: str, lambdas: np.ndarray, folder:
         with TORCH_LOCK:
             return shift_to_folder(state.model, state.classifier, finding,
                                    state.subject.latent, lambdas, folder, source=source,
-                                   device=state.device, overwrite=overwrite,
+                                   device=state.device, truncation=state.subject.truncation,
+                                   overwrite=overwrite,
                                    progress=progress, cancel=cancel)
 
     return job
@@ -59,7 +57,8 @@ def shift_export_job(state: Prepared, finding: str, lambdas: np.ndarray, folder:
 def morph_export_job(state: Prepared, end: Subject, frames: int, folder: Path,
                      overwrite: bool):
     """``fn(progress, cancel)``: the morph from the explored latent to ``end``'s through
-    :func:`~cxrgan_desktop.tasks.latent_frames.interpolate_to_folder`."""
+    :func:`~cxrgan_desktop.tasks.latent_frames.interpolate_to_folder`, at the explored
+    image's psi (as the morph on screen)."""
 
     def job(progress, cancel):
         from cxrgan_desktop.tasks.latent_frames import interpolate_to_folder
@@ -70,6 +69,7 @@ def morph_export_job(state: Prepared, end: Subject, frames: int, folder: Path,
             return interpolate_to_folder(state.model, state.subject.latent, end.latent,
                                          frames, folder, source=source, end=end_source,
                                          classifier=state.classifier, device=state.device,
+                                         truncation=state.subject.truncation,
                                          overwrite=overwrite, progress=progress,
                                          cancel=cancel)
 

@@ -29,7 +29,7 @@ class Subject:
     entry: GalleryEntry
     latent: np.ndarray  # [latent_size] float32
     model_path: str
-    truncation: float = 1.0
+    truncation: float = 1.0  # the image's psi: its sliders, paths and exports use it too
 
     @property
     def title(self) -> str:
@@ -74,7 +74,9 @@ def wants_half_preview(preview: str, resolution: int) -> bool:
 def prepare(subject: Subject, classifier_path: str, load_model: Callable[[str], Any],
             preview: str, device: str = "auto") -> Prepared:
     """Load the model and classifier, take every finding's direction at the start latent,
-    render the start. Raises ValueError for a latent of another model's size."""
+    render the start, all at the image's truncation psi (so the start is the gallery image
+    itself). Raises ValueError for a latent of another model's size, or psi 0 (every latent
+    is the mean image there: nothing to slide)."""
     from cxrgan_desktop.engine.classifier.files import load_classifier
     from cxrgan_desktop.engine.devices import resolve_device
     from cxrgan_desktop.engine.latent_shift import finding_directions, preview_model
@@ -86,15 +88,16 @@ def prepare(subject: Subject, classifier_path: str, load_model: Callable[[str], 
         raise ValueError(f"{subject.title}: its latent has {subject.latent.size} values, the "
                          f"model {model.name} takes {model.config.latent_size}")
     where = str(resolve_device(device))
+    psi = subject.truncation
     with TORCH_LOCK:
         directions = finding_directions(model, classifier, classifier.labels, subject.latent,
-                                        device=where)
-        renderer = Renderer(model, where)
+                                        device=where, truncation=psi)
+        renderer = Renderer(model, where, truncation=psi)
         start = renderer.render(subject.latent[None])[0, 0].numpy()
         small = None
         if wants_half_preview(preview, model.resolution):
             try:
-                small = Renderer(preview_model(model, 1), where)
+                small = Renderer(preview_model(model, 1), where, truncation=psi)
             except ValueError:  # a 4 px model, or one in a fade-in: preview at full size
                 small = None
     return Prepared(subject, classifier_path, model, classifier, directions, start, renderer,
@@ -134,13 +137,15 @@ def shift_curve(prepared: Prepared, finding: str, range_deg: float, frames: int)
     with TORCH_LOCK:
         return shift_path(prepared.model, prepared.classifier, finding,
                           prepared.subject.latent, path_lambdas(range_deg, frames),
-                          device=prepared.device)
+                          device=prepared.device, truncation=prepared.subject.truncation)
 
 
 def morph_path(prepared: Prepared, end: np.ndarray, frames: int) -> Any:
-    """Spherical interpolation from the start latent to ``end``, read by the classifier."""
+    """Spherical interpolation from the start latent to ``end``, read by the classifier, at
+    the start image's psi (the end's own psi may differ: the controller says so)."""
     from cxrgan_desktop.engine.interpolation import interpolation_path
 
     with TORCH_LOCK:
         return interpolation_path(prepared.model, prepared.subject.latent, end, frames,
-                                  prepared.classifier, device=prepared.device)
+                                  prepared.classifier, device=prepared.device,
+                                  truncation=prepared.subject.truncation)
