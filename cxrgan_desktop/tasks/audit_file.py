@@ -16,6 +16,12 @@ An audit folder::
 
 Paths in the CSV files are relative to the roots that ``summary.json`` records (the training
 folder, the synthetic folder), so the CSV can be read in a spreadsheet and the roots moved.
+An audit folder may come from someone else, so reading one trusts nothing in it: a row whose
+path is absolute or climbs out of its root (``..``) is refused, never joined to the root
+(the window would otherwise show, and ``--exclude-flagged`` match, any file of the
+machine); a summary whose parts are not the objects the audit writes is refused the same way.
+Text cells that a spreadsheet would run as a formula are written with a leading apostrophe
+and read back exactly as they were.
 
 *Held-out fraction*: the share of held-out real images (patients never trained on) that are
 at least as similar to their own nearest training image as this synthetic image is to its
@@ -30,12 +36,14 @@ import csv
 import io
 import json
 import math
+import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from cxrgan_desktop.core.csv_cells import spreadsheet_safe
+from cxrgan_desktop.core.csv_cells import FORMULA_STARTS
 from cxrgan_desktop.core.fileio import read_json_object, sha256_file
 
 FORMAT = "cxrgan-audit/1"
@@ -47,6 +55,10 @@ DEFAULT_ALPHA = 0.001
 DEFAULT_K = 5
 DEFAULT_PIXEL_SIZE = 32
 
+_LINE_END = "\r\n"
+"""RFC 4180's line end. Python's csv writer quotes a cell only for the characters of its
+line terminator: with ``\n`` alone, a file name holding a carriage return (legal on POSIX)
+was written bare, and every reader split the row there."""
 _MATCH_FIELDS = ("nearest_file", "patient", "similarity", "heldout_fraction", "flagged")
 _ROW_FIELDS = ("rank", "synthetic_file", "pixel_sha256", "flagged", "risk")
 
@@ -96,17 +108,31 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
+def _marked(text: str) -> bool:
+    """Whether ``text`` is apostrophes (none or more) and then a formula start."""
+    body = text.lstrip("'")
+    return body[:1] != "" and body[0] in FORMULA_STARTS
+
+
+def _safe(text: str) -> str:
+    """The project's spreadsheet safety (``core.csv_cells``), generalised so that
+    :func:`_unsafe` is its exact inverse: one more apostrophe in front of any run of
+    apostrophes before a formula start (``=x`` becomes ``'=x``, ``'=x`` becomes ``''=x``).
+    Every other text is left as it is."""
+    return "'" + text if _marked(text) else text
+
+
 def audit_csv_text(rows: Sequence[AuditRow], spaces: Sequence[str]) -> str:
     """The CSV text of ``rows`` (already ranked) with one column group per space."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator=_LINE_END)
     writer.writerow([*_ROW_FIELDS, *(f"{s}_{f}" for s in spaces for f in _MATCH_FIELDS)])
     for row in rows:
-        cells: list[str] = [str(row.rank), spreadsheet_safe(row.synthetic_file),
+        cells: list[str] = [str(row.rank), _safe(row.synthetic_file),
                             row.pixel_sha256, str(row.flagged).lower(), _number(row.risk)]
         for space in spaces:
             m = row.matches[space]
-            cells += [spreadsheet_safe(m.training_file), spreadsheet_safe(m.patient),
+            cells += [_safe(m.training_file), _safe(m.patient),
                       _number(m.similarity), _number(m.heldout_fraction),
                       str(m.flagged).lower()]
         writer.writerow(cells)
@@ -116,19 +142,39 @@ def audit_csv_text(rows: Sequence[AuditRow], spaces: Sequence[str]) -> str:
 def neighbours_csv_text(entries: Iterable[tuple[str, str, int, str, str, float]]) -> str:
     """``(synthetic file, space, rank, training file, patient, similarity)`` rows as CSV."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator=_LINE_END)
     writer.writerow(["synthetic_file", "space", "rank", "training_file", "patient",
                      "similarity"])
     for synthetic, space, rank, training, patient, similarity in entries:
-        writer.writerow([spreadsheet_safe(synthetic), space, str(rank),
-                         spreadsheet_safe(training), spreadsheet_safe(patient),
+        writer.writerow([_safe(synthetic), space, str(rank),
+                         _safe(training), _safe(patient),
                          _number(similarity)])
     return buffer.getvalue()
 
 
 def _unsafe(text: str) -> str:
-    """Undo :func:`spreadsheet_safe`'s leading apostrophe (it is only added before = + - @)."""
-    return text[1:] if len(text) > 1 and text[0] == "'" and text[1] in "=+-@\t\r" else text
+    """Undo :func:`_safe`: drop the one apostrophe it put before apostrophes (if any) and a
+    formula start."""
+    return text[1:] if text[:1] == "'" and _marked(text) else text
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def relative_file(text: str, where: str, column: str) -> str:
+    """``text`` when it is a path inside its root: relative and without ``..`` (``/`` or, on
+    Windows, ``\\`` separated; no drive); :class:`AuditFileError` otherwise, so that no
+    row can point outside its root. (On POSIX a backslash is part of a file name, and a
+    name such as ``..\\x`` stays inside the root.)"""
+    paths: list[PurePath] = [PurePosixPath(text)]
+    if os.name == "nt":
+        paths.append(PureWindowsPath(text))
+    if (not text or "\0" in text or any(p.is_absolute() or p.drive or p.root
+                                        or ".." in p.parts or not p.parts for p in paths)):
+        raise AuditFileError(f"{where}: {column} {text!r} is not a path inside its folder "
+                             "(absolute, or climbing out with '..'); this audit.csv was not "
+                             "written by `cxrgan audit`: run the audit again")
+    return text
 
 
 def _bool(cell: str, where: str) -> bool:
@@ -150,11 +196,16 @@ def _float(cell: str, where: str) -> float:
 def parse_audit_csv(path: Path) -> tuple[list[AuditRow], tuple[str, ...]]:
     """Rows and spaces of an ``audit.csv``; :class:`AuditFileError` names what is wrong."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        with path.open(encoding="utf-8", newline="") as handle:
+            return _parse_rows(path, csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error, MemoryError) as error:
         raise AuditFileError(f"{path}: cannot read the audit table ({error}); run "
                              "`cxrgan audit` again to rewrite it") from error
-    reader = csv.reader(io.StringIO(text))
+
+
+def _parse_rows(path: Path, reader: Iterable[list[str]]
+                ) -> tuple[list[AuditRow], tuple[str, ...]]:
+    reader = iter(reader)
     header = next(reader, None)
     if header is None or tuple(header[:len(_ROW_FIELDS)]) != _ROW_FIELDS:
         raise AuditFileError(f"{path}: not an audit table (the header should start with "
@@ -174,10 +225,16 @@ def parse_audit_csv(path: Path) -> tuple[list[AuditRow], tuple[str, ...]]:
         matches = {}
         for k, space in enumerate(spaces):
             c = cells[len(_ROW_FIELDS) + k * len(_MATCH_FIELDS):][:len(_MATCH_FIELDS)]
-            matches[space] = SpaceMatch(_unsafe(c[0]), _unsafe(c[1]), _float(c[2], where),
-                                        _float(c[3], where), _bool(c[4], where))
-        rows.append(AuditRow(int(_float(cells[0], where)), _unsafe(cells[1]), cells[2],
-                             _bool(cells[3], where), _float(cells[4], where), matches))
+            matches[space] = SpaceMatch(
+                relative_file(_unsafe(c[0]), where, f"{space}_nearest_file"), _unsafe(c[1]),
+                _float(c[2], where), _float(c[3], where), _bool(c[4], where))
+        if not _SHA256.match(cells[2]):
+            raise AuditFileError(f"{where}: pixel_sha256 {cells[2][:80]!r} is not a SHA-256 "
+                                 "(64 hexadecimal digits); run the audit again")
+        rows.append(AuditRow(int(_float(cells[0], where)),
+                             relative_file(_unsafe(cells[1]), where, "synthetic_file"),
+                             cells[2], _bool(cells[3], where), _float(cells[4], where),
+                             matches))
     return rows, spaces
 
 
@@ -199,10 +256,14 @@ class AuditReport:
         return Path(self.summary["train"]["image_dir"])
 
     def synthetic_path(self, row: AuditRow) -> Path:
-        return self.synthetic_root / row.synthetic_file
+        """The file under the synthetic root (a path that leaves it is refused)."""
+        return self.synthetic_root / relative_file(row.synthetic_file, str(self.folder),
+                                                   "synthetic_file")
 
     def training_path(self, match: SpaceMatch) -> Path:
-        return self.training_root / match.training_file
+        """The file under the training root (a path that leaves it is refused)."""
+        return self.training_root / relative_file(match.training_file, str(self.folder),
+                                                  "training file")
 
     @property
     def flagged(self) -> list[AuditRow]:
@@ -227,13 +288,37 @@ def read_audit(path: str | Path) -> AuditReport:
     if summary is None or summary.get("format") != FORMAT:
         raise AuditFileError(f"{summary_path}: missing or not an audit summary ({FORMAT}); "
                              "run the audit again")
-    recorded = summary.get("files", {}).get(AUDIT_CSV, {}).get("sha256")
-    if recorded != sha256_file(csv_path):
+    _check_summary(summary_path, summary)
+    recorded = summary["files"][AUDIT_CSV]["sha256"]
+    try:
+        actual = sha256_file(csv_path)
+    except OSError as error:
+        raise AuditFileError(f"{csv_path}: cannot read the audit table ({error}); run "
+                             "`cxrgan audit` again to rewrite it") from error
+    if recorded != actual:
         raise AuditFileError(f"{csv_path}: changed since the audit wrote it (its SHA-256 is "
                              f"not the one {SUMMARY_JSON} records); run the audit again "
                              "rather than editing the table")
     rows, spaces = parse_audit_csv(csv_path)
     return AuditReport(folder, rows, spaces, summary)
+
+
+def _check_summary(path: Path, summary: dict[str, Any]) -> None:
+    """The parts of ``summary.json`` that readers index into are the objects the audit
+    writes: a crafted or damaged summary is an :class:`AuditFileError`, not a crash."""
+    def part(value: Any, name: str, kind: type) -> Any:
+        if not isinstance(value, kind):
+            what = "an object" if kind is dict else "a text"
+            raise AuditFileError(f"{path}: {name} is missing or not {what}; this summary was "
+                                 "not written by `cxrgan audit`: run the audit again")
+        return value
+    files = part(summary.get("files"), "files", dict)
+    part(part(files.get(AUDIT_CSV), f"files.{AUDIT_CSV}", dict).get("sha256"),
+         f"files.{AUDIT_CSV}.sha256", str)
+    part(part(summary.get("synthetic"), "synthetic", dict).get("root"), "synthetic.root", str)
+    part(part(summary.get("train"), "train", dict).get("image_dir"), "train.image_dir", str)
+    for space, info in part(summary.get("spaces", {}), "spaces", dict).items():
+        part(info, f"spaces.{space}", dict)
 
 
 @dataclass(frozen=True)
