@@ -168,3 +168,265 @@ def test_a_binary_huge_or_malformed_table_is_refused_with_the_file_named(tmp_pat
     folder = _crafted(tmp_path / "audit", [], raw=raw)
     with pytest.raises(AuditFileError, match=r"audit\.csv"):
         read_audit(folder)
+
+
+# -- a small scene: phantom patients, training and held-out by patient ----------------------
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """8 training and 6 held-out phantom patients, 2 images each (32 px), and a synthetic
+    folder of 3 images: an exact copy of a training image and two held-out images renamed
+    (other patients: not flagged)."""
+    import shutil
+
+    from cxrgan_desktop.tasks.phantom import CSV_NAME, write_phantoms
+
+    root = tmp_path_factory.mktemp("attack_scene")
+    every = write_phantoms(root / "phantoms", n=28, size=32, seed=3, images_per_patient=2)
+    with (every / CSV_NAME).open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header, rows = list(reader.fieldnames or []), list(reader)
+    patients = sorted({r["Patient ID"] for r in rows}, key=int)
+    train, held, synthetic = root / "train", root / "held", root / "synthetic"
+    for folder in (train, held, synthetic):
+        folder.mkdir()
+    kept: dict[Path, list[dict[str, str]]] = {train: [], held: []}
+    for r in rows:
+        folder = train if r["Patient ID"] in patients[:8] else held
+        shutil.copy2(every / r["Image Index"], folder / r["Image Index"])
+        kept[folder].append(r)
+    for folder, name in ((train, "Data_Entry_train.csv"), (held, "Data_Entry_held.csv")):
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(kept[folder])
+        (folder / name).write_text(buffer.getvalue(), encoding="utf-8")
+    shutil.copyfile(train / kept[train][0]["Image Index"], synthetic / "copy.png")
+    for k, r in enumerate(kept[held][:2]):
+        shutil.copyfile(held / r["Image Index"], synthetic / f"other_{k}.png")
+    return root
+
+
+def _options(scene: Path, out: Path, **changes):
+    from cxrgan_desktop.tasks.audit import AuditOptions
+
+    given = dict(train_dir=scene / "train", out_dir=out, synthetic=str(scene / "synthetic"),
+                 held_out=scene / "held", labels_csv=scene / "train" / "Data_Entry_train.csv",
+                 spaces=("pixels",))
+    given.update(changes)
+    return AuditOptions(**given)
+
+
+def _cli_args(scene: Path, out: Path, *extra: str) -> list[str]:
+    return ["audit", "--train", str(scene / "train"), "--labels",
+            str(scene / "train" / "Data_Entry_train.csv"), "--synthetic",
+            str(scene / "synthetic"), "--held-out", str(scene / "held"), "--spaces", "pixels",
+            "--device", "cpu", "--out", str(out), *extra]
+
+
+def _consistent(out: Path) -> dict:
+    """The audit folder agrees with itself, checked with hashlib and json (not the reader):
+    every file summary.json lists has the recorded SHA-256; no temporary file is left."""
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert set(summary["files"]) == {"audit.csv", "neighbours.csv", "contact_sheet.png",
+                                     "contact_sheet.pdf"}
+    for name, record in summary["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == record["sha256"], name
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    return summary
+
+
+# -- 1. inputs that are each other ------------------------------------------------------------
+
+def test_a_plain_audit_of_the_scene_flags_the_copy(scene, tmp_path):
+    from cxrgan_desktop.tasks.audit import run_audit
+
+    report = run_audit(_options(scene, tmp_path / "a"))
+    assert {r.synthetic_file: r.flagged for r in report.rows} == {
+        "copy.png": True, "other_0.png": False, "other_1.png": False}
+    _consistent(tmp_path / "a")
+
+
+@pytest.mark.parametrize("case", ["synthetic_is_train", "synthetic_in_train",
+                                  "train_in_synthetic", "held_is_synthetic",
+                                  "held_is_train_no_ids"])
+def test_inputs_that_are_the_same_files_are_refused_before_anything_is_written(
+        scene, tmp_path, case):
+    """Each of these ran before and gave a confident wrong answer (all flagged, or none:
+    a held-out folder equal to the training folder, without patient ids to compare, set the
+    threshold at similarity 1)."""
+    import shutil
+
+    from cxrgan_desktop.tasks.audit import run_audit
+
+    train = tmp_path / "train"
+    shutil.copytree(scene / "train", train)
+    changes: dict = {"train_dir": train}
+    if case == "synthetic_is_train":
+        changes["synthetic"] = str(train)
+        expected = "16 of the 16 synthetic images are training images"
+    elif case == "synthetic_in_train":
+        shutil.copytree(scene / "synthetic", train / "generated")
+        changes.update(synthetic=str(train / "generated"), labels_csv=None)
+        expected = "3 of the 3 synthetic images are training images"
+    elif case == "train_in_synthetic":
+        outer = tmp_path / "outer"
+        shutil.copytree(scene / "synthetic", outer)
+        shutil.copytree(scene / "train", outer / "train")
+        changes.update(train_dir=outer / "train", synthetic=str(outer), labels_csv=None)
+        expected = "16 of the 19 synthetic images are training images"
+    elif case == "held_is_synthetic":
+        changes["held_out"] = scene / "synthetic"
+        expected = "3 of the 3 synthetic images are held-out images"
+    else:  # no label file and names without patient ids: the patient check cannot help
+        plain = tmp_path / "plain"
+        plain.mkdir()
+        for k, path in enumerate(sorted((scene / "train").glob("*.png"))):
+            shutil.copyfile(path, plain / f"image_{k:02d}.png")
+        changes.update(train_dir=plain, held_out=plain, labels_csv=None)
+        expected = "16 of the 16 held-out images are training images"
+    out = tmp_path / "audit"
+    with pytest.raises(ValueError, match=expected):
+        run_audit(_options(scene, out, **changes))
+    assert not (out / "audit.csv").exists()
+
+
+@pytest.mark.parametrize("inside", ["train", "held", "synthetic"])
+def test_an_audit_folder_inside_an_input_folder_is_refused_before_it_is_made(
+        scene, tmp_path, inside):
+    import shutil
+
+    from cxrgan_desktop.tasks.audit import run_audit
+
+    for name in ("train", "held", "synthetic"):
+        shutil.copytree(scene / name, tmp_path / name)
+    out = tmp_path / inside / "audit"
+    options = _options(tmp_path, out)
+    with pytest.raises(ValueError, match="audit folder is inside the .* folder"):
+        run_audit(options)
+    assert not out.exists()
+    with pytest.raises(ValueError, match="inside the"):  # the folder itself, too
+        run_audit(_options(tmp_path, tmp_path / inside))
+
+
+def test_an_unknown_reid_name_is_a_one_line_error_not_a_traceback(scene, tmp_path, capsys):
+    from cxrgan_desktop.cli import main
+
+    code = main(_cli_args(scene, tmp_path / "a", "--spaces", "pixels,reid", "--reid",
+                          "no-such-model"))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cxrgan: error: no-such-model: no such file" in err and "cxrgan reid train" in err
+    assert "Traceback" not in err
+
+
+# -- 2. two writers, and a kill -----------------------------------------------------------------
+
+_BLOCKING_CHILD = """
+import os, sys, time
+from pathlib import Path
+import cxrgan_desktop.core.fileio as fileio
+out, block_at, marker = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+real, seen = os.replace, []
+def replace(source, target):
+    if Path(target).parent == out:  # the audit folder's renames only
+        seen.append(Path(target).name)
+        if len(seen) == block_at:
+            marker.write_text(",".join(seen))
+            time.sleep(600)
+    return real(source, target)
+fileio.os.replace = replace
+from cxrgan_desktop.cli import main
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+def test_a_second_audit_is_refused_at_once_and_a_kill_between_renames_is_detected(
+        scene, tmp_path, capsys):
+    """A first audit of 3 images; then an audit of 2 (another table) is killed (SIGKILL)
+    after its first rename. Meanwhile a second writer is refused, naming the process. The
+    killed folder is refused by read_audit (its table is not the one the summary records),
+    nothing half-written lies under a final name, and the rerun leaves it consistent."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from cxrgan_desktop.cli import main
+
+    out = tmp_path / "audit"
+    assert main(_cli_args(scene, out)) == 0
+    first = _consistent(out)
+    capsys.readouterr()
+    marker = tmp_path / "blocked"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _BLOCKING_CHILD, str(out), "2", str(marker),
+         *_cli_args(scene, out, "--n", "2")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+    try:
+        for _ in range(6000):  # wait for it to reach the renames (no time is asserted)
+            if marker.exists() or child.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert marker.exists(), child.communicate()[1].decode()[-2000:]
+        assert marker.read_text() == "audit.csv,neighbours.csv"
+
+        assert main(_cli_args(scene, out)) == 2  # the second writer
+        err = capsys.readouterr().err
+        assert f"is being written by process {child.pid}" in err
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+
+    with pytest.raises(AuditFileError, match="changed since the audit wrote it"):
+        read_audit(out)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary == first  # the summary is the earlier one, whole
+    for name in ("neighbours.csv", "contact_sheet.png", "contact_sheet.pdf"):
+        data = (out / name).read_bytes()  # not yet renamed: the earlier run's, whole
+        assert hashlib.sha256(data).hexdigest() == first["files"][name]["sha256"], name
+    with (out / "audit.csv").open(newline="", encoding="utf-8") as handle:
+        table = list(csv.DictReader(handle))  # renamed: the killed run's table, whole
+    assert len(table) == 2 and all(len(r) == len(HEADER) for r in table)
+
+    assert main(_cli_args(scene, out)) == 0  # the rerun: consistent, orphans removed
+    again = _consistent(out)
+    assert again["synthetic"]["images"] == 3
+    assert len(read_audit(out).rows) == 3
+    assert not (out / ".cxrgan.lock").exists()
+
+
+# -- 6. a full disk -------------------------------------------------------------------------
+
+def test_a_full_disk_on_the_second_file_changes_nothing_and_says_so_in_one_line(
+        scene, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import cxrgan_desktop.core.fileio as fileio
+    from cxrgan_desktop.cli import main
+
+    out = tmp_path / "audit"
+    assert main(_cli_args(scene, out)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    real, seen = fileio._write_temp, []
+
+    def full(target, mode, data):
+        if target.parent == out:
+            seen.append(target.name)
+            if len(seen) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real(target, mode, data)
+
+    monkeypatch.setattr(fileio, "_write_temp", full)
+    assert main(_cli_args(scene, out, "--n", "2")) == 2
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.startswith("cxrgan:")]
+    assert said == [f"cxrgan: {out / 'neighbours.csv'}: no space left on device (stopped; "
+                    f"nothing half-written in {out}; cached features are kept for the next "
+                    "run)"]
+    assert "Traceback" not in err
+    assert seen == ["audit.csv", "neighbours.csv"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the earlier audit
+    _consistent(out)

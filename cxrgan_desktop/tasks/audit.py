@@ -22,6 +22,25 @@ Every image set (training, held-out, synthetic) goes through the training image 
 the same arithmetic as the original. Training and held-out features are stored beside their
 image cache, keyed by the cache's fingerprint and everything that decides the space, so a
 rerun against the same training folder costs only the synthetic side.
+
+The three image sets must be different files, and the audit refuses (before writing
+anything) when they are not, because every such audit would give a confident, wrong answer:
+synthetic images that *are* training files (the synthetic folder is the training folder, or
+inside it, or holds it) would all be "copies" of themselves; held-out images that are
+training files (a held-out folder equal to the training folder: with file names that carry
+no patient id, the patient check cannot see it) would set the threshold at similarity 1 and
+flag nothing; synthetic images that are held-out images would calibrate themselves. Files
+are compared by path (after resolving the folders), so a copy or a link to a training image
+in the synthetic folder is still audited: it is what the audit exists to find. The output
+folder may not lie inside an input folder either, where the next run would read its contact
+sheet (and generated images) as inputs.
+
+The output folder is written in one step: ``audit.csv``, ``neighbours.csv``, the contact
+sheet and, last, ``summary.json`` (which records the others' SHA-256) go to temporary files
+first and are renamed only when all are written, so a full disk changes none of them and a
+kill leaves either the earlier audit or one that :func:`~cxrgan_desktop.tasks.audit_file.
+read_audit` refuses as changed; the rerun, holding the folder's lock, removes the orphaned
+temporary files.
 """
 
 from __future__ import annotations
@@ -39,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from cxrgan_desktop import __version__
-from cxrgan_desktop.core.fileio import atomic_write_many, sha256_file
+from cxrgan_desktop.core.fileio import atomic_write_many, remove_orphan_temps, sha256_file
 from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress, sub_progress
 from cxrgan_desktop.core.output_lock import output_lock
 from cxrgan_desktop.engine.training.dataset import DatasetSpec, list_dataset
@@ -267,7 +286,12 @@ def reid_space(model: str, device: str) -> Space:
     from cxrgan_desktop.engine.reid.files import load_reid
     from cxrgan_desktop.engine.reid.installed import resolve_reid
 
-    loaded = load_reid(resolve_reid(model))
+    try:
+        path = resolve_reid(model)
+    except FileNotFoundError as error:
+        raise ValueError(f"{error}; give a .safetensors file or an installed name (train one "
+                         "with `cxrgan reid train`)") from error
+    loaded = load_reid(path)
     network_device = device
 
     def embed(batch: Any) -> np.ndarray:
@@ -428,6 +452,7 @@ def _generate(options: AuditOptions, folder: Path, progress: ProgressFn,
             progress(1.0, "synthetic images from the earlier run")
             return recipe
     folder.mkdir(parents=True, exist_ok=True)
+    remove_orphan_temps(folder)  # a killed run's (the audit folder's lock is held)
     for stale in folder.glob("*.png"):
         stale.unlink()
     record_path.unlink(missing_ok=True)
@@ -473,6 +498,61 @@ def _synthetic_side(options: AuditOptions, resolution: int, progress: ProgressFn
                  skipped, generated)
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def check_out_folder(options: AuditOptions) -> None:
+    """The audit folder must not lie in an input folder: the next audit (or training run)
+    would read its contact sheet, and the images it generated, as inputs."""
+    out = Path(options.out_dir)
+    inputs = [("training", Path(options.train_dir))]
+    held = Path(options.held_out)
+    if not (held / "held_out.json").is_file():
+        inputs.append(("held-out", held))
+    if not options.synthetic.startswith("model:"):
+        inputs.append(("synthetic", Path(options.synthetic)))
+    for name, folder in inputs:
+        if folder.is_dir() and _inside(out, folder):
+            raise ValueError(f"{out}: the audit folder is inside the {name} folder {folder}; "
+                             "its contact sheet and generated images would be read as "
+                             f"{name} images by the next run. Choose an --out outside it")
+
+
+def _same_files(a: ImageSet, b: ImageSet) -> list[str]:
+    """Files of ``b`` that are files of ``a`` (by path, folders resolved): only possible
+    when one root is the other or holds it, so other sets cost nothing."""
+    ra, rb = a.root.resolve(), b.root.resolve()
+    if not (ra == rb or ra in rb.parents or rb in ra.parents):
+        return []
+    mine = {(ra / f).as_posix() for f in a.files}
+    return [f for f in b.files if (rb / f).as_posix() in mine]
+
+
+def check_separate(train: ImageSet, held: ImageSet, synthetic: ImageSet,
+                   held_from_run: bool) -> None:
+    """Refuse image sets that share files (see the module docstring for why each pair)."""
+    problems = [
+        (train, synthetic, "synthetic", "training", "every one would be found as its own "
+         "copy. Give a folder of generated images that is not the training folder and lies "
+         "outside it"),
+        (held, synthetic, "synthetic", "held-out", "they would calibrate themselves. Give "
+         "synthetic and held-out images in separate folders"),
+    ]
+    if not held_from_run:
+        problems.append((train, held, "held-out", "training", "the calibration would "
+                         "compare training images with themselves (similarity 1) and flag "
+                         "nothing. Give real images of patients never trained on, in a "
+                         "folder outside the training folder, or the training run folder"))
+    for a, b, b_name, a_name, why in problems:
+        shared = _same_files(a, b)
+        if shared:
+            raise ValueError(f"{b.root}: {len(shared)} of the {len(b)} {b_name} images are "
+                             f"{a_name} images (the same files, e.g. {shared[0]}, under "
+                             f"{a.root}): {why}")
+
+
 def _check_disjoint(train: ImageSet, held: ImageSet) -> None:
     """Held-out images must be other patients, or the calibration would call a training
     patient's follow-up normal."""
@@ -491,6 +571,7 @@ def run_audit(options: AuditOptions, progress: ProgressFn = no_progress,
     return it read back. Raises ``ValueError`` with the file and the fix for unusable input,
     :class:`~cxrgan_desktop.core.jobs.Cancelled` when cancelled (nothing half-written)."""
     options.check()
+    check_out_folder(options)
     out = Path(options.out_dir)
     with output_lock(out, "audit"):
         return _run_locked(options, out, progress, cancel)
@@ -523,6 +604,7 @@ def _run_locked(options: AuditOptions, out: Path, progress: ProgressFn,
         raise ValueError(f"{held_dir}: at least 2 held-out images are needed to calibrate")
     side = _synthetic_side(options, resolution, sub_progress(progress, 0.4, 0.5), cancel)
     _check_model_hold_out(side.generated, held_record)
+    check_separate(train, held, side.images, held_record.get("source") == "training run")
     if len(side.images) == 0:
         raise ValueError(f"{options.synthetic}: no readable synthetic images "
                          f"({'; '.join(side.skipped[:3])})")
@@ -547,9 +629,9 @@ def _run_locked(options: AuditOptions, out: Path, progress: ProgressFn,
     rows, neighbours = _rows(side, train, found)
     summary = _summary(options, spaces, train, held, held_record, side, found, rows, started)
     csv_text = audit_csv_text(rows, [s.name for s in spaces])
-    _write(out, csv_text, neighbours_csv_text(neighbours), summary)
+    sheet = _contact_sheet(AuditReport(out, rows, tuple(s.name for s in spaces), summary))
+    _write(out, csv_text, neighbours_csv_text(neighbours), sheet, summary)
     report = read_audit(out)
-    _contact_sheet(report, out)
     progress(1.0, f"{len(report.flagged)} of {len(report.rows)} flagged")
     return report
 
@@ -649,22 +731,27 @@ def _summary(options: AuditOptions, spaces: Sequence[Space], train: ImageSet, he
     }
 
 
-def _write(out: Path, csv_text: str, neighbours_text: str, summary: dict[str, Any]) -> None:
-    """The three files together (temporary files first, then the renames)."""
+def _write(out: Path, csv_text: str, neighbours_text: str, sheet: dict[str, bytes],
+           summary: dict[str, Any]) -> None:
+    """Every file together (temporary files first, then the renames, ``summary.json`` last):
+    the summary records the others' SHA-256, so a reader can tell a half-renamed folder."""
     import hashlib
 
-    summary["files"] = {AUDIT_CSV: {"sha256": hashlib.sha256(csv_text.encode()).hexdigest()},
-                        NEIGHBOURS_CSV: {"sha256": hashlib.sha256(
-                            neighbours_text.encode()).hexdigest()}}
-    atomic_write_many({out / AUDIT_CSV: csv_text.encode(),
-                       out / NEIGHBOURS_CSV: neighbours_text.encode(),
+    files = {AUDIT_CSV: csv_text.encode(), NEIGHBOURS_CSV: neighbours_text.encode(), **sheet}
+    summary["files"] = {name: {"sha256": hashlib.sha256(data).hexdigest()}
+                        for name, data in files.items()}
+    atomic_write_many({**{out / name: data for name, data in files.items()},
                        out / SUMMARY_JSON: summary_text(summary).encode()})
     assert sha256_file(out / AUDIT_CSV) == summary["files"][AUDIT_CSV]["sha256"]
 
 
-def _contact_sheet(report: AuditReport, out: Path, pairs: int = CONTACT_PAIRS) -> None:
-    """The closest pairs side by side (PNG and PDF), read from the original files."""
-    from cxrgan_desktop.tasks.audit_sheet import contact_sheet, save_sheet
+CONTACT_SHEETS = ("contact_sheet.png", "contact_sheet.pdf")
+
+
+def _contact_sheet(report: AuditReport, pairs: int = CONTACT_PAIRS) -> dict[str, bytes]:
+    """The closest pairs side by side (PNG and PDF bytes by file name), read from the
+    original files."""
+    from cxrgan_desktop.tasks.audit_sheet import contact_sheet, encode_sheet
 
     shown = []
     for row in report.rows[:pairs]:
@@ -681,4 +768,5 @@ def _contact_sheet(report: AuditReport, out: Path, pairs: int = CONTACT_PAIRS) -
                       f"#{row.rank} {row.synthetic_file}" + (" FLAGGED" if row.flagged else ""),
                       f"{space}: {match.training_file} (patient {match.patient}), "
                       f"similarity {match.similarity:.3f}, held-out {match.heldout_fraction:.1%}"))
-    save_sheet(contact_sheet(shown), out / "contact_sheet.png", out / "contact_sheet.pdf")
+    sheet = contact_sheet(shown)
+    return {name: encode_sheet(sheet, Path(name)) for name in CONTACT_SHEETS}

@@ -10,13 +10,14 @@ window), saved as PNG and as a one-page PDF.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cxrgan_desktop.core.fileio import atomic_writer
+from cxrgan_desktop.core.fileio import atomic_write_bytes
 
 Pair = tuple[np.ndarray, np.ndarray, str, str]
 """(synthetic [H, W] in [0, 1], training [H, W] in [0, 1], title, caption)"""
@@ -62,10 +63,17 @@ def contact_sheet(pairs: Sequence[Pair]) -> Image.Image:
     return sheet
 
 
+def encode_sheet(sheet: Image.Image, path: Path) -> bytes:
+    """``sheet`` encoded for ``path``'s type (.png, or .pdf at 100 dpi), in memory: the audit
+    writes it with its other files in one step."""
+    kind = "PDF" if path.suffix.lower() == ".pdf" else "PNG"
+    buffer = io.BytesIO()
+    sheet.save(buffer, format=kind, **({"resolution": 100.0} if kind == "PDF" else {}))
+    return buffer.getvalue()
+
+
 def save_sheet(sheet: Image.Image, *paths: Path) -> list[Path]:
     """``sheet`` as each of ``paths`` (.png, or .pdf at 100 dpi), written atomically."""
     for path in paths:
-        kind = "PDF" if path.suffix.lower() == ".pdf" else "PNG"
-        with atomic_writer(path, "wb") as handle:
-            sheet.save(handle, format=kind, **({"resolution": 100.0} if kind == "PDF" else {}))
+        atomic_write_bytes(path, encode_sheet(sheet, path))
     return list(paths)
