@@ -430,3 +430,78 @@ def test_a_full_disk_on_the_second_file_changes_nothing_and_says_so_in_one_line(
     assert seen == ["audit.csv", "neighbours.csv"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the earlier audit
     _consistent(out)
+
+
+# -- 4. crafted re-identification files -----------------------------------------------------
+
+class _Payload:
+    """Unpickling this creates the marker file (``open(path, "w")``): if the marker exists
+    after a load, the file's code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _crafted_reid_files(folder: Path, marker: Path) -> dict[str, str]:
+    """file name -> what the refusal must say. Written with pickle, torch.save and
+    safetensors directly."""
+    import pickle
+
+    import torch
+    from safetensors.torch import save as safetensors_bytes
+
+    from cxrgan_desktop.engine.reid.files import FORMAT, FORMAT_VERSION
+    from cxrgan_desktop.engine.reid.model import ReidNet, ReidSpec
+
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {"state_dict": {"w": _Payload(marker)}}
+    (folder / "pickle.safetensors").write_bytes(pickle.dumps(payload, protocol=2))
+    torch.save(payload, folder / "torch_zip.safetensors")
+    torch.save(payload, folder / "torch_zip.pt")
+    (folder / "legacy.pth").write_bytes(pickle.dumps(payload, protocol=4))
+    net = ReidNet(ReidSpec(input_size=32, widths=(4, 8)))
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    conv = next(k for k, v in weights.items() if v.ndim == 4)
+    weights[conv] = torch.zeros(3, 3, 3, 3)
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "spec": net.spec.to_json(),
+                "provenance": "{}"}
+    (folder / "shapes.safetensors").write_bytes(safetensors_bytes(weights, metadata=metadata))
+    return {"pickle.safetensors": "not a safetensors file",
+            "torch_zip.safetensors": "not a safetensors file",
+            "torch_zip.pt": "not a safetensors file", "legacy.pth": "not a safetensors file",
+            "shapes.safetensors": f"(?s)weights do not fit.*{conv}: file has shape \\[3, 3, 3, 3\\]"}
+
+
+def test_crafted_reid_files_are_refused_without_running_their_code(tmp_path, scene, capsys):
+    """load_reid, the audit and `cxrgan reid info` refuse each file, naming it; the pickled
+    payload never runs (its marker file never appears)."""
+    from cxrgan_desktop.cli import main
+    from cxrgan_desktop.core.model_errors import CheckpointError
+    from cxrgan_desktop.engine.reid.files import load_reid
+    from cxrgan_desktop.tasks.audit import run_audit
+
+    marker = tmp_path / "payload_ran"
+    files = _crafted_reid_files(tmp_path / "models", marker)
+    for name, why in files.items():
+        path = tmp_path / "models" / name
+        with pytest.raises(CheckpointError, match=why) as refused:
+            load_reid(path)
+        assert str(path) in str(refused.value)
+        with pytest.raises(CheckpointError, match=why):
+            run_audit(_options(scene, tmp_path / f"audit_{name}", spaces=("pixels", "reid"),
+                               reid_model=str(path)))
+        assert not (tmp_path / f"audit_{name}" / "audit.csv").exists()
+        assert main(["reid", "info", str(path)]) == 2
+        assert f"cxrgan: error: {path}" in capsys.readouterr().err
+        assert main(_cli_args(scene, tmp_path / "cli", "--spaces", "pixels,reid", "--reid",
+                              str(path))) == 2
+        err = capsys.readouterr().err
+        assert f"cxrgan: error: {path}" in err and "Traceback" not in err
+    assert not marker.exists()
+    import pickle  # the control: the same payload, unpickled, does create the marker
+
+    pickle.loads((tmp_path / "models" / "legacy.pth").read_bytes())
+    assert marker.exists()
