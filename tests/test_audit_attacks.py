@@ -472,7 +472,8 @@ def _crafted_reid_files(folder: Path, marker: Path) -> dict[str, str]:
     return {"pickle.safetensors": "not a safetensors file",
             "torch_zip.safetensors": "not a safetensors file",
             "torch_zip.pt": "not a safetensors file", "legacy.pth": "not a safetensors file",
-            "shapes.safetensors": f"(?s)weights do not fit.*{conv}: file has shape \\[3, 3, 3, 3\\]"}
+            "shapes.safetensors": f"(?s)weights do not fit.*{conv}: file has shape "
+                                  "\\[3, 3, 3, 3\\]"}
 
 
 def test_crafted_reid_files_are_refused_without_running_their_code(tmp_path, scene, capsys):
@@ -505,3 +506,60 @@ def test_crafted_reid_files_are_refused_without_running_their_code(tmp_path, sce
 
     pickle.loads((tmp_path / "models" / "legacy.pth").read_bytes())
     assert marker.exists()
+
+
+# -- 5. a flagged image exported as DICOM, then offered to a reader study -------------------
+
+@pytest.mark.parametrize("window", [None, "30000,20000"])
+def test_a_flagged_image_exported_as_dicom_is_never_drawn_into_a_study(tmp_path, capsys,
+                                                                       window):
+    """`cxrgan generate` writes 6 images of seed 5 as 16-bit PNGs (audited: numbers 1 and 4
+    flagged, hashed from the PNGs as Pillow reads them) and again as DICOM, with the default
+    window or a narrow one. A study drawn from the DICOM folder must leave out the two
+    flagged images. With the narrow window the reader's pixels differ from the PNG's, and
+    before the fix both were drawn; the stored values (pydicom) are the PNG's."""
+    import numpy as np
+    import pydicom
+    from PIL import Image
+
+    from cxrgan_desktop.cli import main
+    from cxrgan_desktop.imaging.pixel_hash import pixel_sha256
+    from cxrgan_desktop.tasks.phantom import write_phantoms
+
+    common = ["--model", "demo-phantom-64", "--n", "6", "--seed", "5", "--device", "cpu"]
+    assert main(["generate", *common, "--out", str(tmp_path / "png")]) == 0
+    extra = ["--window", window] if window else []
+    assert main(["generate", *common, "--format", "dicom", *extra,
+                 "--out", str(tmp_path / "dicom")]) == 0
+    pngs = sorted((tmp_path / "png").glob("img_*.png"))
+    hashes = []
+    for path in pngs:
+        with Image.open(path) as image:
+            hashes.append(pixel_sha256(np.asarray(image).astype(np.float64) / 65535.0))
+    dicoms = sorted((tmp_path / "dicom").glob("img_*.dcm"))
+    for path, digest in zip(dicoms, hashes, strict=True):  # the same stored values
+        stored = pydicom.dcmread(path)
+        assert pixel_sha256(stored.pixel_array.astype(np.float64) / 65535.0) == digest
+        assert float(stored.WindowWidth) == (20000.0 if window else 65536.0)
+    flags = [str(k in (1, 4)).lower() for k in range(len(pngs))]
+    rows = [["1", p.name, h, f, "1.0", "t.png", "900001", "0.99", "0.0", f]
+            for p, h, f in zip(pngs, hashes, flags, strict=True)]
+    audit = _crafted(tmp_path / "audit", rows)
+    summary = json.loads((audit / "summary.json").read_text())
+    summary["synthetic"]["root"] = str(tmp_path / "png")  # flagged by pixels only
+    (audit / "summary.json").write_text(json.dumps(summary))
+    real = write_phantoms(tmp_path / "real", n=6, size=64, seed=1, images_per_patient=1)
+    capsys.readouterr()
+
+    code = main(["study", "build", "--real", str(real), "--synthetic", str(tmp_path / "dicom"),
+                 "--n-real", "3", "--n-synthetic", "4", "--seed", "3", "--size", "64",
+                 "--exclude-flagged", str(audit), "--out", str(tmp_path / "study")])
+    said = capsys.readouterr().out
+    assert code == 0, said
+    assert "2 flagged synthetic image(s) left out of the draw" in said
+    key = json.loads(next((tmp_path / "study").glob("*.key.json")).read_text())
+    drawn = sorted(Path(c["source"]).name for c in key["cases"].values()
+                   if c["truth"] == "synthetic")
+    assert drawn == ["img_00000.dcm", "img_00002.dcm", "img_00003.dcm", "img_00005.dcm"]
+    assert sorted(Path(f).name for f in key["built"]["exclude_flagged"]["excluded_files"]) \
+        == ["img_00001.dcm", "img_00004.dcm"]

@@ -327,7 +327,10 @@ class FlaggedImages:
 
     An image is recognised by its pixels (:func:`~cxrgan_desktop.imaging.pixel_hash.
     pixel_sha256`), so a renamed copy or a DICOM of the same array is still recognised, or by
-    its path when it is the very file the audit read.
+    its path when it is the very file the audit read. A DICOM read through its window gives
+    other pixels when the window is not the full range: readers of DICOM files hash their
+    stored values as well (``study_build.stored_values_hash``; the other exclusions hash
+    the array they write, or read it as stored).
     """
 
     audit_csv: Path

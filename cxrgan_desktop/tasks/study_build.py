@@ -14,7 +14,10 @@ package that fails the leak audit is removed unless the organiser forces it.
 
 With a memorisation audit (``exclude_flagged``), synthetic candidates the audit flagged (by
 their pixels, so a renamed copy or a re-saved file is recognised, or by their path) are never
-drawn: a folder source takes the next unflagged file of the same seeded permutation, a model
+drawn (a DICOM by its stored values too, as ``cxrgan generate --format dicom`` wrote them:
+the reader applies the file's window, and a window other than the full range changes the
+pixels it gives, so a flagged image exported with ``--window`` would otherwise be drawn):
+a folder source takes the next unflagged file of the same seeded permutation, a model
 source the next sample indices of the same seed. The audit's record goes only into the key:
 the package is built exactly as it would be had the flagged images never existed, so nothing
 a reader holds depends on the exclusion except which images are shown.
@@ -112,6 +115,23 @@ class BuildResult:
     exclusion: dict[str, Any] | None = None  # the audit's record, as the key holds it
 
 
+def stored_values_hash(path: Path) -> str | None:
+    """The pixel hash of a DICOM's stored values read as this program stores images (16-bit,
+    value = round(65535 x), no windowing), whatever VOI window or rescale its header carries;
+    None when its values cannot be such an image (not 2-D 16-bit-range integers, unreadable).
+    """
+    import pydicom
+
+    try:
+        values = pydicom.dcmread(path).pixel_array
+    except Exception:  # read_image read it; a decoder can fail in any way on its own terms
+        return None
+    if values.ndim != 2 or values.dtype.kind not in "ui" or values.size == 0 \
+            or values.min() < 0 or values.max() > 65535:
+        return None
+    return pixel_sha256(values.astype(np.float64) / 65535.0)
+
+
 class _Exclusion:
     """The flagged images of an audit, and the synthetic candidates they kept out of a draw."""
 
@@ -119,12 +139,16 @@ class _Exclusion:
         self.flagged = flagged
         self.excluded: list[str] = []
 
-    def keeps_out(self, source: str, path: Path | None, pixels: np.ndarray | None) -> bool:
-        """True (and noted) when the audit flagged this candidate by its path or pixels."""
+    def keeps_out(self, source: str, path: Path | None, pixels: np.ndarray | None,
+                  stored: Path | None = None) -> bool:
+        """True (and noted) when the audit flagged this candidate by its path or pixels, or
+        (``stored``: a DICOM file) by its stored values."""
         if self.flagged is None:
             return False
         hashed = None if pixels is None else pixel_sha256(pixels)
-        if self.flagged.is_flagged(path=path, pixel_hash=hashed):
+        if self.flagged.is_flagged(path=path, pixel_hash=hashed) or (
+                stored is not None and self.flagged.is_flagged(
+                    pixel_hash=stored_values_hash(stored))):
             self.excluded.append(source)
             return True
         return False
@@ -194,11 +218,13 @@ def _from_files(inputs: list[str], files: list[Path], count: int, rng: np.random
         if exclusion is not None and exclusion.keeps_out(str(path), path, None):
             continue
         try:
-            pixels = read_image(path).pixels
+            loaded = read_image(path)
         except ImageReadError as error:
             skipped.append(str(error))
             continue
-        if exclusion is not None and exclusion.keeps_out(str(path), None, pixels):
+        pixels = loaded.pixels
+        if exclusion is not None and exclusion.keeps_out(
+                str(path), None, pixels, path if loaded.file_format == "DICOM" else None):
             continue
         made += 1
         yield Prepared(prepare_case(pixels, settings.image_size, settings.bit_depth),
