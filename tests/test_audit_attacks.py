@@ -563,3 +563,31 @@ def test_a_flagged_image_exported_as_dicom_is_never_drawn_into_a_study(tmp_path,
     assert drawn == ["img_00000.dcm", "img_00002.dcm", "img_00003.dcm", "img_00005.dcm"]
     assert sorted(Path(f).name for f in key["built"]["exclude_flagged"]["excluded_files"]) \
         == ["img_00001.dcm", "img_00004.dcm"]
+
+
+def test_the_pair_view_shows_crafted_names_as_plain_text(qtbot, tmp_path):
+    """A crafted audit's patient id or file name holding markup (``<img src=...>`` would
+    make a rich-text label read that file) is shown as the text it is, in the titles and in
+    each viewer's overlay."""
+    import numpy as np
+    from PIL import Image
+    from PySide6 import QtGui
+    from PySide6.QtCore import Qt
+
+    from cxrgan_desktop.gui.viewer.pair import PairView, read_pair
+
+    outside = tmp_path / "outside.png"
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(outside)
+    for name in ("s.png", "t.png"):
+        Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(tmp_path / name)
+    markup = f"<img src='{outside}'><b>bold</b>"
+    view = PairView()
+    qtbot.addWidget(view)
+    pair = read_pair(tmp_path / "s.png", tmp_path / "t.png", (f"synthetic {markup}",),
+                     (f"training, patient {markup}",))
+    view.show_pair(pair, f"Synthetic #1: {markup}", f"Nearest: patient {markup}")
+    assert QtGui.Qt.mightBeRichText(view.titles[1].text())  # Qt would take it for markup
+    for label in (*view.titles, view.synthetic.overlay, view.training.overlay):
+        assert label.textFormat() == Qt.TextFormat.PlainText  # but is told not to
+    assert view.titles[1].text() == f"Nearest: patient {markup}"
+    assert view.training.overlay.text().startswith(f"training, patient {markup}")

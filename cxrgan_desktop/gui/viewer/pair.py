@@ -127,7 +127,13 @@ class PairView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setHorizontalSpacing(4)
         layout.setVerticalSpacing(2)
+        # Titles and overlays carry an audit's file names and patient ids, which a crafted
+        # audit.csv chooses: as rich text, "<img src=/any/file>" would make Qt read a file
+        # outside the audit's roots. Plain text shows them as written.
+        for viewer in (self.synthetic, self.training, self.difference):
+            viewer.overlay.setTextFormat(Qt.TextFormat.PlainText)
         for column, title in enumerate(self.titles):
+            title.setTextFormat(Qt.TextFormat.PlainText)
             title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             title.setStyleSheet("padding: 2px 4px;")
             title.setWordWrap(True)  # a long file name must not widen its column
