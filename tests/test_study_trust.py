@@ -290,3 +290,38 @@ def _is_number(cell: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_a_layout_that_separates_by_chance_is_drawn_again(sources, tmp_path, monkeypatch):
+    """About one random layout in a hundred has ids (or an order) that separate the classes at
+    p < 0.001 by pure chance; the builder draws again rather than refusing the study (this
+    test failed a CI run before: 'character 4 of the ids separates the classes')."""
+    from scipy.stats import mannwhitneyu
+
+    from cxrgan_desktop.study.leak_audit import layout_separates
+
+    plan = _plan(sources, 5)
+    n = plan.n_real + plan.n_synthetic + 2 * plan.practice
+    real_draw = builder.secret_layout
+    draws = []
+
+    def unlucky_first(n_items):
+        draws.append(n_items)
+        if len(draws) > 1:
+            return real_draw(n_items)
+        # ids in sorted order: the real cases come first and their ids start with "A",
+        # the synthetic ones with "Z" (scored: real first, then synthetic, then practice)
+        ids = sorted([f"A{k:07d}" for k in range(plan.n_real)]
+                     + [f"Z{k:07d}" for k in range(n_items - plan.n_real)])
+        return ids, list(range(n_items))
+
+    monkeypatch.setattr(builder, "secret_layout", unlucky_first)
+    ids = sorted([f"A{k:07d}" for k in range(plan.n_real)]
+                 + [f"Z{k:07d}" for k in range(n - plan.n_real)])
+    scored = ids[:plan.n_real + plan.n_synthetic]
+    truth = np.array([k >= plan.n_real for k in range(len(scored))])
+    codes = np.array([ord(i[0]) for i in scored], dtype=float)
+    assert mannwhitneyu(codes[truth], codes[~truth]).pvalue < 1e-3  # independently: it leaks
+    assert "character 1" in layout_separates(scored, truth)
+    built = build_study(plan, tmp_path / "redrawn")
+    assert len(draws) == 2 and built.audit.passed, built.audit.text()

@@ -232,6 +232,25 @@ def _name_checks(ids: list[str], key: StudyKey, infos: list[zipfile.ZipInfo]) ->
     return checks
 
 
+def layout_separates(ids: list[str], synthetic: np.ndarray) -> str | None:
+    """Why the ids and their package order (sorted) would fail the audit's id and order
+    checks by chance, or None.
+
+    Ids and the assignment come from the operating system's randomness, so with p < 0.001 on
+    each of the id's characters and the order, about one build in a hundred would separate
+    the classes by pure chance and be refused. The builder draws again until this returns
+    None: the checks then fail only for a systematic leak, never for an unlucky draw, and the
+    redraw depends on nothing a reader can know.
+    """
+    order = np.argsort(ids, kind="stable")
+    ordered, flags = [ids[i] for i in order], np.asarray(synthetic)[order]
+    for check in (_id_character_check(ordered, flags),
+                  _order_check(ordered, {"cases": ordered}, flags)):
+        if not check.passed:
+            return check.detail
+    return None
+
+
 def _id_character_check(ids: list[str], synthetic: np.ndarray) -> Check:
     """No character position of the ids (say, a first letter per class) separates them."""
     for position in range(min(len(i) for i in ids)):

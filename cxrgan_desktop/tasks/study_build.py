@@ -45,7 +45,7 @@ from cxrgan_desktop.imaging.pixel_hash import pixel_sha256
 from cxrgan_desktop.imaging.readers import ImageReadError, image_files, missing_inputs, read_image
 from cxrgan_desktop.study.design import ID_ALPHABET, ID_LENGTH, StudySettings
 from cxrgan_desktop.study.key import KeyCase, StudyKey, write_key
-from cxrgan_desktop.study.leak_audit import AuditReport, audit_package
+from cxrgan_desktop.study.leak_audit import AuditReport, audit_package, layout_separates
 from cxrgan_desktop.study.package import SUFFIX, write_package
 from cxrgan_desktop.study.pipeline import prepare_case
 from cxrgan_desktop.tasks.audit_file import FlaggedImages, read_flagged
@@ -187,6 +187,23 @@ def secret_layout(n_items: int) -> tuple[list[str], list[int]]:
     assignment = list(range(n_items))
     secrets.SystemRandom().shuffle(assignment)
     return case_ids(n_items), assignment
+
+
+MAX_LAYOUT_DRAWS = 100
+
+
+def _unlucky_free_layout(truths: list[str], n_practice: int) -> tuple[list[str], list[str]]:
+    """(scored ids, practice ids) from :func:`secret_layout`, drawn again while the ids or
+    their order would separate the classes by chance (the leak audit would refuse about one
+    build in a hundred otherwise): see :func:`~cxrgan_desktop.study.leak_audit.
+    layout_separates`."""
+    synthetic = np.array([truth == "synthetic" for truth in truths])
+    for _ in range(MAX_LAYOUT_DRAWS):
+        ids, assignment = secret_layout(len(truths) + n_practice)
+        scored = [ids[i] for i in assignment[:len(truths)]]
+        if layout_separates(scored, synthetic) is None:
+            break
+    return scored, [ids[i] for i in assignment[len(truths):]]
 
 
 def _lco_labels(image: Path) -> list[str]:
@@ -389,9 +406,8 @@ def build_study(plan: StudyPlan, out_dir: str | Path, name: str = "study",
         [("synthetic", p) for p in synthetic[plan.n_synthetic:]]
     scored = [("real", p) for p in real[:plan.n_real]] + \
         [("synthetic", p) for p in synthetic[:plan.n_synthetic]]
-    ids, assignment = secret_layout(len(scored) + len(practice_items))
-    scored_ids = [ids[i] for i in assignment[:len(scored)]]
-    practice_ids = [ids[i] for i in assignment[len(scored):]]
+    scored_ids, practice_ids = _unlucky_free_layout([truth for truth, _ in scored],
+                                                    len(practice_items))
     practice_order = list(range(len(practice_items)))
     secrets.SystemRandom().shuffle(practice_order)
     study_id = secrets.token_hex(8)
