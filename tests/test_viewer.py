@@ -310,3 +310,14 @@ def test_a_window_change_paints_the_image_once_with_its_overlay(viewer, qtbot):
         QApplication.processEvents()
     assert len(painted) == 1
     assert "W 3001  L 20000.5" in painted[0]
+
+
+def test_the_overlay_shows_header_text_as_plain_text(viewer):
+    """A caption from a file (a DICOM header, a file name) that looks like markup is shown
+    as written, never rendered as rich text (which could load a local file)."""
+    from cxrgan_desktop.imaging.display import DisplayInfo
+
+    crafted = "<img src=/etc/hostname><b>bold</b>"
+    viewer.show_image(np.zeros((8, 8), np.float32), DisplayInfo(caption=(crafted,)))
+    assert viewer.overlay.textFormat() == Qt.TextFormat.PlainText
+    assert crafted in viewer.overlay.text()

@@ -140,6 +140,9 @@ class ImageViewer(QWidget):
         self.histogram = HistogramStrip()
         self.overlay = QLabel(self.graphics_view)
         self.overlay.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        # plain text: the lines carry file names and DICOM header text, which Qt's automatic
+        # rich text would render as markup (a crafted '<img src=...>' would read a file)
+        self.overlay.setTextFormat(Qt.TextFormat.PlainText)
         self.overlay.setStyleSheet("color: #f0f0f0; background: rgba(0, 0, 0, 150); "
                                    "padding: 3px 6px; font-family: monospace; font-size: 13px;")
         self.overlay.move(6, 6)
