@@ -33,6 +33,7 @@ disk is an ``OSError``, not a crash.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import hashlib
@@ -42,7 +43,8 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ import cxrgan_desktop
 from cxrgan_desktop.core import paths
 from cxrgan_desktop.core.fileio import atomic_write_json, atomic_write_text, read_json_object
 from cxrgan_desktop.core.jobs import ProgressFn, check_cancel, no_progress
+from cxrgan_desktop.core.output_lock import FolderBusy, output_lock
 from cxrgan_desktop.engine.training.dataset import (
     DatasetListing,
     DatasetSpec,
@@ -78,6 +81,7 @@ should not throw away a day of preprocessing.)"""
 CHECKPOINT_EVERY = 64
 CACHE_JSON, BUILD_JSON, PROGRESS_JSON = "cache.json", "build.json", "progress.json"
 SKIPPED_CSV = "skipped.csv"
+_LOCK_POLL_S = 0.25
 _HEAVY_CROP = 0.10  # fraction of the long side a crop may remove before it is counted
 
 
@@ -334,6 +338,37 @@ def build_cache(spec: DatasetSpec, cache_dir: str | os.PathLike[str], max_resolu
     if square not in SQUARE_MODES:
         raise ValueError(f"square must be one of {SQUARE_MODES}, got {square!r}")
     folder = Path(cache_dir)
+    with _build_lock(folder, progress, cancel):
+        return _build_locked(spec, folder, max_resolution, resolutions, bit_depth, square,
+                             progress, cancel)
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path, progress: ProgressFn, cancel: threading.Event | None
+                ) -> Iterator[None]:
+    """Hold the cache folder's lock, waiting for another process (or thread) that builds
+    the same cache: two audits, a GAN and a classifier, or torchrun ranks sharing a folder
+    would otherwise write one set of arrays at once. The waiter then finds the finished
+    cache and returns it."""
+    said = False
+    with contextlib.ExitStack() as held:
+        while True:
+            check_cancel(cancel)
+            try:
+                held.enter_context(output_lock(folder, "image cache"))
+                break
+            except FolderBusy as busy:
+                if not said:
+                    progress(0.0, f"waiting: {busy}")
+                    log.info("waiting for the image cache in %s: %s", folder, busy)
+                    said = True
+                time.sleep(_LOCK_POLL_S)
+        yield
+
+
+def _build_locked(spec: DatasetSpec, folder: Path, max_resolution: int,
+                  resolutions: tuple[int, ...], bit_depth: int, square: str,
+                  progress: ProgressFn, cancel: threading.Event | None) -> ImageCache:
     listing = list_dataset(spec)
     fingerprint = listing.fingerprint()
     settings = _normalised(_settings(listing.spec, max_resolution, bit_depth, square))
