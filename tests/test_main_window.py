@@ -164,3 +164,15 @@ def test_dropping_files_opens_them(window, qtbot, tmp_path):
     window.dropEvent(event)
     qtbot.waitUntil(lambda: window.gallery.count() == 1, timeout=20_000)
     assert window.gallery.entries()[0].path.name == "RG3_UNCR.dcm"
+
+
+def test_the_window_fits_a_laptop_screen_and_side_by_side_pages_scroll(main_window):
+    """A page of three viewers once made the window at least 1900 px wide (a stacked widget
+    is as wide as its widest page); the side-by-side pages now scroll instead."""
+    win = main_window
+    assert win.minimumSizeHint().width() <= 1366
+    assert win.centre.minimumSizeHint().width() <= win.viewer.minimumSizeHint().width() + 4
+    for page in (win.compare, win.audit_pair, win.projection_pair, win.viewer):
+        win.centre.setCurrentWidget(page)
+        assert win.centre.currentWidget() is page
+        assert page.isVisibleTo(win)

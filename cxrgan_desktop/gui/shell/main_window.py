@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
     QMessageBox,
     QScrollArea,
-    QStackedWidget,
     QTabWidget,
 )
 
@@ -47,6 +46,7 @@ from cxrgan_desktop.gui.panels.study import StudyPanel
 from cxrgan_desktop.gui.panels.train import TrainPanel
 from cxrgan_desktop.gui.panels.tstr import TSTRPanel
 from cxrgan_desktop.gui.shell import help_texts
+from cxrgan_desktop.gui.shell.centre import CentreStack
 from cxrgan_desktop.gui.shell.export_controller import ExportController
 from cxrgan_desktop.gui.shell.image_session import ImageSession
 from cxrgan_desktop.gui.shell.menus import build_menus
@@ -78,13 +78,13 @@ class MainWindow(QMainWindow):
 
         self.viewer = ImageViewer()
         self.compare = CompareView()
-        self.centre = QStackedWidget()
-        self.centre.addWidget(self.viewer)
-        self.centre.addWidget(self.compare)
+        self.centre = CentreStack()
+        self.centre.add_page(self.viewer)
+        self.centre.add_wide_page(self.compare)
         self.audit_pair = PairView()  # an Audit tab row: synthetic | training | difference
-        self.centre.addWidget(self.audit_pair)
+        self.centre.add_wide_page(self.audit_pair)
         self.projection_pair = PairView()  # Find in latent space: original | reconstruction
-        self.centre.addWidget(self.projection_pair)
+        self.centre.add_wide_page(self.projection_pair)
         self.setCentralWidget(self.centre)
         self.setAcceptDrops(True)
         self.generate_panel = GeneratePanel()
@@ -353,7 +353,16 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(QByteArray.fromBase64(self.settings.window_geometry.encode()))
         if self.settings.window_state:
             self.restoreState(QByteArray.fromBase64(self.settings.window_state.encode()))
+        else:  # first start: every task's tab in sight (the nine would scroll at the default)
+            QTimer.singleShot(0, self._widen_tasks_to_their_tabs)
         self.apply_viewer_preferences()
+
+    def _widen_tasks_to_their_tabs(self) -> None:
+        """Once laid out (a dock resized before it is shown keeps its default width)."""
+        bar = self.tasks.tabBar()
+        tabs = sum(bar.tabSizeHint(i).width() for i in range(bar.count())) + 12
+        self.resizeDocks([self.tasks_dock], [min(tabs, int(self.width() * 0.45))],
+                         Qt.Orientation.Horizontal)
 
     def apply_viewer_preferences(self) -> None:
         prefs = to_viewer_preferences(self.settings.viewer)
